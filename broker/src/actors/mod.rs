@@ -1,0 +1,60 @@
+//! The actor tree of one node (ractor), on the broker's own multi-threaded runtime:
+//!
+//! ```text
+//! NodeSupervisor                 registry mesh_id → MeshSupervisor
+//!  └ MeshSupervisor (per mesh)   restarts its children; stops when the mesh has no local sessions
+//!     ├ MeshActor                local sessions by id, routing of mesh events, watchers
+//!     └ PresenceSession × n      status engine, gating, held/inbox messages, outbound sink
+//! ```
+//!
+//! A crashed PresenceSession is cleaned up by its supervisor (presence removed, leave
+//! published) and its connection closes, so the peer reconnects and resumes from its cursor. A
+//! crashed MeshActor is restarted and every live session registers with the new one.
+
+pub mod mesh_actor;
+pub mod mesh_supervisor;
+pub mod node_supervisor;
+pub mod presence_session;
+
+use plexus_proto::{encode_server_frame, push::PushBody, CloseCode, Push, ServerFrame};
+use tokio::sync::mpsc;
+
+/// The outbound side of one WebSocket connection: a bounded frame queue and a close signal.
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    /// Encoded frames to write.
+    pub frames: mpsc::Sender<Vec<u8>>,
+    /// Asks the connection to close with a code.
+    pub control: mpsc::UnboundedSender<CloseCode>,
+}
+
+impl ConnHandle {
+    /// Queue an encoded frame. A full queue closes the connection as a slow consumer; returns
+    /// false when the frame was not queued.
+    pub fn send_frame(&self, frame: Vec<u8>) -> bool {
+        match self.frames.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                crate::metrics::slow_consumers().inc();
+                let _ = self.control.send(CloseCode::SlowConsumer);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queue a push.
+    pub fn push<P: PushBody>(&self, body: &P) -> bool {
+        let Ok(body) = plexus_proto::encode_body(body) else { return false };
+        let Ok(frame) = encode_server_frame(&ServerFrame::Push(Push { push: P::KIND.to_owned(), body })) else {
+            return false;
+        };
+        crate::metrics::pushes().with_label_values(&[P::KIND]).inc();
+        self.send_frame(frame)
+    }
+
+    /// Ask the connection to close.
+    pub fn close(&self, code: CloseCode) {
+        let _ = self.control.send(code);
+    }
+}

@@ -1,0 +1,440 @@
+//! PresenceSession: one per present session on this node. Owns the session's status engine,
+//! its priority gate, the messages addressed to it that are not acknowledged yet (pushed,
+//! held or waiting in the inbox) and its outbound sink. On start it registers with the mesh
+//! router, announces itself and replays from its cursor; on stop it announces the leave
+//! (unless a newer connection of the same session replaced it).
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::Duration,
+};
+
+use plexus_proto::{
+    push::{Digest, KeyRequest, Message, MeshKey, PeerChange, PeerEvent},
+    types::{Cursor, DeliveryState, PeerInfo, SessionProfile, Status, StatusSource},
+    CloseCode,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use uuid::Uuid;
+
+use super::{mesh_actor::MeshMsg, ConnHandle};
+use crate::{
+    app::Broker,
+    cluster::MeshEvent,
+    routing::{gate, Addressing, Gate},
+    status::StatusState,
+    store::{self, log::Addressee, now_ms},
+};
+
+/// Who the session is, fixed at hello.
+#[derive(Debug)]
+pub struct SessionSpec {
+    /// Mesh.
+    pub mesh_id: Uuid,
+    /// Session.
+    pub session_id: Uuid,
+    /// Member.
+    pub member_id: Uuid,
+    /// Member's ed25519 key.
+    pub member_pubkey: Vec<u8>,
+    /// Whether the member can hand out the mesh key (owner, or already granted).
+    pub holds_mesh_key: bool,
+    /// Member's display name.
+    pub member_name: String,
+    /// Session's x25519 key.
+    pub session_pubkey: Vec<u8>,
+    /// Profile at hello.
+    pub profile: SessionProfile,
+    /// Replay starts after this sequence.
+    pub watermark: u64,
+    /// Connection time.
+    pub connected_at_ms: u64,
+    /// Outbound side of the connection.
+    pub conn: ConnHandle,
+}
+
+impl SessionSpec {
+    fn display_name(&self, profile: &SessionProfile) -> String {
+        profile.display_name.clone().unwrap_or_else(|| self.member_name.clone())
+    }
+}
+
+/// Messages to a presence session.
+pub enum SessionMsg {
+    /// A live message addressed to this session.
+    Deliver(Arc<Message>),
+    /// Replay from the cursor (sent to itself at start).
+    Replay,
+    /// The client acknowledged these sequences (already committed as receipts).
+    Acked(Vec<u64>, RpcReplyPort<Cursor>),
+    /// A status report.
+    SetStatus(Status, StatusSource, RpcReplyPort<(Status, StatusSource)>),
+    /// Profile change (summary, groups, visibility); already validated and persisted.
+    SetProfile(plexus_proto::ops::SetProfile, RpcReplyPort<()>),
+    /// Another session's presence changed.
+    PeerEvent(PeerEvent),
+    /// A member waits for the mesh key.
+    KeyRequest(KeyRequest),
+    /// This member's mesh key arrived.
+    MeshKey(Vec<u8>),
+    /// A command routed through the mesh (from a control connection of the same member).
+    Command(crate::cluster::SessionCommand),
+    /// Periodic TTL sweep.
+    Sweep,
+    /// A newer connection of the same session took over: close without a leave.
+    Replaced,
+    /// Close the connection with a code and stop.
+    Close(CloseCode),
+    /// The connection ended.
+    Disconnected,
+}
+
+/// Where an unacknowledged message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Pushed,
+    Held,
+    Inbox,
+}
+
+/// The actor.
+pub struct PresenceSession;
+
+/// Start-up arguments.
+pub struct SessionArgs {
+    /// Identity.
+    pub spec: Arc<SessionSpec>,
+    /// The mesh router.
+    pub router: ActorRef<MeshMsg>,
+    /// Node services.
+    pub broker: Arc<Broker>,
+}
+
+/// State.
+pub struct SessionState {
+    spec: Arc<SessionSpec>,
+    router: ActorRef<MeshMsg>,
+    broker: Arc<Broker>,
+    profile: SessionProfile,
+    status: StatusState,
+    pending: BTreeMap<u64, (Arc<Message>, Standing)>,
+    /// Highest addressed sequence this session has been handed (live or replay).
+    seen_through: u64,
+    replaying: bool,
+    holds_mesh_key: bool,
+    replaced: bool,
+}
+
+impl SessionState {
+    fn addressing(&self) -> Addressing {
+        Addressing {
+            session_id: self.spec.session_id,
+            member_id: self.spec.member_id,
+            groups: self.profile.groups.iter().map(|g| g.name.clone()).collect(),
+            visible: self.profile.visible,
+        }
+    }
+
+    fn peer_info(&self) -> PeerInfo {
+        PeerInfo {
+            session_id: self.spec.session_id,
+            member_id: self.spec.member_id,
+            display_name: self.spec.display_name(&self.profile),
+            session_pubkey: self.spec.session_pubkey.clone(),
+            status: self.status.status,
+            status_source: self.status.source,
+            status_since_ms: self.status.changed_at_ms,
+            profile: SessionProfile { status: self.status.status, ..self.profile.clone() },
+            connected_at_ms: self.spec.connected_at_ms,
+        }
+    }
+
+    /// Everything addressed and `<= watermark` is acknowledged.
+    fn cursor(&self) -> Cursor {
+        // Replay skips acknowledged messages and gating only holds later ones back, so every
+        // addressed message below the first pending one is acknowledged.
+        let watermark = match self.pending.keys().next() {
+            Some(first) => first - 1,
+            None => self.seen_through,
+        };
+        Cursor { watermark, acked: Vec::new() }
+    }
+
+    fn offer(&mut self, msg: Arc<Message>) {
+        if self.pending.contains_key(&msg.seq) || msg.seq <= self.spec.watermark {
+            return;
+        }
+        self.seen_through = self.seen_through.max(msg.seq);
+        let standing = match gate(msg.priority, self.status.status) {
+            Gate::Push => {
+                self.push_message(&msg);
+                Standing::Pushed
+            }
+            Gate::Hold => Standing::Held,
+            Gate::Inbox => Standing::Inbox,
+        };
+        self.pending.insert(msg.seq, (msg, standing));
+    }
+
+    fn push_message(&self, msg: &Message) {
+        if self.spec.conn.push(msg) {
+            let latency = now_ms().saturating_sub(msg.sent_at_ms) as f64 / 1000.0;
+            crate::metrics::delivery_latency().with_label_values(&[msg.priority.as_str()]).observe(latency);
+            self.broker.receipts.record(self.spec.mesh_id, self.spec.session_id, vec![msg.seq], DeliveryState::Pushed);
+        }
+    }
+
+    /// On becoming idle: push held messages in order, then announce the inbox.
+    fn release_held(&mut self) {
+        let held: Vec<u64> = self.pending.iter().filter(|(_, (_, s))| *s == Standing::Held).map(|(k, _)| *k).collect();
+        for seq in held {
+            if let Some(entry) = self.pending.get_mut(&seq) {
+                entry.1 = Standing::Pushed;
+                let msg = entry.0.clone();
+                self.push_message(&msg);
+            }
+        }
+        self.send_digest();
+    }
+
+    fn send_digest(&self) {
+        if self.status.status != Status::Idle {
+            return;
+        }
+        let mut senders: Vec<String> = Vec::new();
+        let mut count = 0u32;
+        for (msg, standing) in self.pending.values() {
+            if *standing == Standing::Inbox {
+                count += 1;
+                if senders.len() < 10 && !senders.contains(&msg.sender_name) {
+                    senders.push(msg.sender_name.clone());
+                }
+            }
+        }
+        if count > 0 {
+            self.spec.conn.push(&Digest { low_unread: count, senders });
+        }
+    }
+
+    async fn announce(&self, change: PeerChange) {
+        let peer = self.peer_info();
+        self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
+        self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(PeerEvent { change, peer }));
+    }
+}
+
+/// Remove a session from presence and publish its leave (used on stop and on crash).
+pub async fn announce_gone(broker: &Broker, spec: &SessionSpec) {
+    if broker.presence.remove(spec.mesh_id, spec.session_id).await {
+        crate::metrics::sessions().dec();
+        let peer = PeerInfo {
+            session_id: spec.session_id,
+            member_id: spec.member_id,
+            display_name: spec.display_name(&spec.profile),
+            session_pubkey: spec.session_pubkey.clone(),
+            status: Status::Idle,
+            status_source: StatusSource::Manual,
+            status_since_ms: now_ms(),
+            profile: spec.profile.clone(),
+            connected_at_ms: spec.connected_at_ms,
+        };
+        broker.fanout.publish(spec.mesh_id, MeshEvent::Peer(PeerEvent { change: PeerChange::Left, peer }));
+    }
+}
+
+impl Actor for PresenceSession {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(&self, myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
+        let now = now_ms();
+        let spec = args.spec;
+        let state = SessionState {
+            profile: spec.profile.clone(),
+            status: StatusState::new(spec.profile.status, StatusSource::Manual, now),
+            pending: BTreeMap::new(),
+            seen_through: spec.watermark,
+            replaying: true,
+            holds_mesh_key: spec.holds_mesh_key,
+            replaced: false,
+            router: args.router,
+            broker: args.broker,
+            spec,
+        };
+        let _ = state.router.cast(MeshMsg::Register { addressing: state.addressing(), actor: myself.clone() });
+        crate::metrics::sessions().inc();
+        state.announce(PeerChange::Joined).await;
+        Ok(state)
+    }
+
+    async fn post_start(&self, myself: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        let _ = myself.cast(SessionMsg::Replay);
+        let every = Duration::from_secs(state.broker.cfg.presence.sweep_interval_secs.max(1));
+        myself.send_interval(every, || SessionMsg::Sweep);
+        Ok(())
+    }
+
+    async fn post_stop(&self, myself: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        let _ = state.router.cast(MeshMsg::Unregister { session_id: state.spec.session_id, actor: myself.get_id() });
+        if state.replaced {
+            crate::metrics::sessions().dec();
+        } else {
+            announce_gone(&state.broker, &state.spec).await;
+        }
+        let cursor = state.cursor();
+        if let Err(e) = store::log::raise_watermark(&state.broker.pool, state.spec.mesh_id, state.spec.session_id, cursor.watermark).await {
+            tracing::warn!(session_id = %state.spec.session_id, error = %e, "could not persist watermark");
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Deliver(m) => {
+                state.offer(m);
+                if !state.replaying {
+                    state.send_digest_if_low_arrived();
+                }
+            }
+            SessionMsg::Replay => self.on_replay(state).await,
+            SessionMsg::Acked(seqs, reply) => {
+                for s in seqs {
+                    state.pending.remove(&s);
+                }
+                let _ = reply.send(state.cursor());
+            }
+            SessionMsg::SetStatus(status, source, reply) => {
+                state.set_status(status, source).await;
+                let _ = reply.send((state.status.status, state.status.source));
+            }
+            SessionMsg::SetProfile(change, reply) => {
+                state.set_profile(change).await;
+                let _ = reply.send(());
+            }
+            SessionMsg::Command(command) => match command {
+                crate::cluster::SessionCommand::SetStatus(status, source) => state.set_status(status, source).await,
+                crate::cluster::SessionCommand::SetProfile(change) => state.set_profile(change).await,
+                crate::cluster::SessionCommand::Acked(seqs) => {
+                    for s in seqs {
+                        state.pending.remove(&s);
+                    }
+                }
+            },
+            SessionMsg::PeerEvent(ev) => {
+                if ev.peer.session_id != state.spec.session_id {
+                    state.spec.conn.push(&ev);
+                }
+            }
+            SessionMsg::KeyRequest(req) => {
+                if state.holds_mesh_key && req.member_id != state.spec.member_id {
+                    state.spec.conn.push(&req);
+                }
+            }
+            SessionMsg::MeshKey(sealed) => {
+                state.holds_mesh_key = true;
+                state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed });
+            }
+            SessionMsg::Sweep => {
+                if state.status.sweep(&state.broker.rules, now_ms()) {
+                    state.announce(PeerChange::Updated).await;
+                    state.release_held();
+                }
+            }
+            SessionMsg::Replaced => {
+                state.replaced = true;
+                state.spec.conn.close(CloseCode::SessionReplaced);
+                myself.stop(Some("replaced".into()));
+            }
+            SessionMsg::Close(code) => {
+                state.spec.conn.close(code);
+                myself.stop(Some("closed".into()));
+            }
+            SessionMsg::Disconnected => myself.stop(Some("disconnected".into())),
+        }
+        Ok(())
+    }
+}
+
+impl SessionState {
+    async fn set_status(&mut self, status: Status, source: StatusSource) {
+        if self.status.report(status, source, &self.broker.rules, now_ms()) {
+            self.announce(PeerChange::Updated).await;
+            if self.status.status == Status::Idle {
+                self.release_held();
+            }
+        }
+    }
+
+    async fn set_profile(&mut self, change: plexus_proto::ops::SetProfile) {
+        if let Some(summary) = change.summary {
+            self.profile.summary = if summary.is_empty() { None } else { Some(summary) };
+        }
+        if let Some(groups) = change.groups {
+            self.profile.groups = groups;
+        }
+        if let Some(visible) = change.visible {
+            self.profile.visible = visible;
+        }
+        let _ = self.router.cast(MeshMsg::Readdress(self.addressing()));
+        self.announce(PeerChange::Updated).await;
+    }
+
+    fn send_digest_if_low_arrived(&self) {
+        if let Some((_, (_, Standing::Inbox))) = self.pending.iter().next_back() {
+            self.send_digest();
+        }
+    }
+}
+
+impl PresenceSession {
+    async fn on_replay(&self, state: &mut SessionState) {
+        let who = Addressee {
+            mesh_id: state.spec.mesh_id,
+            session_id: state.spec.session_id,
+            member_id: state.spec.member_id,
+            groups: state.addressing().groups,
+            visible: state.profile.visible,
+        };
+        let batch = state.broker.cfg.delivery.replay_batch.max(1);
+        let mut after = state.spec.watermark;
+        loop {
+            match store::log::unacked_for(&state.broker.pool, &who, after, batch).await {
+                Ok(messages) => {
+                    let n = messages.len();
+                    for m in messages {
+                        after = m.seq;
+                        state.offer(Arc::new(m));
+                    }
+                    if n < batch as usize {
+                        break;
+                    }
+                    // Pace heavy replays so one reconnecting session cannot monopolise the pool.
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    tracing::warn!(session_id = %state.spec.session_id, error = %e, "replay failed; closing so the peer retries");
+                    state.spec.conn.close(CloseCode::ServerShutdown);
+                    break;
+                }
+            }
+        }
+        state.replaying = false;
+        state.send_digest();
+        if state.holds_mesh_key {
+            if let Ok(waiting) = store::meshes::pending_key_requests(&state.broker.pool, state.spec.mesh_id).await {
+                for m in waiting {
+                    if let Some(claim_pubkey) = m.claim_pubkey {
+                        state.spec.conn.push(&KeyRequest {
+                            member_id: m.id,
+                            display_name: m.display_name,
+                            member_pubkey: m.pubkey,
+                            claim_pubkey,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

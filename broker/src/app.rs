@@ -1,0 +1,178 @@
+//! The node's services, wired together: configuration, the Postgres pool, the log and receipt
+//! writers, the cluster seams and the root actor. One [`Broker`] per process, shared by the
+//! edge and every actor.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use deadpool_postgres::Pool;
+use ractor::{Actor, ActorRef};
+use uuid::Uuid;
+
+use crate::{
+    actors::{
+        mesh_supervisor::MeshSupervisorMsg,
+        node_supervisor::{NodeMsg, NodeSupervisor},
+        presence_session::{SessionMsg, SessionSpec},
+    },
+    cluster::{memory, FanOut, LockService, MeshEvent, PresenceDirectory},
+    config::Config,
+    error::OpError,
+    status::StatusRules,
+    store::{self, log::LogWriter, receipts::ReceiptWriter},
+};
+
+/// Everything a node shares between its edge and its actors.
+pub struct Broker {
+    /// Configuration.
+    pub cfg: Config,
+    /// This node's id.
+    pub node_id: String,
+    /// Postgres.
+    pub pool: Pool,
+    /// Group-committing log writer.
+    pub log: LogWriter,
+    /// Receipt writer.
+    pub receipts: ReceiptWriter,
+    /// Fan-out between nodes.
+    pub fanout: Arc<dyn FanOut>,
+    /// Presence directory.
+    pub presence: Arc<dyn PresenceDirectory>,
+    /// Lock primitive.
+    pub locks: Arc<dyn LockService>,
+    /// Status engine rules.
+    pub rules: StatusRules,
+    /// The broker's own multi-threaded runtime (actors, dispatchers, writers).
+    pub rt: tokio::runtime::Handle,
+    /// Root actor (set once right after start).
+    node: std::sync::OnceLock<ActorRef<NodeMsg>>,
+    /// Whether migrations are done and the node accepts sessions.
+    pub ready: AtomicBool,
+    next_conn_id: AtomicU64,
+}
+
+impl Broker {
+    /// Connect to Postgres, migrate, start writers and the actor tree. Must run on the broker's
+    /// multi-threaded runtime.
+    pub async fn start(cfg: Config) -> anyhow::Result<Arc<Broker>> {
+        let node_id = if cfg.node.id.is_empty() {
+            format!("node-{}", &Uuid::new_v4().simple().to_string()[..8])
+        } else {
+            cfg.node.id.clone()
+        };
+        let pool = store::connect(&cfg.database.url, cfg.database.pool_size)?;
+        let version = store::migrate::migrate(&pool).await?;
+        tracing::info!(%node_id, schema = version, "database ready");
+
+        let fanout: Arc<dyn FanOut> = Arc::new(memory::MemoryFanOut::default());
+        let publish = fanout.clone();
+        let log = LogWriter::start(
+            pool.clone(),
+            cfg.database.log_writers,
+            cfg.database.max_batch,
+            Arc::new(move |mesh_id, msg| {
+                let target = match &msg.target {
+                    plexus_proto::types::Target::Session(_) => "session",
+                    plexus_proto::types::Target::Member(_) => "member",
+                    plexus_proto::types::Target::Group(_) => "group",
+                    plexus_proto::types::Target::All => "all",
+                };
+                crate::metrics::messages_routed().with_label_values(&[msg.priority.as_str(), target]).inc();
+                publish.publish(mesh_id, MeshEvent::Message(msg));
+            }),
+        );
+        let receipts = ReceiptWriter::start(pool.clone(), 2048);
+        let rules = StatusRules {
+            freshness: Duration::from_secs(cfg.presence.freshness_secs),
+            working_ttl: Duration::from_secs(cfg.presence.working_ttl_secs),
+        };
+        let broker = Arc::new(Broker {
+            node_id,
+            pool,
+            log,
+            receipts,
+            fanout,
+            presence: Arc::new(memory::MemoryPresence::default()),
+            locks: Arc::new(memory::MemoryLocks::default()),
+            rules,
+            rt: tokio::runtime::Handle::current(),
+            node: std::sync::OnceLock::new(),
+            ready: AtomicBool::new(false),
+            next_conn_id: AtomicU64::new(1),
+            cfg,
+        });
+        let (node, _) = Actor::spawn(None, NodeSupervisor, broker.clone()).await?;
+        let _ = broker.node.set(node);
+        spawn_housekeeping(broker.clone());
+        broker.ready.store(true, Ordering::SeqCst);
+        Ok(broker)
+    }
+
+    /// A fresh connection id.
+    pub fn conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn mesh_supervisor(&self, mesh_id: Uuid) -> Result<ActorRef<MeshSupervisorMsg>, OpError> {
+        let node = self.node.get().ok_or(OpError::Internal("node not started"))?;
+        match node.call(|r| NodeMsg::MeshFor(mesh_id, r), Some(Duration::from_secs(10))).await {
+            Ok(ractor::rpc::CallResult::Success(Ok(sup))) => Ok(sup),
+            _ => Err(OpError::Internal("mesh supervisor unavailable")),
+        }
+    }
+
+    /// Start a presence session for a connection (retries once if the mesh supervisor was
+    /// stopping at that moment).
+    pub async fn attach_session(&self, spec: SessionSpec) -> Result<ActorRef<SessionMsg>, OpError> {
+        let spec = Box::new(spec);
+        let sup = self.mesh_supervisor(spec.mesh_id).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let port: ractor::RpcReplyPort<_> = tx.into();
+        if sup.cast(MeshSupervisorMsg::Attach(spec, port)).is_err() {
+            return Err(OpError::Internal("mesh supervisor stopped; retry"));
+        }
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(Ok(actor))) => Ok(actor),
+            _ => Err(OpError::Internal("session did not start")),
+        }
+    }
+
+    /// Register a watch-mode connection.
+    pub async fn watch(&self, mesh_id: Uuid, conn_id: u64, member_id: Uuid, conn: crate::actors::ConnHandle) -> Result<(), OpError> {
+        let sup = self.mesh_supervisor(mesh_id).await?;
+        sup.cast(MeshSupervisorMsg::Watch { conn_id, member_id, conn }).map_err(|_| OpError::Internal("mesh stopped"))
+    }
+
+    /// Unregister a watch-mode connection.
+    pub async fn unwatch(&self, mesh_id: Uuid, conn_id: u64) {
+        if let Ok(sup) = self.mesh_supervisor(mesh_id).await {
+            let _ = sup.cast(MeshSupervisorMsg::Unwatch(conn_id));
+        }
+    }
+}
+
+/// Periodic work: retention and nonce pruning.
+fn spawn_housekeeping(broker: Arc<Broker>) {
+    tokio::spawn(async move {
+        let every = Duration::from_secs(broker.cfg.delivery.retention_interval_secs.max(1));
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let max_age = Duration::from_secs(broker.cfg.delivery.retention_days * 86_400);
+            match store::log::apply_retention(&broker.pool, max_age, broker.cfg.delivery.retention_max_events).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "retention removed events"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention failed"),
+            }
+            let window = Duration::from_secs(broker.cfg.auth.max_clock_skew_secs * 2);
+            if let Err(e) = store::meshes::prune_nonces(&broker.pool, window).await {
+                tracing::warn!(error = %e, "nonce pruning failed");
+            }
+        }
+    });
+}

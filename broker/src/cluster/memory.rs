@@ -1,0 +1,168 @@
+//! In-memory fan-out, presence directory and locks, for single-node mode.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use plexus_proto::types::PeerInfo;
+use uuid::Uuid;
+
+use super::{EventSink, FanOut, LockGrant, LockService, MeshEvent, PresenceDirectory};
+
+/// Fan-out within one process.
+#[derive(Default)]
+pub struct MemoryFanOut {
+    sinks: Mutex<HashMap<Uuid, EventSink>>,
+}
+
+impl FanOut for MemoryFanOut {
+    fn publish(&self, mesh_id: Uuid, event: MeshEvent) {
+        let sink = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).get(&mesh_id).cloned();
+        if let Some(sink) = sink {
+            sink(event);
+        }
+    }
+
+    fn subscribe(&self, mesh_id: Uuid, sink: EventSink) {
+        self.sinks.lock().unwrap_or_else(|p| p.into_inner()).insert(mesh_id, sink);
+    }
+
+    fn unsubscribe(&self, mesh_id: Uuid) {
+        self.sinks.lock().unwrap_or_else(|p| p.into_inner()).remove(&mesh_id);
+    }
+}
+
+/// Presence within one process.
+#[derive(Default)]
+pub struct MemoryPresence {
+    meshes: Mutex<HashMap<Uuid, HashMap<Uuid, PeerInfo>>>,
+}
+
+#[async_trait::async_trait]
+impl PresenceDirectory for MemoryPresence {
+    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) {
+        let mut m = self.meshes.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(mesh_id).or_default().insert(peer.session_id, peer);
+    }
+
+    async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool {
+        let mut m = self.meshes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sessions) = m.get_mut(&mesh_id) else { return false };
+        let removed = sessions.remove(&session_id).is_some();
+        if sessions.is_empty() {
+            m.remove(&mesh_id);
+        }
+        removed
+    }
+
+    async fn list(&self, mesh_id: Uuid) -> Vec<PeerInfo> {
+        let m = self.meshes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut peers: Vec<PeerInfo> = m.get(&mesh_id).map(|s| s.values().cloned().collect()).unwrap_or_default();
+        peers.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.session_id.cmp(&b.session_id)));
+        peers
+    }
+}
+
+struct Held {
+    holder: String,
+    token: u64,
+    expires: Instant,
+}
+
+/// Locks within one process.
+#[derive(Default)]
+pub struct MemoryLocks {
+    inner: Mutex<LocksInner>,
+}
+
+#[derive(Default)]
+struct LocksInner {
+    held: HashMap<String, Held>,
+    fencing: HashMap<Uuid, u64>,
+}
+
+#[async_trait::async_trait]
+impl LockService for MemoryLocks {
+    async fn try_acquire(&self, scope: Uuid, key: &str, holder: &str, ttl: Duration) -> Option<LockGrant> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some(h) = inner.held.get(key) {
+            if h.expires > now {
+                return None;
+            }
+        }
+        let counter = inner.fencing.entry(scope).or_insert(0);
+        *counter += 1;
+        let token = *counter;
+        inner.held.insert(key.to_owned(), Held { holder: holder.to_owned(), token, expires: now + ttl });
+        Some(LockGrant { fencing_token: token })
+    }
+
+    async fn renew(&self, key: &str, holder: &str, token: u64, ttl: Duration) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match inner.held.get_mut(key) {
+            Some(h) if h.holder == holder && h.token == token && h.expires > now => {
+                h.expires = now + ttl;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn release(&self, key: &str, holder: &str, token: u64) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match inner.held.get(key) {
+            Some(h) if h.holder == holder && h.token == token => {
+                inner.held.remove(key);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lock_excludes_fences_and_expires() {
+        let locks = MemoryLocks::default();
+        let scope = Uuid::from_u128(7);
+        let a = locks.try_acquire(scope, "k", "a", Duration::from_millis(50)).await.unwrap();
+        assert!(locks.try_acquire(scope, "k", "b", Duration::from_secs(1)).await.is_none());
+        assert!(locks.renew("k", "a", a.fencing_token, Duration::from_millis(50)).await);
+        assert!(!locks.release("k", "b", a.fencing_token).await);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(!locks.renew("k", "a", a.fencing_token, Duration::from_secs(1)).await, "expired holder cannot renew");
+        let b = locks.try_acquire(scope, "k", "b", Duration::from_secs(1)).await.unwrap();
+        assert!(b.fencing_token > a.fencing_token);
+        assert!(locks.release("k", "b", b.fencing_token).await);
+    }
+
+    #[tokio::test]
+    async fn presence_lists_and_removes() {
+        use plexus_proto::types::{SessionProfile, Status, StatusSource};
+        let p = MemoryPresence::default();
+        let mesh = Uuid::from_u128(1);
+        let peer = PeerInfo {
+            session_id: Uuid::from_u128(5),
+            member_id: Uuid::from_u128(6),
+            display_name: "x".into(),
+            session_pubkey: vec![],
+            status: Status::Idle,
+            status_source: StatusSource::Manual,
+            status_since_ms: 0,
+            profile: SessionProfile::default(),
+            connected_at_ms: 0,
+        };
+        p.upsert(mesh, peer.clone()).await;
+        assert_eq!(p.list(mesh).await, vec![peer.clone()]);
+        assert!(p.remove(mesh, peer.session_id).await);
+        assert!(!p.remove(mesh, peer.session_id).await);
+        assert!(p.list(mesh).await.is_empty());
+    }
+}

@@ -1,0 +1,100 @@
+//! The seams between nodes: fan-out of mesh events, the presence directory and the lock
+//! primitive. Each is a small trait; [`memory`] implements all three for single-node mode
+//! (the Redis implementations plug in behind the same traits for clusters).
+
+pub mod memory;
+
+use std::{sync::Arc, time::Duration};
+
+use plexus_proto::{
+    push::{KeyRequest, Message, PeerEvent},
+    types::PeerInfo,
+};
+use uuid::Uuid;
+
+/// An event routed to every node that has sessions of the mesh.
+#[derive(Debug, Clone)]
+pub enum MeshEvent {
+    /// A committed message.
+    Message(Arc<Message>),
+    /// A presence change.
+    Peer(PeerEvent),
+    /// A member waits for the mesh key.
+    KeyRequest(KeyRequest),
+    /// A member received the mesh key.
+    KeyGranted {
+        /// The member.
+        member_id: Uuid,
+        /// Sealed key.
+        sealed_mesh_key: Vec<u8>,
+    },
+    /// A command for one session, wherever it is connected (sent by a control connection of
+    /// the same member, e.g. `plexus status set`).
+    SessionCommand {
+        /// Target session.
+        session_id: Uuid,
+        /// Its member (the command is dropped if the session belongs to another).
+        member_id: Uuid,
+        /// What to do.
+        command: SessionCommand,
+    },
+    /// A member was removed: close its sessions.
+    MemberRemoved {
+        /// The member.
+        member_id: Uuid,
+    },
+}
+
+/// A command for a session.
+#[derive(Debug, Clone)]
+pub enum SessionCommand {
+    /// Report a status.
+    SetStatus(plexus_proto::types::Status, plexus_proto::types::StatusSource),
+    /// Change the profile.
+    SetProfile(plexus_proto::ops::SetProfile),
+    /// Drop acknowledged sequences from the session's pending set.
+    Acked(Vec<u64>),
+}
+
+/// Receives the events of one mesh on this node.
+pub type EventSink = Arc<dyn Fn(MeshEvent) + Send + Sync>;
+
+/// Delivers mesh events to every node with local sessions of the mesh.
+pub trait FanOut: Send + Sync {
+    /// Publish to every subscriber of the mesh (this node's included). Never blocks.
+    fn publish(&self, mesh_id: Uuid, event: MeshEvent);
+    /// Route the mesh's events to `sink` on this node (replacing any previous sink).
+    fn subscribe(&self, mesh_id: Uuid, sink: EventSink);
+    /// Stop routing the mesh's events to this node.
+    fn unsubscribe(&self, mesh_id: Uuid);
+}
+
+/// Who is present in each mesh, across the cluster.
+#[async_trait::async_trait]
+pub trait PresenceDirectory: Send + Sync {
+    /// Insert or replace a session's entry.
+    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo);
+    /// Remove a session; true when it was present.
+    async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool;
+    /// Every present session of the mesh.
+    async fn list(&self, mesh_id: Uuid) -> Vec<PeerInfo>;
+}
+
+/// A granted lock: who holds it and its fencing token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockGrant {
+    /// Strictly increasing per scope; a resource guarded by the lock rejects writes carrying
+    /// an older token than one it has seen.
+    pub fencing_token: u64,
+}
+
+/// Mutual exclusion with expiry and fencing tokens.
+#[async_trait::async_trait]
+pub trait LockService: Send + Sync {
+    /// Take `key` for `holder` for `ttl` if free (or expired). `scope` owns the fencing counter.
+    async fn try_acquire(&self, scope: Uuid, key: &str, holder: &str, ttl: Duration) -> Option<LockGrant>;
+    /// Extend a held lock; false when `holder` no longer holds it with `token`.
+    async fn renew(&self, key: &str, holder: &str, token: u64, ttl: Duration) -> bool;
+    /// Release a held lock; false when `holder` no longer holds it with `token`.
+    async fn release(&self, key: &str, holder: &str, token: u64) -> bool;
+}

@@ -1,0 +1,178 @@
+//! The broker's typed configuration tree: defaults (embedded `default.toml`) → optional file
+//! → `PLEXUS_*` environment variables (`__` separates levels, e.g.
+//! `PLEXUS_DATABASE__URL`). Unknown keys anywhere are errors.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The documented defaults, printed by `plexus-broker default-config`.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The sources do not form a valid tree (unknown key, wrong type, unreadable file).
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Value(String),
+}
+
+/// The whole tree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node.
+    pub node: NodeConfig,
+    /// HTTP and WebSocket listeners.
+    pub http: HttpConfig,
+    /// Postgres.
+    pub database: DatabaseConfig,
+    /// Who may create meshes.
+    pub meshes: MeshesConfig,
+    /// Hello verification.
+    pub auth: AuthConfig,
+    /// Presence and the status engine.
+    pub presence: PresenceConfig,
+    /// Delivery and retention.
+    pub delivery: DeliveryConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// This node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node id; empty means a random one per process.
+    pub id: String,
+}
+
+/// Listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Plain HTTP/WS listen address; empty disables it.
+    pub listen: String,
+    /// TLS (HTTPS/WSS) listen address; empty disables it.
+    pub tls_listen: String,
+    /// PEM certificate chain for TLS.
+    pub tls_cert: String,
+    /// PEM private key for TLS.
+    pub tls_key: String,
+    /// actix worker threads (0 = one per core).
+    pub workers: usize,
+    /// Frames queued per connection before it is closed as a slow consumer.
+    pub outbound_queue: usize,
+    /// Seconds between pings.
+    pub ping_interval_secs: u64,
+    /// Seconds without any frame from the peer before the connection is closed.
+    pub idle_timeout_secs: u64,
+}
+
+/// Postgres.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// libpq-style connection string or URL.
+    pub url: String,
+    /// Pool size.
+    pub pool_size: usize,
+    /// Concurrent log writers (each group-commits a batch; meshes are sharded over them).
+    pub log_writers: usize,
+    /// Most messages in one group commit.
+    pub max_batch: usize,
+}
+
+/// Mesh creation policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshesConfig {
+    /// Operator token required to create a mesh; empty means creation is open.
+    pub operator_token: String,
+}
+
+/// Hello verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Largest accepted difference between a hello's timestamp and the broker's clock.
+    pub max_clock_skew_secs: u64,
+}
+
+/// Status engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// A status report stays authoritative against lower-ranked sources this long.
+    pub freshness_secs: u64,
+    /// `working` with no fresh report reverts to `idle` after this long.
+    pub working_ttl_secs: u64,
+    /// How often the TTL sweep runs.
+    pub sweep_interval_secs: u64,
+}
+
+/// Delivery and retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Events older than this are deleted.
+    pub retention_days: u64,
+    /// At most this many events are kept per mesh (older ones deleted first).
+    pub retention_max_events: u64,
+    /// How often retention runs.
+    pub retention_interval_secs: u64,
+    /// Most messages replayed per batch on reconnect (replay is paced in batches).
+    pub replay_batch: u32,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `plexus_broker=debug`.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Config {
+    /// Load defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(PathBuf::from(path)).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("PLEXUS").prefix_separator("_").separator("__").try_parsing(true),
+        );
+        let cfg: Config = builder.build()?.try_deserialize()?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.http.listen.is_empty() && self.http.tls_listen.is_empty() {
+            return Err(ConfigError::Value("http.listen and http.tls_listen are both empty".into()));
+        }
+        if !self.http.tls_listen.is_empty() && (self.http.tls_cert.is_empty() || self.http.tls_key.is_empty()) {
+            return Err(ConfigError::Value("http.tls_listen needs http.tls_cert and http.tls_key".into()));
+        }
+        if self.database.url.is_empty() {
+            return Err(ConfigError::Value("database.url is empty".into()));
+        }
+        if self.database.pool_size < 2 || self.database.log_writers == 0 || self.database.max_batch == 0 {
+            return Err(ConfigError::Value("database.pool_size >= 2, log_writers >= 1, max_batch >= 1".into()));
+        }
+        if self.http.outbound_queue < 16 {
+            return Err(ConfigError::Value("http.outbound_queue must be at least 16".into()));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Value("log.format is text or json".into()));
+        }
+        Ok(())
+    }
+}

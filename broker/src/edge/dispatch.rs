@@ -1,0 +1,145 @@
+//! The request loop of one connection, on the broker runtime. A connection is anonymous until
+//! its hello succeeds; then it is bound to one mesh, member and session for its lifetime.
+
+use std::sync::Arc;
+
+use plexus_proto::{
+    decode_body, encode_server_frame,
+    ops::{self, Op},
+    Request, Response, ServerFrame, PROTOCOL_VERSION,
+};
+use ractor::ActorRef;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::ops as handlers;
+use crate::{
+    actors::{presence_session::SessionMsg, ConnHandle},
+    app::Broker,
+    error::OpError,
+};
+
+/// What a completed hello binds the connection to.
+#[derive(Debug)]
+pub struct Authed {
+    /// Mesh.
+    pub mesh_id: Uuid,
+    /// Member.
+    pub member_id: Uuid,
+    /// Member's role.
+    pub role: plexus_proto::types::Role,
+    /// Member's ed25519 key.
+    pub member_pubkey: Vec<u8>,
+    /// Whether the member holds the mesh key.
+    pub holds_mesh_key: bool,
+    /// Session.
+    pub session_id: Uuid,
+    /// Session x25519 key.
+    pub session_pubkey: Vec<u8>,
+    /// Name shown to peers.
+    pub display_name: String,
+    /// Connection mode.
+    pub mode: plexus_proto::types::SessionMode,
+    /// The presence actor (session mode).
+    pub session: Option<ActorRef<SessionMsg>>,
+    /// Connection id (watch mode).
+    pub conn_id: u64,
+}
+
+/// Decode and validate an op body.
+pub fn body<O: Op>(req: &Request) -> Result<O, OpError> {
+    let b: O = decode_body(O::NAME, &req.body)?;
+    b.validate()?;
+    Ok(b)
+}
+
+/// Queue the response to a request.
+pub fn respond<T: Serialize>(conn: &ConnHandle, id: u64, op: &str, result: Result<T, OpError>) {
+    let response = match result {
+        Ok(reply) => {
+            crate::metrics::requests().with_label_values(&[op, "ok"]).inc();
+            Response::ok(id, &reply).unwrap_or_else(|e| Response::err(id, e.code(), e.to_string()))
+        }
+        Err(e) => {
+            crate::metrics::requests().with_label_values(&[op, "error"]).inc();
+            if matches!(e, OpError::Store(_) | OpError::Internal(_)) {
+                tracing::warn!(op, error = %e, "request failed");
+            }
+            Response::err(id, e.code(), e.to_string())
+        }
+    };
+    if let Ok(frame) = encode_server_frame(&ServerFrame::Response(response)) {
+        conn.send_frame(frame);
+    }
+}
+
+fn metric_op(op: &str) -> &'static str {
+    ops::ALL_OPS.iter().copied().find(|o| *o == op).unwrap_or("unknown")
+}
+
+/// Serve requests until the connection's request channel closes.
+pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Receiver<Request>) {
+    let mut authed: Option<Arc<Authed>> = None;
+    while let Some(req) = requests.recv().await {
+        let op = metric_op(&req.op);
+        if req.v != PROTOCOL_VERSION {
+            respond::<()>(&conn, req.id, op, Err(OpError::Version { got: req.v, want: PROTOCOL_VERSION }));
+            continue;
+        }
+        match (req.op.as_str(), &authed) {
+            (ops::Hello::NAME, None) => match handlers::hello(&broker, &conn, &req).await {
+                Ok((a, welcome)) => {
+                    authed = Some(Arc::new(a));
+                    respond(&conn, req.id, op, Ok(welcome));
+                }
+                Err(e) => respond::<()>(&conn, req.id, op, Err(e)),
+            },
+            (ops::Hello::NAME, Some(_)) => respond::<()>(&conn, req.id, op, Err(OpError::AlreadyAuthenticated)),
+            (ops::MeshCreate::NAME, _) => {
+                let (b, c) = (broker.clone(), conn.clone());
+                tokio::spawn(async move { respond(&c, req.id, op, handlers::mesh_create(&b, &req).await) });
+            }
+            (ops::InviteClaim::NAME, _) => {
+                let (b, c) = (broker.clone(), conn.clone());
+                tokio::spawn(async move { respond(&c, req.id, op, handlers::invite_claim(&b, &req).await) });
+            }
+            (ops::Send::NAME, Some(a)) => {
+                // Prepared and enqueued in arrival order, so one connection's messages get
+                // increasing sequences; the commit is awaited off the loop.
+                match handlers::prepare_send(&broker, a, &req).await {
+                    Ok(msg) => match broker.log.enqueue(msg).await {
+                        Ok(commit) => {
+                            let c = conn.clone();
+                            tokio::spawn(async move {
+                                let result = commit.await.map_err(|e| match e {
+                                    crate::store::log::AppendError::Store(_) => OpError::Internal("log write failed; resend with the same id"),
+                                    crate::store::log::AppendError::Stopped => OpError::Internal("log writer stopped"),
+                                });
+                                respond(&c, req.id, op, result);
+                            });
+                        }
+                        Err(_) => respond::<()>(&conn, req.id, op, Err(OpError::Internal("log writer stopped"))),
+                    },
+                    Err(e) => respond::<()>(&conn, req.id, op, Err(e)),
+                }
+            }
+            (name, Some(a)) if ops::ALL_OPS.contains(&name) => {
+                let (b, c, a) = (broker.clone(), conn.clone(), a.clone());
+                tokio::spawn(async move { handlers::authed(&b, &c, &a, op, &req).await });
+            }
+            (name, None) if ops::ALL_OPS.contains(&name) => {
+                respond::<()>(&conn, req.id, op, Err(OpError::NotAuthenticated));
+            }
+            (name, _) => respond::<()>(&conn, req.id, op, Err(OpError::UnknownOp(name.chars().take(32).collect()))),
+        }
+    }
+    if let Some(a) = authed {
+        if let Some(session) = &a.session {
+            let _ = session.cast(SessionMsg::Disconnected);
+        }
+        if a.mode == plexus_proto::types::SessionMode::Watch {
+            broker.unwatch(a.mesh_id, a.conn_id).await;
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Routes and listeners.
+
+use std::{fs::File, io::BufReader, sync::Arc};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+
+use crate::app::Broker;
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+async fn ready(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    if !broker.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().body("starting\n");
+    }
+    match broker.pool.get().await {
+        Ok(client) => match client.query_one("SELECT 1", &[]).await {
+            Ok(_) => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
+            Err(e) => HttpResponse::ServiceUnavailable().body(format!("postgres: {e}\n")),
+        },
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("postgres: {e}\n")),
+    }
+}
+
+async fn metrics(broker: web::Data<Arc<Broker>>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::metrics::render(&broker.pool))
+}
+
+async fn ws(req: HttpRequest, body: web::Payload, broker: web::Data<Arc<Broker>>) -> actix_web::Result<HttpResponse> {
+    if !broker.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(HttpResponse::ServiceUnavailable().body("not ready\n"));
+    }
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let broker = broker.get_ref().clone();
+    actix_web::rt::spawn(super::connection::run(broker, session, stream));
+    Ok(response)
+}
+
+fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_reader_iter(&mut BufReader::new(
+        File::open(cert).with_context(|| format!("opening tls_cert {cert}"))?,
+    ))
+    .collect::<Result<_, _>>()
+    .context("reading tls_cert")?;
+    let key = PrivateKeyDer::from_pem_reader(&mut BufReader::new(File::open(key).with_context(|| format!("opening tls_key {key}"))?))
+        .context("reading tls_key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?)
+}
+
+/// Build and run the HTTP server(s) until they stop. Runs inside an actix system.
+pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
+    let cfg = broker.cfg.http.clone();
+    let data = web::Data::new(broker.clone());
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/ws", web::get().to(ws))
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            .route("/metrics", web::get().to(metrics))
+    })
+    .shutdown_timeout(5);
+    if cfg.workers > 0 {
+        server = server.workers(cfg.workers);
+    }
+    if !cfg.listen.is_empty() {
+        server = server.bind(&cfg.listen).with_context(|| format!("binding {}", cfg.listen))?;
+        tracing::info!(listen = %cfg.listen, node_id = %broker.node_id, "serving ws://{}/ws", cfg.listen);
+    }
+    if !cfg.tls_listen.is_empty() {
+        let tls = tls_config(&cfg.tls_cert, &cfg.tls_key)?;
+        server = server.bind_rustls_0_23(&cfg.tls_listen, tls).with_context(|| format!("binding {}", cfg.tls_listen))?;
+        tracing::info!(listen = %cfg.tls_listen, "serving wss://{}/ws", cfg.tls_listen);
+    }
+    server.run().await?;
+    Ok(())
+}

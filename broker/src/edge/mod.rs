@@ -1,0 +1,14 @@
+//! The HTTP + WebSocket edge (actix-web, actix-ws): routes, the per-connection task and the
+//! request dispatcher.
+//!
+//! - [`http`] — `/ws`, `/health`, `/ready`, `/metrics`; plain and TLS listeners.
+//! - [`connection`] — one small task per WebSocket: framing, bounded outbound queue,
+//!   ping/pong, typed closes. Runs on an actix worker.
+//! - [`dispatch`] — the connection's request loop on the broker runtime: hello first, then
+//!   ops; sends keep their order, everything else runs concurrently.
+//! - [`ops`] — one handler per op.
+
+pub mod connection;
+pub mod dispatch;
+pub mod http;
+pub mod ops;

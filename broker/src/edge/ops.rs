@@ -1,0 +1,433 @@
+//! One handler per op. Handlers validate, authorize, touch the store and the actors, and
+//! return typed replies; [`super::dispatch`] turns results into frames.
+
+use std::time::Duration;
+
+use plexus_crypto as crypto;
+use plexus_proto::{
+    ops::{self, Done, Op},
+    push::KeyRequest,
+    signing,
+    types::{Cursor, DeliveryState, Role, Sealing, SessionMode, Target},
+    Request, PROTOCOL_VERSION,
+};
+use uuid::Uuid;
+
+use super::dispatch::{body, respond, Authed};
+use crate::{
+    actors::{presence_session::{SessionMsg, SessionSpec}, ConnHandle},
+    app::Broker,
+    cluster::{MeshEvent, SessionCommand},
+    error::OpError,
+    store::{self, log::NewMessage, meshes, now_ms, receipts},
+};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn tokens_equal(a: &str, b: &str) -> bool {
+    // Length leaks nothing useful (the token is random); compare contents in constant time.
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `mesh_create`.
+pub async fn mesh_create(broker: &Broker, req: &Request) -> Result<ops::MeshCreated, OpError> {
+    let b: ops::MeshCreate = body(req)?;
+    let required = &broker.cfg.meshes.operator_token;
+    if !required.is_empty() && !b.operator_token.as_deref().is_some_and(|t| tokens_equal(t, required)) {
+        return Err(OpError::OperatorToken);
+    }
+    let signed = signing::mesh_create_bytes(b.mesh_id, &b.name, b.owner_member_id, &b.owner_pubkey);
+    crypto::verify(&b.owner_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("mesh_create"))?;
+    match meshes::create_mesh(&broker.pool, b.mesh_id, &b.name, b.owner_member_id, &b.owner_pubkey, &b.owner_display_name).await? {
+        meshes::CreateMesh::Created => {
+            tracing::info!(mesh_id = %b.mesh_id, "mesh created");
+            Ok(ops::MeshCreated { mesh_id: b.mesh_id, member_id: b.owner_member_id })
+        }
+        meshes::CreateMesh::Exists => Err(OpError::AlreadyExists("mesh")),
+    }
+}
+
+/// `invite_claim`.
+pub async fn invite_claim(broker: &Broker, req: &Request) -> Result<ops::InviteClaimed, OpError> {
+    let b: ops::InviteClaim = body(req)?;
+    let signed = signing::claim_bytes(&b.code, b.member_id, &b.member_pubkey, &b.claim_pubkey);
+    crypto::verify(&b.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("invite_claim"))?;
+    let claimed = meshes::claim_invite(&broker.pool, &b.code, b.member_id, &b.member_pubkey, &b.claim_pubkey, &b.display_name)
+        .await?
+        .map_err(|refusal| match refusal {
+            meshes::ClaimRefusal::NotFound => OpError::NotFound("invite"),
+            meshes::ClaimRefusal::Expired => OpError::InviteExpired,
+            meshes::ClaimRefusal::Revoked => OpError::InviteRevoked,
+            meshes::ClaimRefusal::Exhausted => OpError::InviteExhausted,
+            meshes::ClaimRefusal::AlreadyMember => OpError::AlreadyExists("member"),
+        })?;
+    tracing::info!(mesh_id = %claimed.mesh_id, member_id = %b.member_id, "invite claimed");
+    broker.fanout.publish(
+        claimed.mesh_id,
+        MeshEvent::KeyRequest(KeyRequest {
+            member_id: b.member_id,
+            display_name: b.display_name.clone(),
+            member_pubkey: b.member_pubkey.clone(),
+            claim_pubkey: b.claim_pubkey.clone(),
+        }),
+    );
+    Ok(ops::InviteClaimed {
+        mesh_id: claimed.mesh_id,
+        mesh_name: claimed.mesh_name,
+        member_id: b.member_id,
+        role: claimed.role,
+        issuer_pubkey: claimed.issuer_pubkey,
+        invite_signature: claimed.signature,
+        expires_at_ms: claimed.expires_at_ms,
+        max_uses: claimed.max_uses,
+    })
+}
+
+/// `hello`: verify the member's signature, freshness and nonce, record the session, and start
+/// its presence (session mode) or watch.
+pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<(Authed, ops::Welcome), OpError> {
+    let b: ops::Hello = body(req)?;
+    let (mesh_name, head) = meshes::mesh_head(&broker.pool, b.mesh_id).await?.ok_or(OpError::NotFound("mesh"))?;
+    let member = meshes::member(&broker.pool, b.mesh_id, b.member_id).await?.ok_or(OpError::NotMember)?;
+    if member.removed {
+        return Err(OpError::NotMember);
+    }
+    let signed = signing::hello_bytes(PROTOCOL_VERSION, b.mesh_id, b.member_id, b.session_id, &b.session_pubkey, b.timestamp_ms, &b.nonce);
+    crypto::verify(&member.pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("hello"))?;
+    let now = now_ms();
+    let skew_ms = now.abs_diff(b.timestamp_ms);
+    if skew_ms > broker.cfg.auth.max_clock_skew_secs * 1000 {
+        return Err(OpError::StaleTimestamp { skew_ms });
+    }
+    if !meshes::record_nonce(&broker.pool, &b.nonce).await? {
+        return Err(OpError::ReplayedNonce);
+    }
+    let display_name = b.profile.display_name.clone().unwrap_or_else(|| member.display_name.clone());
+    let groups: Vec<String> = b.profile.groups.iter().map(|g| g.name.clone()).collect();
+    let client_cursor = b.cursor.clone().unwrap_or_default();
+    let stored = meshes::upsert_session(
+        &broker.pool,
+        b.mesh_id,
+        b.session_id,
+        b.member_id,
+        &b.session_pubkey,
+        &display_name,
+        &groups,
+        b.profile.visible,
+        b.cursor.as_ref().map(|c| c.watermark.min(i64::MAX as u64) as i64),
+    )
+    .await?
+    .ok_or(OpError::Forbidden("that session id belongs to another member"))?;
+    if !client_cursor.acked.is_empty() {
+        broker
+            .receipts
+            .commit(b.mesh_id, b.session_id, client_cursor.acked.clone(), DeliveryState::Acked)
+            .await
+            .map_err(|_| OpError::Internal("could not record cursor"))?;
+    }
+    let watermark = stored.watermark.max(0) as u64;
+    let holds_mesh_key = member.role == Role::Owner || member.sealed_mesh_key.is_some();
+    let conn_id = broker.conn_id();
+    let session = match b.mode {
+        SessionMode::Session => Some(
+            broker
+                .attach_session(SessionSpec {
+                    mesh_id: b.mesh_id,
+                    session_id: b.session_id,
+                    member_id: b.member_id,
+                    member_pubkey: member.pubkey.clone(),
+                    holds_mesh_key,
+                    member_name: member.display_name.clone(),
+                    session_pubkey: b.session_pubkey.clone(),
+                    profile: b.profile.clone(),
+                    watermark,
+                    connected_at_ms: now,
+                    conn: conn.clone(),
+                })
+                .await?,
+        ),
+        SessionMode::Watch => {
+            broker.watch(b.mesh_id, conn_id, b.member_id, conn.clone()).await?;
+            None
+        }
+        SessionMode::Control => None,
+    };
+    let authed = Authed {
+        mesh_id: b.mesh_id,
+        member_id: b.member_id,
+        role: member.role,
+        member_pubkey: member.pubkey.clone(),
+        holds_mesh_key,
+        session_id: b.session_id,
+        session_pubkey: b.session_pubkey.clone(),
+        display_name: display_name.clone(),
+        mode: b.mode,
+        session,
+        conn_id,
+    };
+    let welcome = ops::Welcome {
+        mesh_name,
+        role: member.role,
+        display_name,
+        head_seq: head.max(0) as u64,
+        cursor: Cursor { watermark, acked: Vec::new() },
+        sealed_mesh_key: member.sealed_mesh_key,
+        node_id: broker.node_id.clone(),
+        server_time_ms: now_ms(),
+    };
+    Ok((authed, welcome))
+}
+
+/// Resolve and check a `send` before it is enqueued.
+pub async fn prepare_send(broker: &Broker, a: &Authed, req: &Request) -> Result<NewMessage, OpError> {
+    let b: ops::Send = body(req)?;
+    let mut target = b.target.clone();
+    if let Some(original) = b.reply_to {
+        let orig = store::log::message_by_id(&broker.pool, a.mesh_id, original).await?.ok_or(OpError::NotFound("message replied to"))?;
+        if b.sealing != Sealing::BoxSession {
+            return Err(OpError::Invalid("a reply is sealed to the original sender's session (box_session)"));
+        }
+        target = Target::Session(orig.sender_session);
+    } else {
+        match &target {
+            Target::Session(id) => {
+                meshes::session_member(&broker.pool, a.mesh_id, *id).await?.ok_or(OpError::NotFound("session"))?;
+            }
+            Target::Member(id) => {
+                let m = meshes::member(&broker.pool, a.mesh_id, *id).await?.ok_or(OpError::NotFound("member"))?;
+                if m.removed {
+                    return Err(OpError::NotFound("member"));
+                }
+            }
+            Target::Group(_) | Target::All => {}
+        }
+    }
+    Ok(NewMessage {
+        mesh_id: a.mesh_id,
+        id: b.id,
+        target,
+        priority: b.priority,
+        reply_to: b.reply_to,
+        subtype: b.subtype,
+        sender_member: a.member_id,
+        sender_session: a.session_id,
+        sender_name: a.display_name.clone(),
+        sender_pubkey: a.session_pubkey.clone(),
+        sender_member_pubkey: a.member_pubkey.clone(),
+        sealing: b.sealing,
+        nonce: b.nonce,
+        ciphertext: b.ciphertext,
+    })
+}
+
+fn require_admin(a: &Authed) -> Result<(), OpError> {
+    if a.role < Role::Admin {
+        return Err(OpError::Forbidden("needs the admin or owner role"));
+    }
+    Ok(())
+}
+
+/// Every op that needs a hello, other than `send`.
+pub async fn authed(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static str, req: &Request) {
+    match op {
+        ops::Ack::NAME => respond(conn, req.id, op, ack(broker, a, req).await),
+        ops::Inbox::NAME => respond(conn, req.id, op, inbox(broker, a, req).await),
+        ops::Peers::NAME => respond(conn, req.id, op, peers(broker, a, req).await),
+        ops::Members::NAME => respond(conn, req.id, op, members(broker, a, req).await),
+        ops::SetStatus::NAME => respond(conn, req.id, op, set_status(broker, a, req).await),
+        ops::SetProfile::NAME => respond(conn, req.id, op, set_profile(broker, a, req).await),
+        ops::MessageStatus::NAME => respond(conn, req.id, op, message_status(broker, a, req).await),
+        ops::InviteCreate::NAME => respond(conn, req.id, op, invite_create(broker, a, req).await),
+        ops::InviteList::NAME => respond(conn, req.id, op, invite_list(broker, a, req).await),
+        ops::InviteRevoke::NAME => respond(conn, req.id, op, invite_revoke(broker, a, req).await),
+        ops::MemberRemove::NAME => respond(conn, req.id, op, member_remove(broker, a, req).await),
+        ops::KeyGrant::NAME => respond(conn, req.id, op, key_grant(broker, a, req).await),
+        other => respond::<()>(conn, req.id, op, Err(OpError::UnknownOp(other.to_owned()))),
+    }
+}
+
+async fn ack(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Acked, OpError> {
+    let b: ops::Ack = body(req)?;
+    let state = if b.read { DeliveryState::Read } else { DeliveryState::Acked };
+    broker
+        .receipts
+        .commit(a.mesh_id, a.session_id, b.seqs.clone(), state)
+        .await
+        .map_err(|_| OpError::Internal("could not record ack"))?;
+    if let Some(session) = &a.session {
+        if let Ok(ractor::rpc::CallResult::Success(cursor)) =
+            session.call(|r| SessionMsg::Acked(b.seqs, r), Some(CALL_TIMEOUT)).await
+        {
+            return Ok(ops::Acked { cursor });
+        }
+        return Err(OpError::Internal("session stopped"));
+    }
+    // A control connection acks for the session wherever it is present.
+    broker.fanout.publish(
+        a.mesh_id,
+        MeshEvent::SessionCommand { session_id: a.session_id, member_id: a.member_id, command: SessionCommand::Acked(b.seqs) },
+    );
+    let (_, watermark) = meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
+    Ok(ops::Acked { cursor: Cursor { watermark: watermark.max(0) as u64, acked: Vec::new() } })
+}
+
+async fn inbox(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::InboxItems, OpError> {
+    let b: ops::Inbox = body(req)?;
+    let (who, watermark) = meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
+    let mut messages = store::log::unacked_for(&broker.pool, &who, watermark.max(0) as u64, b.limit + 1).await?;
+    let more = messages.len() > b.limit as usize;
+    messages.truncate(b.limit as usize);
+    Ok(ops::InboxItems { messages, more })
+}
+
+async fn peers(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::PeerList, OpError> {
+    let _: ops::Peers = body(req)?;
+    let peers = broker
+        .presence
+        .list(a.mesh_id)
+        .await
+        .into_iter()
+        .filter(|p| p.profile.visible || p.member_id == a.member_id)
+        .collect();
+    Ok(ops::PeerList { peers })
+}
+
+async fn members(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MemberList, OpError> {
+    let _: ops::Members = body(req)?;
+    let members = meshes::members(&broker.pool, a.mesh_id).await?.iter().map(|m| m.info()).collect();
+    Ok(ops::MemberList { members })
+}
+
+async fn set_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::StatusNow, OpError> {
+    let b: ops::SetStatus = body(req)?;
+    if let Some(session) = &a.session {
+        return match session.call(|r| SessionMsg::SetStatus(b.status, b.source, r), Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success((status, source))) => Ok(ops::StatusNow { status, source }),
+            _ => Err(OpError::Internal("session stopped")),
+        };
+    }
+    broker.fanout.publish(
+        a.mesh_id,
+        MeshEvent::SessionCommand {
+            session_id: a.session_id,
+            member_id: a.member_id,
+            command: SessionCommand::SetStatus(b.status, b.source),
+        },
+    );
+    Ok(ops::StatusNow { status: b.status, source: b.source })
+}
+
+async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
+    let b: ops::SetProfile = body(req)?;
+    if b.groups.is_some() || b.visible.is_some() {
+        let (who, _) = meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
+        let groups: Vec<String> = match &b.groups {
+            Some(g) => g.iter().map(|g| g.name.clone()).collect(),
+            None => who.groups,
+        };
+        meshes::update_session_profile(&broker.pool, a.mesh_id, a.session_id, &groups, b.visible.unwrap_or(who.visible)).await?;
+    }
+    if let Some(session) = &a.session {
+        return match session.call(|r| SessionMsg::SetProfile(b, r), Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(())) => Ok(Done {}),
+            _ => Err(OpError::Internal("session stopped")),
+        };
+    }
+    broker.fanout.publish(
+        a.mesh_id,
+        MeshEvent::SessionCommand { session_id: a.session_id, member_id: a.member_id, command: SessionCommand::SetProfile(b) },
+    );
+    Ok(Done {})
+}
+
+async fn message_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MessageState, OpError> {
+    let b: ops::MessageStatus = body(req)?;
+    let msg = store::log::message_by_id(&broker.pool, a.mesh_id, b.id).await?.ok_or(OpError::NotFound("message"))?;
+    // Only the sending member may see who got it; to anyone else it does not exist.
+    if msg.sender_member != a.member_id {
+        return Err(OpError::NotFound("message"));
+    }
+    let recipients = store::log::recipients(&broker.pool, a.mesh_id, &msg)
+        .await?
+        .into_iter()
+        .map(|(session_id, member_id, display_name, state)| ops::RecipientState {
+            session_id,
+            member_id,
+            display_name,
+            state: receipts::state_from_i16(state),
+        })
+        .collect();
+    Ok(ops::MessageState { seq: msg.seq, target: msg.target, priority: msg.priority, recipients })
+}
+
+async fn invite_create(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::InviteInfo, OpError> {
+    let b: ops::InviteCreate = body(req)?;
+    require_admin(a)?;
+    if b.role == Role::Admin && a.role != Role::Owner {
+        return Err(OpError::Forbidden("only the owner can invite admins"));
+    }
+    if b.expires_at_ms <= now_ms() {
+        return Err(OpError::Invalid("expires_at_ms is in the past"));
+    }
+    let signed = signing::invite_bytes(a.mesh_id, &b.code, b.role, b.max_uses, b.expires_at_ms);
+    crypto::verify(&a.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("invite"))?;
+    if !meshes::create_invite(&broker.pool, a.mesh_id, &b.code, b.role, b.max_uses, b.expires_at_ms, a.member_id, &b.signature).await? {
+        return Err(OpError::AlreadyExists("invite code"));
+    }
+    Ok(ops::InviteInfo {
+        code: b.code,
+        role: b.role,
+        max_uses: b.max_uses,
+        uses: 0,
+        expires_at_ms: b.expires_at_ms,
+        revoked: false,
+        issued_by: a.member_id,
+    })
+}
+
+async fn invite_list(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Invites, OpError> {
+    let _: ops::InviteList = body(req)?;
+    require_admin(a)?;
+    Ok(ops::Invites { invites: meshes::list_invites(&broker.pool, a.mesh_id).await? })
+}
+
+async fn invite_revoke(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
+    let b: ops::InviteRevoke = body(req)?;
+    require_admin(a)?;
+    if !meshes::revoke_invite(&broker.pool, a.mesh_id, &b.code).await? {
+        return Err(OpError::NotFound("invite"));
+    }
+    Ok(Done {})
+}
+
+async fn member_remove(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
+    let b: ops::MemberRemove = body(req)?;
+    require_admin(a)?;
+    let target = meshes::member(&broker.pool, a.mesh_id, b.member_id).await?.ok_or(OpError::NotFound("member"))?;
+    if target.role == Role::Owner {
+        return Err(OpError::Forbidden("the owner cannot be removed"));
+    }
+    if target.role == Role::Admin && a.role != Role::Owner {
+        return Err(OpError::Forbidden("only the owner can remove an admin"));
+    }
+    if !meshes::remove_member(&broker.pool, a.mesh_id, b.member_id).await? {
+        return Err(OpError::NotFound("member"));
+    }
+    tracing::info!(mesh_id = %a.mesh_id, member_id = %b.member_id, by = %a.member_id, "member removed");
+    broker.fanout.publish(a.mesh_id, MeshEvent::MemberRemoved { member_id: b.member_id });
+    Ok(Done {})
+}
+
+async fn key_grant(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
+    let b: ops::KeyGrant = body(req)?;
+    let me = meshes::member(&broker.pool, a.mesh_id, a.member_id).await?.ok_or(OpError::NotMember)?;
+    if me.role != Role::Owner && me.sealed_mesh_key.is_none() {
+        return Err(OpError::Forbidden("only a member holding the mesh key can grant it"));
+    }
+    if meshes::grant_mesh_key(&broker.pool, a.mesh_id, b.member_id, &b.sealed_mesh_key).await? {
+        broker.fanout.publish(a.mesh_id, MeshEvent::KeyGranted { member_id: b.member_id, sealed_mesh_key: b.sealed_mesh_key });
+    }
+    // Granting twice is harmless: the first grant wins.
+    Ok(Done {})
+}
+

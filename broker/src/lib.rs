@@ -1,0 +1,24 @@
+//! `plexus-broker`: one node of the Plexus broker cluster.
+//!
+//! # Layout
+//! - [`config`] — the typed configuration tree (`default.toml` → file → `PLEXUS_*` env).
+//! - [`app`] — [`app::Broker`], the node's services wired together.
+//! - [`edge`] — HTTP/WebSocket edge: routes, connection tasks, request dispatch, op handlers.
+//! - [`actors`] — the ractor tree: NodeSupervisor → MeshSupervisor → MeshActor, PresenceSession.
+//! - [`cluster`] — fan-out, presence directory and lock seams (in-memory for one node).
+//! - [`store`] — Postgres: migrations, meshes/members/invites, the event log, receipts.
+//! - [`status`] — the status engine (pure).
+//! - [`routing`] — target matching and priority gating (pure).
+//! - [`metrics`] — Prometheus metrics.
+//! - [`error`] — op errors and their one mapping to wire codes.
+
+pub mod actors;
+pub mod app;
+pub mod cluster;
+pub mod config;
+pub mod edge;
+pub mod error;
+pub mod metrics;
+pub mod routing;
+pub mod status;
+pub mod store;

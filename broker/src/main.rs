@@ -1,0 +1,77 @@
+//! The `plexus-broker` binary: run a node, print or check configuration, apply migrations.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use plexus_broker::{app::Broker, config::Config, edge, store};
+
+#[derive(Parser)]
+#[command(name = "plexus-broker", version, about = "A Plexus broker node")]
+struct Cli {
+    /// Configuration file (TOML); PLEXUS_* environment variables override it.
+    #[arg(long, short, global = true, env = "PLEXUS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node (the default).
+    Run,
+    /// Print the default configuration with every key documented.
+    DefaultConfig,
+    /// Validate a configuration (file + environment) and exit.
+    CheckConfig,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::DefaultConfig => {
+            print!("{}", plexus_broker::config::DEFAULT_CONFIG);
+            Ok(())
+        }
+        Command::CheckConfig => {
+            Config::load(cli.config.as_deref())?;
+            println!("configuration ok");
+            Ok(())
+        }
+        Command::Migrate => {
+            let cfg = Config::load(cli.config.as_deref())?;
+            init_logging(&cfg);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let pool = store::connect(&cfg.database.url, 2)?;
+                let v = store::migrate::migrate(&pool).await?;
+                println!("schema at version {v}");
+                anyhow::Ok(())
+            })
+        }
+        Command::Run => {
+            let cfg = Config::load(cli.config.as_deref())?;
+            init_logging(&cfg);
+            // Actors, writers and dispatchers run here; actix workers only move frames.
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("plexus-broker").build()?;
+            let broker = rt.block_on(Broker::start(cfg)).context("starting the broker")?;
+            let result = actix_rt::System::new().block_on(edge::http::serve(broker.clone()));
+            tracing::info!(node_id = %broker.node_id, "stopped");
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            result
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics of this node, all named `plexus_*`, registered once in the default
+//! registry and served at `/metrics`.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+};
+
+macro_rules! metric {
+    ($name:ident, $ty:ty, $init:expr) => {
+        /// See the registered help text.
+        pub fn $name() -> &'static $ty {
+            static M: LazyLock<$ty> = LazyLock::new(|| $init.expect("metric registers once"));
+            &M
+        }
+    };
+}
+
+metric!(connections, IntGauge, register_int_gauge!("plexus_connections", "Open WebSocket connections on this node"));
+metric!(sessions, IntGauge, register_int_gauge!("plexus_sessions", "Present sessions (hello in session mode) on this node"));
+metric!(
+    messages_routed,
+    IntCounterVec,
+    register_int_counter_vec!(
+        "plexus_messages_routed_total",
+        "Messages committed to the log by this node, by priority and target kind",
+        &["priority", "target"]
+    )
+);
+metric!(
+    pushes,
+    IntCounterVec,
+    register_int_counter_vec!("plexus_pushes_total", "Frames pushed to sessions, by kind", &["kind"])
+);
+metric!(
+    delivery_latency,
+    HistogramVec,
+    register_histogram_vec!(
+        "plexus_delivery_latency_seconds",
+        "Commit-to-push latency of messages pushed by this node, by priority",
+        &["priority"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0]
+    )
+);
+metric!(
+    decode_errors,
+    IntCounterVec,
+    register_int_counter_vec!("plexus_decode_errors_total", "Frames or bodies that failed to decode, by code", &["code"])
+);
+metric!(
+    requests,
+    IntCounterVec,
+    register_int_counter_vec!("plexus_requests_total", "Requests handled, by op and outcome", &["op", "outcome"])
+);
+metric!(
+    slow_consumers,
+    IntCounter,
+    register_int_counter!("plexus_slow_consumer_disconnects_total", "Connections closed because their queue filled")
+);
+metric!(
+    receipts_dropped,
+    IntCounter,
+    register_int_counter!("plexus_receipts_dropped_total", "Pushed-receipts shed under overload")
+);
+metric!(
+    log_batch_size,
+    Histogram,
+    register_histogram!(
+        "plexus_log_batch_size",
+        "Messages per group commit",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
+    )
+);
+metric!(pg_pool_size, IntGauge, register_int_gauge!("plexus_pg_pool_connections", "Postgres pool connections open"));
+metric!(pg_pool_available, IntGauge, register_int_gauge!("plexus_pg_pool_available", "Postgres pool connections idle"));
+metric!(pg_pool_waiting, IntGauge, register_int_gauge!("plexus_pg_pool_waiting", "Tasks waiting for a Postgres connection"));
+
+/// Touch every metric so `/metrics` lists them before any traffic.
+pub fn init() {
+    connections();
+    sessions();
+    messages_routed();
+    pushes();
+    delivery_latency();
+    decode_errors();
+    requests();
+    slow_consumers();
+    receipts_dropped();
+    log_batch_size();
+    pg_pool_size();
+    pg_pool_available();
+    pg_pool_waiting();
+}
+
+/// Render the default registry as Prometheus text.
+pub fn render(pool: &deadpool_postgres::Pool) -> String {
+    let status = pool.status();
+    pg_pool_size().set(status.size as i64);
+    pg_pool_available().set(status.available as i64);
+    pg_pool_waiting().set(status.waiting as i64);
+    let families = prometheus::gather();
+    prometheus::TextEncoder::new().encode_to_string(&families).unwrap_or_default()
+}

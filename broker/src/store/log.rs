@@ -1,0 +1,439 @@
+//! The per-mesh event log: a group-committing writer and the queries that read the log back
+//! (replay, inbox, message status, retention).
+//!
+//! Commit order equals sequence order: a batch takes its sequences by bumping
+//! `meshes.head_seq` inside the writing transaction, so the mesh row stays locked until
+//! commit and no later sequence can become visible before an earlier one.
+
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
+
+use deadpool_postgres::Pool;
+use plexus_proto::{
+    ops::Sent,
+    push::Message,
+    types::{Priority, Sealing, Target},
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{
+    millis, priority_from_i16, priority_to_i16, sealing_from_i16, sealing_to_i16, target_from_row, target_to_row,
+    StoreError,
+};
+
+/// Event kinds in the log.
+pub const KIND_MESSAGE: i16 = 1;
+
+/// A message to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Mesh.
+    pub mesh_id: Uuid,
+    /// Sender-chosen id.
+    pub id: Uuid,
+    /// Resolved target (a reply is already rewritten to the original sender's session).
+    pub target: Target,
+    /// Priority.
+    pub priority: Priority,
+    /// Replied-to message id.
+    pub reply_to: Option<Uuid>,
+    /// Subtype.
+    pub subtype: Option<String>,
+    /// Sender member.
+    pub sender_member: Uuid,
+    /// Sender session.
+    pub sender_session: Uuid,
+    /// Sender display name.
+    pub sender_name: String,
+    /// Sender session x25519 key.
+    pub sender_pubkey: Vec<u8>,
+    /// Sender member ed25519 key.
+    pub sender_member_pubkey: Vec<u8>,
+    /// Sealing.
+    pub sealing: Sealing,
+    /// Nonce.
+    pub nonce: Vec<u8>,
+    /// Ciphertext.
+    pub ciphertext: Vec<u8>,
+}
+
+/// Called once per newly committed message, in sequence order per mesh, after commit.
+pub type OnCommit = Arc<dyn Fn(Uuid, Arc<Message>) + Send + Sync>;
+
+struct WriteReq {
+    msg: NewMessage,
+    reply: oneshot::Sender<Result<Sent, Arc<StoreError>>>,
+}
+
+/// Handle to the log writers. Cheap to clone.
+#[derive(Clone)]
+pub struct LogWriter {
+    shards: Arc<Vec<mpsc::Sender<WriteReq>>>,
+}
+
+/// The writer is gone or the write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The database write failed (nothing was committed for this message).
+    #[error(transparent)]
+    Store(#[from] Arc<StoreError>),
+    /// The writer stopped.
+    #[error("log writer stopped")]
+    Stopped,
+}
+
+impl LogWriter {
+    /// Start `shards` writer tasks on the current runtime.
+    pub fn start(pool: Pool, shards: usize, max_batch: usize, on_commit: OnCommit) -> LogWriter {
+        let mut senders = Vec::with_capacity(shards);
+        for shard in 0..shards {
+            let (tx, rx) = mpsc::channel(max_batch * 4);
+            senders.push(tx);
+            let pool = pool.clone();
+            let on_commit = on_commit.clone();
+            tokio::spawn(async move { run_writer(shard, pool, rx, max_batch, on_commit).await });
+        }
+        LogWriter { shards: Arc::new(senders) }
+    }
+
+    /// Append a message; resolves after commit. The sender's ack waits on this.
+    pub async fn append(&self, msg: NewMessage) -> Result<Sent, AppendError> {
+        self.enqueue(msg).await?.await
+    }
+
+    /// Queue a message for the next group commit and return a future of its outcome. Messages
+    /// enqueued one after another by one caller get increasing sequences.
+    pub async fn enqueue(
+        &self,
+        msg: NewMessage,
+    ) -> Result<impl std::future::Future<Output = Result<Sent, AppendError>>, AppendError> {
+        let shard = (msg.mesh_id.as_u128() % self.shards.len() as u128) as usize;
+        let (reply, rx) = oneshot::channel();
+        self.shards[shard].send(WriteReq { msg, reply }).await.map_err(|_| AppendError::Stopped)?;
+        Ok(async move {
+            match rx.await {
+                Ok(Ok(sent)) => Ok(sent),
+                Ok(Err(e)) => Err(AppendError::Store(e)),
+                Err(_) => Err(AppendError::Stopped),
+            }
+        })
+    }
+}
+
+async fn run_writer(shard: usize, pool: Pool, mut rx: mpsc::Receiver<WriteReq>, max_batch: usize, on_commit: OnCommit) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        // Whatever arrived while the previous batch was committing joins this one.
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(req) => batch.push(req),
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        crate::metrics::log_batch_size().observe(n as f64);
+        match write_batch(&pool, &batch).await {
+            Ok(results) => {
+                for (req, (sent, committed)) in batch.drain(..).zip(results) {
+                    if let Some(m) = committed {
+                        on_commit(req.msg.mesh_id, m);
+                    }
+                    let _ = req.reply.send(Ok(sent));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shard, batch = n, error = %e, "log batch failed");
+                let e = Arc::new(e);
+                for req in batch.drain(..) {
+                    let _ = req.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+type BatchResult = (Sent, Option<Arc<Message>>);
+
+async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let now = SystemTime::now();
+
+    // Group by mesh, in mesh-id order so concurrent writers lock mesh rows in one order.
+    let mut by_mesh: HashMap<Uuid, Vec<usize>> = HashMap::new();
+    for (i, r) in batch.iter().enumerate() {
+        by_mesh.entry(r.msg.mesh_id).or_default().push(i);
+    }
+    let mut meshes: Vec<Uuid> = by_mesh.keys().copied().collect();
+    meshes.sort();
+
+    let mut results: Vec<Option<BatchResult>> = (0..batch.len()).map(|_| None).collect();
+    let mut fresh: Vec<(usize, i64)> = Vec::new();
+    for mesh in meshes {
+        let idxs = &by_mesh[&mesh];
+        let ids: Vec<Uuid> = idxs.iter().map(|&i| batch[i].msg.id).collect();
+        let existing: HashMap<Uuid, i64> = tx
+            .query("SELECT id, seq FROM events WHERE mesh_id = $1 AND id = ANY($2)", &[&mesh, &ids])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut first_in_batch: HashMap<Uuid, usize> = HashMap::new();
+        let mut new_idxs = Vec::new();
+        for &i in idxs {
+            let id = batch[i].msg.id;
+            if let Some(&seq) = existing.get(&id) {
+                results[i] = Some((Sent { seq: seq as u64, duplicate: true }, None));
+            } else if first_in_batch.contains_key(&id) {
+                // Resolved after sequences are assigned below.
+            } else {
+                first_in_batch.insert(id, i);
+                new_idxs.push(i);
+            }
+        }
+        if new_idxs.is_empty() {
+            continue;
+        }
+        let row = tx
+            .query_one(
+                "UPDATE meshes SET head_seq = head_seq + $2 WHERE id = $1 RETURNING head_seq",
+                &[&mesh, &(new_idxs.len() as i64)],
+            )
+            .await?;
+        let head: i64 = row.get(0);
+        let start = head - new_idxs.len() as i64 + 1;
+        for (k, &i) in new_idxs.iter().enumerate() {
+            fresh.push((i, start + k as i64));
+        }
+        for &i in idxs {
+            if results[i].is_none() && !new_idxs.contains(&i) {
+                let first = first_in_batch[&batch[i].msg.id];
+                let seq = start + new_idxs.iter().position(|&j| j == first).unwrap_or(0) as i64;
+                results[i] = Some((Sent { seq: seq as u64, duplicate: true }, None));
+            }
+        }
+    }
+
+    if !fresh.is_empty() {
+        insert_events(&tx, batch, &fresh, now).await?;
+    }
+    tx.commit().await?;
+
+    let sent_at_ms = millis(now);
+    for (i, seq) in fresh {
+        let m = &batch[i].msg;
+        let message = Arc::new(Message {
+            seq: seq as u64,
+            id: m.id,
+            sender_member: m.sender_member,
+            sender_session: m.sender_session,
+            sender_name: m.sender_name.clone(),
+            sender_pubkey: m.sender_pubkey.clone(),
+            sender_member_pubkey: m.sender_member_pubkey.clone(),
+            target: m.target.clone(),
+            priority: m.priority,
+            reply_to: m.reply_to,
+            subtype: m.subtype.clone(),
+            sealing: m.sealing,
+            nonce: m.nonce.clone(),
+            ciphertext: m.ciphertext.clone(),
+            sent_at_ms,
+        });
+        results[i] = Some((Sent { seq: seq as u64, duplicate: false }, Some(message)));
+    }
+    results.into_iter().map(|r| r.ok_or(StoreError::Corrupt("batch result missing"))).collect()
+}
+
+async fn insert_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: &[WriteReq],
+    fresh: &[(usize, i64)],
+    now: SystemTime,
+) -> Result<(), StoreError> {
+    let n = fresh.len();
+    let mut mesh_ids = Vec::with_capacity(n);
+    let mut seqs = Vec::with_capacity(n);
+    let mut ids = Vec::with_capacity(n);
+    let mut priorities = Vec::with_capacity(n);
+    let mut tkinds = Vec::with_capacity(n);
+    let mut tids: Vec<Option<Uuid>> = Vec::with_capacity(n);
+    let mut tgroups: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut reply_tos: Vec<Option<Uuid>> = Vec::with_capacity(n);
+    let mut subtypes: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut smembers = Vec::with_capacity(n);
+    let mut ssessions = Vec::with_capacity(n);
+    let mut snames = Vec::with_capacity(n);
+    let mut spubkeys: Vec<Vec<u8>> = Vec::with_capacity(n);
+    let mut smpubkeys: Vec<Vec<u8>> = Vec::with_capacity(n);
+    let mut sealings = Vec::with_capacity(n);
+    let mut nonces: Vec<Vec<u8>> = Vec::with_capacity(n);
+    let mut cts: Vec<Vec<u8>> = Vec::with_capacity(n);
+    for &(i, seq) in fresh {
+        let m = &batch[i].msg;
+        let (tk, tid, tg) = target_to_row(&m.target);
+        mesh_ids.push(m.mesh_id);
+        seqs.push(seq);
+        ids.push(m.id);
+        priorities.push(priority_to_i16(m.priority));
+        tkinds.push(tk);
+        tids.push(tid);
+        tgroups.push(tg);
+        reply_tos.push(m.reply_to);
+        subtypes.push(m.subtype.clone());
+        smembers.push(m.sender_member);
+        ssessions.push(m.sender_session);
+        snames.push(m.sender_name.clone());
+        spubkeys.push(m.sender_pubkey.clone());
+        smpubkeys.push(m.sender_member_pubkey.clone());
+        sealings.push(sealing_to_i16(m.sealing));
+        nonces.push(m.nonce.clone());
+        cts.push(m.ciphertext.clone());
+    }
+    tx.execute(
+        "INSERT INTO events (mesh_id, seq, id, kind, priority, target_kind, target_id, target_group, reply_to,
+             subtype, sender_member, sender_session, sender_name, sender_pubkey, sender_member_pubkey,
+             sealing, nonce, ciphertext, created_at)
+         SELECT mesh_id, seq, id, $19, priority, tk, tid, tg, rt, st, sm, ss, sn, sp, smp, sl, nc, ct, $18
+         FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::smallint[], $5::smallint[], $6::uuid[], $7::text[],
+                     $8::uuid[], $9::text[], $10::uuid[], $11::uuid[], $12::text[], $13::bytea[], $14::bytea[],
+                     $15::smallint[], $16::bytea[], $17::bytea[])
+              AS t(mesh_id, seq, id, priority, tk, tid, tg, rt, st, sm, ss, sn, sp, smp, sl, nc, ct)",
+        &[
+            &mesh_ids, &seqs, &ids, &priorities, &tkinds, &tids, &tgroups, &reply_tos, &subtypes, &smembers,
+            &ssessions, &snames, &spubkeys, &smpubkeys, &sealings, &nonces, &cts, &now, &KIND_MESSAGE,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+const MESSAGE_COLS: &str = "e.seq, e.id, e.priority, e.target_kind, e.target_id, e.target_group, e.reply_to, e.subtype,
+    e.sender_member, e.sender_session, e.sender_name, e.sender_pubkey, e.sender_member_pubkey, e.sealing, e.nonce,
+    e.ciphertext, e.created_at";
+
+fn message_from_row(r: &tokio_postgres::Row) -> Result<Message, StoreError> {
+    Ok(Message {
+        seq: r.get::<_, i64>("seq") as u64,
+        id: r.get("id"),
+        sender_member: r.get("sender_member"),
+        sender_session: r.get("sender_session"),
+        sender_name: r.get("sender_name"),
+        sender_pubkey: r.get("sender_pubkey"),
+        sender_member_pubkey: r.get("sender_member_pubkey"),
+        target: target_from_row(r.get("target_kind"), r.get("target_id"), r.get("target_group"))?,
+        priority: priority_from_i16(r.get("priority"))?,
+        reply_to: r.get("reply_to"),
+        subtype: r.get("subtype"),
+        sealing: sealing_from_i16(r.get("sealing"))?,
+        nonce: r.get("nonce"),
+        ciphertext: r.get("ciphertext"),
+        sent_at_ms: millis(r.get("created_at")),
+    })
+}
+
+/// Who a session is, for addressing queries.
+#[derive(Debug, Clone)]
+pub struct Addressee {
+    /// Mesh.
+    pub mesh_id: Uuid,
+    /// Session.
+    pub session_id: Uuid,
+    /// Member.
+    pub member_id: Uuid,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Visible (hidden sessions skip broadcasts).
+    pub visible: bool,
+}
+
+/// SQL predicate: event `e` is addressed to the session in params $1 mesh, $2 session,
+/// $3 member, $4 groups, $5 visible.
+const ADDRESSED: &str = "e.mesh_id = $1 AND e.kind = 1 AND (
+        (e.target_kind = 0 AND e.target_id = $2)
+     OR (e.target_kind = 1 AND e.target_id = $3)
+     OR (e.target_kind = 2 AND e.sender_session <> $2 AND EXISTS (
+            SELECT 1 FROM unnest($4::text[]) g
+            WHERE g = e.target_group OR left(g, length(e.target_group) + 1) = e.target_group || '/'))
+     OR (e.target_kind = 3 AND $5 AND e.sender_session <> $2))";
+
+/// Messages addressed to the session with `seq > after`, not acknowledged, in order.
+pub async fn unacked_for(pool: &Pool, who: &Addressee, after: u64, limit: u32) -> Result<Vec<Message>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLS} FROM events e WHERE {ADDRESSED} AND e.seq > $6
+           AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.mesh_id = e.mesh_id AND r.session_id = $2
+                           AND r.seq = e.seq AND r.state >= 2)
+         ORDER BY e.seq LIMIT $7"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[&who.mesh_id, &who.session_id, &who.member_id, &who.groups, &who.visible, &(after as i64), &(limit as i64)],
+        )
+        .await?;
+    rows.iter().map(message_from_row).collect()
+}
+
+/// One message by id (for replies and status queries).
+pub async fn message_by_id(pool: &Pool, mesh_id: Uuid, id: Uuid) -> Result<Option<Message>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {MESSAGE_COLS} FROM events e WHERE e.mesh_id = $1 AND e.id = $2");
+    let row = client.query_opt(&sql, &[&mesh_id, &id]).await?;
+    row.as_ref().map(message_from_row).transpose()
+}
+
+/// Per-recipient rows for a message: (session, member, display name, receipt state or None).
+pub async fn recipients(pool: &Pool, mesh_id: Uuid, msg: &Message) -> Result<Vec<(Uuid, Uuid, String, Option<i16>)>, StoreError> {
+    let client = pool.get().await?;
+    let (tk, tid, tg) = target_to_row(&msg.target);
+    let rows = client
+        .query(
+            "SELECT s.id, s.member_id, s.display_name, r.state
+             FROM sessions s
+             JOIN members m ON m.mesh_id = s.mesh_id AND m.id = s.member_id
+             LEFT JOIN receipts r ON r.mesh_id = s.mesh_id AND r.session_id = s.id AND r.seq = $2
+             WHERE s.mesh_id = $1 AND (r.state IS NOT NULL OR (m.removed_at IS NULL AND s.created_at <= $8))
+               AND ( ($3 = 0 AND s.id = $4)
+                  OR ($3 = 1 AND s.member_id = $4)
+                  OR ($3 = 2 AND s.id <> $6 AND EXISTS (SELECT 1 FROM unnest(s.groups) g
+                        WHERE g = $5 OR left(g, length($5) + 1) = $5 || '/'))
+                  OR ($3 = 3 AND s.visible AND s.id <> $6))
+             ORDER BY s.display_name, s.id LIMIT $7",
+            &[&mesh_id, &(msg.seq as i64), &tk, &tid, &tg, &msg.sender_session, &10_000i64, &super::from_millis(msg.sent_at_ms)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+}
+
+/// Advance a session's stored watermark (never backwards).
+pub async fn raise_watermark(pool: &Pool, mesh_id: Uuid, session_id: Uuid, watermark: u64) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE sessions SET watermark = greatest(watermark, $3), last_seen_at = now() WHERE mesh_id = $1 AND id = $2",
+            &[&mesh_id, &session_id, &(watermark as i64)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Delete events past retention (age, and count per mesh) and receipts of deleted events.
+pub async fn apply_retention(pool: &Pool, max_age: std::time::Duration, max_events: u64) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let cutoff = SystemTime::now() - max_age;
+    let by_age = client.execute("DELETE FROM events WHERE created_at < $1", &[&cutoff]).await?;
+    let by_count = client
+        .execute(
+            "DELETE FROM events e USING meshes m WHERE e.mesh_id = m.id AND e.seq <= m.head_seq - $1",
+            &[&(max_events.min(i64::MAX as u64) as i64)],
+        )
+        .await?;
+    client
+        .execute(
+            "DELETE FROM receipts r WHERE r.seq < coalesce((SELECT min(seq) FROM events e WHERE e.mesh_id = r.mesh_id), 9223372036854775807)",
+            &[],
+        )
+        .await?;
+    Ok(by_age + by_count)
+}

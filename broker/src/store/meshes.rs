@@ -1,0 +1,433 @@
+//! Meshes, members, invites, sessions and hello nonces.
+
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::Pool;
+use plexus_proto::{
+    ops::InviteInfo,
+    types::{MemberInfo, Role},
+};
+use uuid::Uuid;
+
+use super::{from_millis, millis, StoreError};
+
+/// A member as the broker needs it for authorization.
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    /// Member id.
+    pub id: Uuid,
+    /// ed25519 public key.
+    pub pubkey: Vec<u8>,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// Log sequence when it joined.
+    pub joined_seq: i64,
+    /// x25519 key its mesh key is to be sealed to.
+    pub claim_pubkey: Option<Vec<u8>>,
+    /// The mesh key, sealed to `claim_pubkey`, once granted.
+    pub sealed_mesh_key: Option<Vec<u8>>,
+    /// Whether it was removed.
+    pub removed: bool,
+    /// Join time.
+    pub joined_at: SystemTime,
+}
+
+fn member_from_row(r: &tokio_postgres::Row) -> Result<MemberRow, StoreError> {
+    Ok(MemberRow {
+        id: r.get("id"),
+        pubkey: r.get("pubkey"),
+        display_name: r.get("display_name"),
+        role: Role::from_u8(r.get::<_, i16>("role") as u8).ok_or(StoreError::Corrupt("role"))?,
+        joined_seq: r.get("joined_seq"),
+        claim_pubkey: r.get("claim_pubkey"),
+        sealed_mesh_key: r.get("sealed_mesh_key"),
+        removed: r.get::<_, Option<SystemTime>>("removed_at").is_some(),
+        joined_at: r.get("joined_at"),
+    })
+}
+
+impl MemberRow {
+    /// As listed on the wire.
+    pub fn info(&self) -> MemberInfo {
+        MemberInfo {
+            member_id: self.id,
+            display_name: self.display_name.clone(),
+            role: self.role,
+            pubkey: self.pubkey.clone(),
+            joined_at_ms: millis(self.joined_at),
+        }
+    }
+}
+
+const MEMBER_COLS: &str =
+    "id, pubkey, display_name, role, joined_seq, claim_pubkey, sealed_mesh_key, removed_at, joined_at";
+
+/// Outcome of creating a mesh.
+pub enum CreateMesh {
+    /// Created.
+    Created,
+    /// The id is taken.
+    Exists,
+}
+
+/// Create a mesh and its owner.
+pub async fn create_mesh(
+    pool: &Pool,
+    mesh_id: Uuid,
+    name: &str,
+    owner_id: Uuid,
+    owner_pubkey: &[u8],
+    owner_name: &str,
+) -> Result<CreateMesh, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let n = tx
+        .execute(
+            "INSERT INTO meshes (id, name, owner_member_id) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            &[&mesh_id, &name, &owner_id],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(CreateMesh::Exists);
+    }
+    tx.execute(
+        "INSERT INTO members (mesh_id, id, pubkey, display_name, role) VALUES ($1, $2, $3, $4, $5)",
+        &[&mesh_id, &owner_id, &owner_pubkey, &owner_name, &(Role::Owner.as_u8() as i16)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(CreateMesh::Created)
+}
+
+/// Mesh name and head sequence.
+pub async fn mesh_head(pool: &Pool, mesh_id: Uuid) -> Result<Option<(String, i64)>, StoreError> {
+    let client = pool.get().await?;
+    let row = client.query_opt("SELECT name, head_seq FROM meshes WHERE id = $1", &[&mesh_id]).await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// One member (removed ones included, flagged).
+pub async fn member(pool: &Pool, mesh_id: Uuid, member_id: Uuid) -> Result<Option<MemberRow>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {MEMBER_COLS} FROM members WHERE mesh_id = $1 AND id = $2");
+    let row = client.query_opt(&sql, &[&mesh_id, &member_id]).await?;
+    row.as_ref().map(member_from_row).transpose()
+}
+
+/// Current members.
+pub async fn members(pool: &Pool, mesh_id: Uuid) -> Result<Vec<MemberRow>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {MEMBER_COLS} FROM members WHERE mesh_id = $1 AND removed_at IS NULL ORDER BY joined_at");
+    client.query(&sql, &[&mesh_id]).await?.iter().map(member_from_row).collect()
+}
+
+/// Record a hello nonce; false when it was seen before (a replay).
+pub async fn record_nonce(pool: &Pool, nonce: &[u8]) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let n = client
+        .execute("INSERT INTO hello_nonces (nonce) VALUES ($1) ON CONFLICT DO NOTHING", &[&nonce])
+        .await?;
+    Ok(n == 1)
+}
+
+/// Forget nonces older than the clock-skew window (a replay that old fails the timestamp check).
+pub async fn prune_nonces(pool: &Pool, older_than: Duration) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let cutoff = SystemTime::now() - older_than;
+    Ok(client.execute("DELETE FROM hello_nonces WHERE seen_at < $1", &[&cutoff]).await?)
+}
+
+/// A session's durable identity and addressing.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// Watermark of its cursor.
+    pub watermark: i64,
+}
+
+/// Insert or refresh a session row; returns its stored watermark, or `None` when the session
+/// id is taken by another member. A new session of a member
+/// that has no other session starts at the member's join sequence (so its first session
+/// receives what was sent to the member before it ever connected); further new sessions start
+/// at the head (a new agent window does not inherit a sibling's history).
+#[allow(clippy::too_many_arguments)]
+pub async fn upsert_session(
+    pool: &Pool,
+    mesh_id: Uuid,
+    session_id: Uuid,
+    member_id: Uuid,
+    pubkey: &[u8],
+    display_name: &str,
+    groups: &[String],
+    visible: bool,
+    client_watermark: Option<i64>,
+) -> Result<Option<SessionRow>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "INSERT INTO sessions (mesh_id, id, member_id, pubkey, display_name, groups, visible, watermark)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8,
+                CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE mesh_id = $1 AND member_id = $3)
+                     THEN (SELECT head_seq FROM meshes WHERE id = $1)
+                     ELSE (SELECT joined_seq FROM members WHERE mesh_id = $1 AND id = $3) END))
+             ON CONFLICT (mesh_id, id) DO UPDATE SET
+                pubkey = EXCLUDED.pubkey, display_name = EXCLUDED.display_name,
+                groups = EXCLUDED.groups, visible = EXCLUDED.visible, last_seen_at = now(),
+                watermark = greatest(sessions.watermark, coalesce($8, 0))
+             WHERE sessions.member_id = $3
+             RETURNING watermark",
+            &[&mesh_id, &session_id, &member_id, &pubkey, &display_name, &groups, &visible, &client_watermark],
+        )
+        .await?;
+    // No row: the upsert's WHERE filtered it out, so the session id belongs to another member.
+    Ok(row.map(|r| SessionRow { watermark: r.get(0) }))
+}
+
+/// Update a session's addressing (groups, visibility).
+pub async fn update_session_profile(
+    pool: &Pool,
+    mesh_id: Uuid,
+    session_id: Uuid,
+    groups: &[String],
+    visible: bool,
+) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE sessions SET groups = $3, visible = $4 WHERE mesh_id = $1 AND id = $2",
+            &[&mesh_id, &session_id, &groups, &visible],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The member owning a session of this mesh.
+pub async fn session_member(pool: &Pool, mesh_id: Uuid, session_id: Uuid) -> Result<Option<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt("SELECT member_id FROM sessions WHERE mesh_id = $1 AND id = $2", &[&mesh_id, &session_id])
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Store an invite.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_invite(
+    pool: &Pool,
+    mesh_id: Uuid,
+    code: &str,
+    role: Role,
+    max_uses: u32,
+    expires_at_ms: u64,
+    issued_by: Uuid,
+    signature: &[u8],
+) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let n = client
+        .execute(
+            "INSERT INTO invites (mesh_id, code, role, max_uses, expires_at, issued_by, signature)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (code) DO NOTHING",
+            &[
+                &mesh_id,
+                &code,
+                &(role.as_u8() as i16),
+                &(max_uses.min(i32::MAX as u32) as i32),
+                &from_millis(expires_at_ms),
+                &issued_by,
+                &signature,
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+fn invite_from_row(r: &tokio_postgres::Row) -> Result<InviteInfo, StoreError> {
+    Ok(InviteInfo {
+        code: r.get("code"),
+        role: Role::from_u8(r.get::<_, i16>("role") as u8).ok_or(StoreError::Corrupt("role"))?,
+        max_uses: r.get::<_, i32>("max_uses") as u32,
+        uses: r.get::<_, i32>("uses") as u32,
+        expires_at_ms: millis(r.get("expires_at")),
+        revoked: r.get::<_, Option<SystemTime>>("revoked_at").is_some(),
+        issued_by: r.get("issued_by"),
+    })
+}
+
+/// A mesh's invites, newest first.
+pub async fn list_invites(pool: &Pool, mesh_id: Uuid) -> Result<Vec<InviteInfo>, StoreError> {
+    let client = pool.get().await?;
+    client
+        .query(
+            "SELECT code, role, max_uses, uses, expires_at, revoked_at, issued_by FROM invites
+             WHERE mesh_id = $1 ORDER BY created_at DESC LIMIT 500",
+            &[&mesh_id],
+        )
+        .await?
+        .iter()
+        .map(invite_from_row)
+        .collect()
+}
+
+/// Revoke an invite of this mesh; false when there is none.
+pub async fn revoke_invite(pool: &Pool, mesh_id: Uuid, code: &str) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let n = client
+        .execute(
+            "UPDATE invites SET revoked_at = coalesce(revoked_at, now()) WHERE mesh_id = $1 AND code = $2",
+            &[&mesh_id, &code],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Why a claim failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClaimRefusal {
+    /// No such code.
+    NotFound,
+    /// Past expiry.
+    Expired,
+    /// Revoked.
+    Revoked,
+    /// No uses left.
+    Exhausted,
+    /// The member id or key is already a member.
+    AlreadyMember,
+}
+
+/// A successful claim.
+pub struct Claimed {
+    /// Mesh.
+    pub mesh_id: Uuid,
+    /// Mesh name.
+    pub mesh_name: String,
+    /// Role granted.
+    pub role: Role,
+    /// Issuer's public key.
+    pub issuer_pubkey: Vec<u8>,
+    /// Invite signature.
+    pub signature: Vec<u8>,
+    /// Expiry.
+    pub expires_at_ms: u64,
+    /// Max uses.
+    pub max_uses: u32,
+}
+
+/// Claim an invite atomically: check it under a row lock, consume one use, add the member.
+pub async fn claim_invite(
+    pool: &Pool,
+    code: &str,
+    member_id: Uuid,
+    member_pubkey: &[u8],
+    claim_pubkey: &[u8],
+    display_name: &str,
+) -> Result<Result<Claimed, ClaimRefusal>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(inv) = tx
+        .query_opt(
+            "SELECT i.mesh_id, i.role, i.max_uses, i.uses, i.expires_at, i.revoked_at, i.signature,
+                    m.name, im.pubkey AS issuer_pubkey
+             FROM invites i JOIN meshes m ON m.id = i.mesh_id
+             JOIN members im ON im.mesh_id = i.mesh_id AND im.id = i.issued_by
+             WHERE i.code = $1 FOR UPDATE OF i",
+            &[&code],
+        )
+        .await?
+    else {
+        return Ok(Err(ClaimRefusal::NotFound));
+    };
+    if inv.get::<_, Option<SystemTime>>("revoked_at").is_some() {
+        return Ok(Err(ClaimRefusal::Revoked));
+    }
+    let expires_at: SystemTime = inv.get("expires_at");
+    if expires_at <= SystemTime::now() {
+        return Ok(Err(ClaimRefusal::Expired));
+    }
+    let max_uses: i32 = inv.get("max_uses");
+    if inv.get::<_, i32>("uses") >= max_uses {
+        return Ok(Err(ClaimRefusal::Exhausted));
+    }
+    let mesh_id: Uuid = inv.get("mesh_id");
+    let role_n: i16 = inv.get("role");
+    let role = Role::from_u8(role_n as u8).ok_or(StoreError::Corrupt("role"))?;
+    let n = tx
+        .execute(
+            "INSERT INTO members (mesh_id, id, pubkey, display_name, role, joined_seq, claim_pubkey, invited_with)
+             VALUES ($1, $2, $3, $4, $5, (SELECT head_seq FROM meshes WHERE id = $1), $6, $7)
+             ON CONFLICT DO NOTHING",
+            &[&mesh_id, &member_id, &member_pubkey, &display_name, &role_n, &claim_pubkey, &code],
+        )
+        .await?;
+    if n == 0 {
+        return Ok(Err(ClaimRefusal::AlreadyMember));
+    }
+    tx.execute("UPDATE invites SET uses = uses + 1 WHERE code = $1", &[&code]).await?;
+    tx.commit().await?;
+    Ok(Ok(Claimed {
+        mesh_id,
+        mesh_name: inv.get("name"),
+        role,
+        issuer_pubkey: inv.get("issuer_pubkey"),
+        signature: inv.get("signature"),
+        expires_at_ms: millis(expires_at),
+        max_uses: max_uses as u32,
+    }))
+}
+
+/// Mark a member removed; false when there is no such current member.
+pub async fn remove_member(pool: &Pool, mesh_id: Uuid, member_id: Uuid) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let n = client
+        .execute(
+            "UPDATE members SET removed_at = now() WHERE mesh_id = $1 AND id = $2 AND removed_at IS NULL AND role <> $3",
+            &[&mesh_id, &member_id, &(Role::Owner.as_u8() as i16)],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Store a sealed mesh key for a member that has none yet; false when it already had one.
+pub async fn grant_mesh_key(pool: &Pool, mesh_id: Uuid, member_id: Uuid, sealed: &[u8]) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let n = client
+        .execute(
+            "UPDATE members SET sealed_mesh_key = $3
+             WHERE mesh_id = $1 AND id = $2 AND sealed_mesh_key IS NULL AND claim_pubkey IS NOT NULL AND removed_at IS NULL",
+            &[&mesh_id, &member_id, &sealed],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Members still waiting for the mesh key.
+pub async fn pending_key_requests(pool: &Pool, mesh_id: Uuid) -> Result<Vec<MemberRow>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {MEMBER_COLS} FROM members WHERE mesh_id = $1 AND removed_at IS NULL
+         AND claim_pubkey IS NOT NULL AND sealed_mesh_key IS NULL"
+    );
+    client.query(&sql, &[&mesh_id]).await?.iter().map(member_from_row).collect()
+}
+
+/// A session's addressing and watermark as stored.
+pub async fn session_addressee(
+    pool: &Pool,
+    mesh_id: Uuid,
+    session_id: Uuid,
+) -> Result<Option<(super::log::Addressee, i64)>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT member_id, groups, visible, watermark FROM sessions WHERE mesh_id = $1 AND id = $2",
+            &[&mesh_id, &session_id],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        (
+            super::log::Addressee { mesh_id, session_id, member_id: r.get(0), groups: r.get(1), visible: r.get(2) },
+            r.get(3),
+        )
+    }))
+}

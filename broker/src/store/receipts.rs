@@ -1,0 +1,139 @@
+//! Per-recipient delivery state, batched: pushes and acks from every session of the node go
+//! through one writer that upserts them in one statement per batch. A receipt only ever moves
+//! forward (`pushed < acked < read`).
+
+use std::{collections::HashMap, sync::Arc};
+
+use deadpool_postgres::Pool;
+use plexus_proto::types::DeliveryState;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// Stored number of a delivery state (queued is the absence of a row).
+pub fn state_to_i16(s: DeliveryState) -> i16 {
+    match s {
+        DeliveryState::Queued => 0,
+        DeliveryState::Pushed => 1,
+        DeliveryState::Acked => 2,
+        DeliveryState::Read => 3,
+    }
+}
+
+/// Inverse of [`state_to_i16`].
+pub fn state_from_i16(n: Option<i16>) -> DeliveryState {
+    match n {
+        Some(1) => DeliveryState::Pushed,
+        Some(2) => DeliveryState::Acked,
+        Some(3) => DeliveryState::Read,
+        _ => DeliveryState::Queued,
+    }
+}
+
+struct ReceiptReq {
+    mesh_id: Uuid,
+    session_id: Uuid,
+    seqs: Vec<u64>,
+    state: DeliveryState,
+    done: Option<oneshot::Sender<Result<(), Arc<StoreError>>>>,
+}
+
+/// Handle to the receipt writer.
+#[derive(Clone)]
+pub struct ReceiptWriter {
+    tx: mpsc::Sender<ReceiptReq>,
+}
+
+impl ReceiptWriter {
+    /// Start the writer task on the current runtime.
+    pub fn start(pool: Pool, max_batch: usize) -> ReceiptWriter {
+        let (tx, rx) = mpsc::channel(max_batch * 8);
+        tokio::spawn(run(pool, rx, max_batch));
+        ReceiptWriter { tx }
+    }
+
+    /// Record states without waiting (pushes).
+    pub fn record(&self, mesh_id: Uuid, session_id: Uuid, seqs: Vec<u64>, state: DeliveryState) {
+        let req = ReceiptReq { mesh_id, session_id, seqs, state, done: None };
+        if self.tx.try_send(req).is_err() {
+            // A lost "pushed" receipt only makes message_status say "queued" for a while; it never
+            // affects delivery, so shedding it under overload is the right trade.
+            crate::metrics::receipts_dropped().inc();
+        }
+    }
+
+    /// Record states and wait until they are committed (acks).
+    pub async fn commit(
+        &self,
+        mesh_id: Uuid,
+        session_id: Uuid,
+        seqs: Vec<u64>,
+        state: DeliveryState,
+    ) -> Result<(), Arc<StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let req = ReceiptReq { mesh_id, session_id, seqs, state, done: Some(done) };
+        if self.tx.send(req).await.is_err() {
+            return Err(Arc::new(StoreError::Corrupt("receipt writer stopped")));
+        }
+        rx.await.unwrap_or_else(|_| Err(Arc::new(StoreError::Corrupt("receipt writer stopped"))))
+    }
+}
+
+async fn run(pool: Pool, mut rx: mpsc::Receiver<ReceiptReq>, max_batch: usize) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let result = write(&pool, &batch).await.map_err(Arc::new);
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "receipt batch failed");
+        }
+        for req in batch.drain(..) {
+            if let Some(done) = req.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+async fn write(pool: &Pool, batch: &[ReceiptReq]) -> Result<(), StoreError> {
+    // One upsert cannot touch a row twice, so merge to the highest state per key first.
+    let mut merged: HashMap<(Uuid, Uuid, i64), i16> = HashMap::new();
+    for req in batch {
+        let s = state_to_i16(req.state);
+        for &seq in &req.seqs {
+            let e = merged.entry((req.mesh_id, req.session_id, seq as i64)).or_insert(s);
+            *e = (*e).max(s);
+        }
+    }
+    if merged.is_empty() {
+        return Ok(());
+    }
+    let mut meshes = Vec::with_capacity(merged.len());
+    let mut sessions = Vec::with_capacity(merged.len());
+    let mut seqs = Vec::with_capacity(merged.len());
+    let mut states = Vec::with_capacity(merged.len());
+    for ((m, s, q), st) in merged {
+        meshes.push(m);
+        sessions.push(s);
+        seqs.push(q);
+        states.push(st);
+    }
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO receipts (mesh_id, session_id, seq, state)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::smallint[])
+             ON CONFLICT (mesh_id, session_id, seq) DO UPDATE SET state = EXCLUDED.state, at = now()
+             WHERE receipts.state < EXCLUDED.state",
+            &[&meshes, &sessions, &seqs, &states],
+        )
+        .await?;
+    Ok(())
+}

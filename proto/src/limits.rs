@@ -1,0 +1,29 @@
+//! Size limits, enforced by the decoder and by each body's validation. Every string and list
+//! on the wire has one, so no peer can make a node allocate without bound.
+
+/// Largest WebSocket frame either side accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+/// Largest message ciphertext, in bytes.
+pub const MAX_CIPHERTEXT_BYTES: usize = 64 * 1024;
+/// Longest op name, in bytes.
+pub const MAX_OP_NAME: usize = 32;
+/// Longest display name, mesh name or subtype, in bytes.
+pub const MAX_NAME: usize = 64;
+/// Longest group name (hierarchical, `a/b/c`), in bytes.
+pub const MAX_GROUP_NAME: usize = 64;
+/// Most groups one session belongs to.
+pub const MAX_GROUPS: usize = 32;
+/// Longest status summary, in bytes.
+pub const MAX_SUMMARY: usize = 512;
+/// Longest path-like or host-like field (cwd, host, agent model), in bytes.
+pub const MAX_PATH: usize = 1024;
+/// Most sequence numbers in one ack, and most acked-above entries in a cursor.
+pub const MAX_ACKS: usize = 4096;
+/// Most messages one inbox call returns.
+pub const MAX_INBOX_LIMIT: u32 = 1000;
+/// Longest invite code, in bytes.
+pub const MAX_INVITE_CODE: usize = 32;
+/// Longest operator token, in bytes.
+pub const MAX_TOKEN: usize = 256;
+/// Longest error message the broker sends, in bytes.
+pub const MAX_ERROR_MESSAGE: usize = 1024;
