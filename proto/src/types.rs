@@ -219,7 +219,7 @@ pub struct GroupRole {
 }
 
 /// What a session says about itself at hello and later via `set_profile`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionProfile {
     /// Shown to peers instead of the member's name, if set.
     #[serde(default)]
@@ -255,6 +255,23 @@ pub struct SessionProfile {
 
 fn default_true() -> bool {
     true
+}
+
+impl Default for SessionProfile {
+    fn default() -> SessionProfile {
+        SessionProfile {
+            display_name: None,
+            status: Status::Idle,
+            summary: None,
+            groups: Vec::new(),
+            visible: true,
+            cwd: None,
+            host: None,
+            agent_kind: None,
+            agent_model: None,
+            agent_pid: None,
+        }
+    }
 }
 
 /// One present session as listed by `peers`.

@@ -82,6 +82,8 @@ pub enum SessionMsg {
     Command(crate::cluster::SessionCommand),
     /// Periodic TTL sweep.
     Sweep,
+    /// The mesh router was restarted: register with the new one.
+    Reregister(ActorRef<MeshMsg>),
     /// A newer connection of the same session took over: close without a leave.
     Replaced,
     /// Close the connection with a code and stop.
@@ -341,6 +343,10 @@ impl Actor for PresenceSession {
                     state.announce(PeerChange::Updated).await;
                     state.release_held();
                 }
+            }
+            SessionMsg::Reregister(router) => {
+                state.router = router;
+                let _ = state.router.cast(MeshMsg::Register { addressing: state.addressing(), actor: myself.clone() });
             }
             SessionMsg::Replaced => {
                 state.replaced = true;

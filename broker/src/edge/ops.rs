@@ -11,7 +11,6 @@ use plexus_proto::{
     types::{Cursor, DeliveryState, Role, Sealing, SessionMode, Target},
     Request, PROTOCOL_VERSION,
 };
-use uuid::Uuid;
 
 use super::dispatch::{body, respond, Authed};
 use crate::{

@@ -1,0 +1,231 @@
+//! Profiles: one per mesh this user belongs to, holding the broker URLs, the member identity,
+//! the CLI's own session key and (once granted) the mesh key. They live under the config
+//! directory (`$PLEXUS_HOME`, else `$XDG_CONFIG_HOME/plexus`, else `~/.config/plexus`) in
+//! files readable only by the user (0600).
+
+use std::{
+    fs::{File, OpenOptions},
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use plexus_crypto::{hex, unhex, BoxKeypair, SigningKey};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A profile problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// No profile exists yet.
+    #[error("no mesh profile found in {0}; run `plexus mesh create` or `plexus join` first")]
+    None(PathBuf),
+    /// Several exist and none was chosen.
+    #[error("several meshes are configured ({0}); choose one with --mesh")]
+    Ambiguous(String),
+    /// The named one does not exist.
+    #[error("no mesh profile named {0}")]
+    NotFound(String),
+    /// Reading or writing failed.
+    #[error("profile file {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file does not parse or holds a bad key.
+    #[error("profile file {0} is corrupt: {1}")]
+    Corrupt(PathBuf, String),
+}
+
+/// Everything the CLI knows about one mesh membership.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    /// Local name of the profile (the mesh's name, made file-safe).
+    pub name: String,
+    /// Broker URLs (`ws://` or `wss://`), tried in order with failover.
+    pub brokers: Vec<String>,
+    /// PEM file of an extra CA to trust for `wss://` (e.g. a self-signed broker).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Mesh id.
+    pub mesh_id: Uuid,
+    /// Mesh name.
+    pub mesh_name: String,
+    /// Member id.
+    pub member_id: Uuid,
+    /// Display name.
+    pub display_name: String,
+    /// ed25519 secret key (hex, 64 bytes).
+    pub member_secret: String,
+    /// The CLI's own session id.
+    pub session_id: Uuid,
+    /// The CLI session's x25519 secret key (hex).
+    pub session_secret: String,
+    /// The mesh key (hex), once granted.
+    #[serde(default)]
+    pub mesh_key: Option<String>,
+    /// x25519 secret the mesh key is sealed to, until it arrives (hex).
+    #[serde(default)]
+    pub claim_secret: Option<String>,
+}
+
+/// The config directory.
+pub fn home() -> PathBuf {
+    if let Some(h) = std::env::var_os("PLEXUS_HOME") {
+        return PathBuf::from(h);
+    }
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME") {
+        return PathBuf::from(x).join("plexus");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".config").join("plexus")
+}
+
+/// Create (truncating) a file readable only by the user.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), ProfileError> {
+    std::fs::create_dir_all(dir).map_err(|source| ProfileError::Io { path: dir.to_owned(), source })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// Make a name safe as a file name.
+pub fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    let s = s.trim_matches('-').to_owned();
+    if s.is_empty() { "mesh".into() } else { s }
+}
+
+impl Profile {
+    fn dir(home: &Path) -> PathBuf {
+        home.join("meshes")
+    }
+
+    /// Path of this profile's file.
+    pub fn path(&self, home: &Path) -> PathBuf {
+        Self::dir(home).join(format!("{}.json", self.name))
+    }
+
+    /// Path of the CLI session's cursor.
+    pub fn cursor_path(&self, home: &Path) -> PathBuf {
+        home.join("cursors").join(format!("{}.json", self.session_id))
+    }
+
+    /// Save (0600) and make it the default when it is the first.
+    pub fn save(&self, home: &Path) -> Result<(), ProfileError> {
+        ensure_dir(&Self::dir(home))?;
+        ensure_dir(&home.join("cursors"))?;
+        let path = self.path(home);
+        let json = serde_json::to_vec_pretty(self).map_err(|e| ProfileError::Corrupt(path.clone(), e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = create_private(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|source| ProfileError::Io { path: path.clone(), source })?;
+        let default = home.join("default");
+        if !default.exists() {
+            std::fs::write(&default, &self.name).map_err(|source| ProfileError::Io { path: default, source })?;
+        }
+        Ok(())
+    }
+
+    /// Load the named profile, or the default one.
+    pub fn load(home: &Path, name: Option<&str>) -> Result<Profile, ProfileError> {
+        let name = match name {
+            Some(n) => slug(n),
+            None => match std::fs::read_to_string(home.join("default")) {
+                Ok(n) if !n.trim().is_empty() => n.trim().to_owned(),
+                _ => {
+                    let all = Self::list(home)?;
+                    match all.len() {
+                        0 => return Err(ProfileError::None(home.to_owned())),
+                        1 => all[0].clone(),
+                        _ => return Err(ProfileError::Ambiguous(all.join(", "))),
+                    }
+                }
+            },
+        };
+        let path = Self::dir(home).join(format!("{name}.json"));
+        let bytes = std::fs::read(&path).map_err(|_| ProfileError::NotFound(name.clone()))?;
+        let p: Profile = serde_json::from_slice(&bytes).map_err(|e| ProfileError::Corrupt(path.clone(), e.to_string()))?;
+        p.member_key().map_err(|e| ProfileError::Corrupt(path.clone(), e))?;
+        p.session_key().map_err(|e| ProfileError::Corrupt(path, e))?;
+        Ok(p)
+    }
+
+    /// Names of every profile.
+    pub fn list(home: &Path) -> Result<Vec<String>, ProfileError> {
+        let dir = Self::dir(home);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Make this profile the default.
+    pub fn set_default(&self, home: &Path) -> Result<(), ProfileError> {
+        let default = home.join("default");
+        std::fs::write(&default, &self.name).map_err(|source| ProfileError::Io { path: default, source })
+    }
+
+    /// The member identity.
+    pub fn member_key(&self) -> Result<SigningKey, String> {
+        let bytes = unhex(&self.member_secret).ok_or("member_secret is not hex")?;
+        SigningKey::from_secret(&bytes).map_err(|e| e.to_string())
+    }
+
+    /// The CLI session key.
+    pub fn session_key(&self) -> Result<BoxKeypair, String> {
+        let bytes = unhex(&self.session_secret).ok_or("session_secret is not hex")?;
+        BoxKeypair::from_secret(&bytes).map_err(|e| e.to_string())
+    }
+
+    /// The mesh key, if granted.
+    pub fn mesh_key(&self) -> Option<Vec<u8>> {
+        self.mesh_key.as_deref().and_then(unhex)
+    }
+
+    /// Open a sealed mesh key with the claim secret and keep it; true when stored.
+    pub fn accept_sealed_mesh_key(&mut self, sealed: &[u8]) -> bool {
+        let Some(secret) = self.claim_secret.as_deref().and_then(unhex) else { return false };
+        let Ok(claim) = BoxKeypair::from_secret(&secret) else { return false };
+        match claim.open_sealed(sealed) {
+            Ok(key) if key.len() == plexus_crypto::MESH_KEY_LEN => {
+                self.mesh_key = Some(hex(&key));
+                self.claim_secret = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Sealing message bodies for a target, and opening received ones. The broker only ever sees
+//! the output of [`seal_for`].
+
+use plexus_crypto as crypto;
+use plexus_proto::{push::Message, types::Sealing};
+
+/// What a body is sealed to.
+pub enum SealTo<'a> {
+    /// A session's x25519 key.
+    Session(&'a [u8]),
+    /// A member's ed25519 key (converted to x25519).
+    Member(&'a [u8]),
+    /// The mesh key.
+    Mesh(&'a [u8]),
+}
+
+/// Seal `plaintext`; returns (sealing, nonce, ciphertext).
+pub fn seal_for(
+    to: SealTo<'_>,
+    session: &crypto::BoxKeypair,
+    plaintext: &[u8],
+) -> Result<(Sealing, Vec<u8>, Vec<u8>), crypto::CryptoError> {
+    Ok(match to {
+        SealTo::Session(pk) => {
+            let (n, c) = session.seal_to(pk, plaintext)?;
+            (Sealing::BoxSession, n.to_vec(), c)
+        }
+        SealTo::Member(ed) => {
+            let x = crypto::ed25519_to_x25519_public(ed)?;
+            let (n, c) = session.seal_to(&x, plaintext)?;
+            (Sealing::BoxMember, n.to_vec(), c)
+        }
+        SealTo::Mesh(key) => {
+            let (n, c) = crypto::seal_with_mesh_key(key, plaintext)?;
+            (Sealing::MeshKey, n.to_vec(), c)
+        }
+    })
+}
+
+/// Open a received message with this session's keys.
+pub fn open(
+    msg: &Message,
+    session: &crypto::BoxKeypair,
+    member: &crypto::SigningKey,
+    mesh_key: Option<&[u8]>,
+) -> Result<Vec<u8>, crypto::CryptoError> {
+    match msg.sealing {
+        Sealing::BoxSession => session.open_from(&msg.sender_pubkey, &msg.nonce, &msg.ciphertext),
+        Sealing::BoxMember => member.to_box_keypair()?.open_from(&msg.sender_pubkey, &msg.nonce, &msg.ciphertext),
+        Sealing::MeshKey => match mesh_key {
+            Some(k) => crypto::open_with_mesh_key(k, &msg.nonce, &msg.ciphertext),
+            None => Err(crypto::CryptoError::OpenFailed),
+        },
+    }
+}
