@@ -394,11 +394,11 @@ pub async fn recipients(pool: &Pool, mesh_id: Uuid, msg: &Message) -> Result<Vec
              JOIN members m ON m.mesh_id = s.mesh_id AND m.id = s.member_id
              LEFT JOIN receipts r ON r.mesh_id = s.mesh_id AND r.session_id = s.id AND r.seq = $2
              WHERE s.mesh_id = $1 AND (r.state IS NOT NULL OR (m.removed_at IS NULL AND s.created_at <= $8))
-               AND ( ($3 = 0 AND s.id = $4)
-                  OR ($3 = 1 AND s.member_id = $4)
-                  OR ($3 = 2 AND s.id <> $6 AND EXISTS (SELECT 1 FROM unnest(s.groups) g
-                        WHERE g = $5 OR left(g, length($5) + 1) = $5 || '/'))
-                  OR ($3 = 3 AND s.visible AND s.id <> $6))
+               AND ( ($3::smallint = 0 AND s.id = $4::uuid)
+                  OR ($3::smallint = 1 AND s.member_id = $4::uuid)
+                  OR ($3::smallint = 2 AND s.id <> $6 AND EXISTS (SELECT 1 FROM unnest(s.groups) g
+                        WHERE g = $5::text OR left(g, length($5::text) + 1) = $5::text || '/'))
+                  OR ($3::smallint = 3 AND s.visible AND s.id <> $6))
              ORDER BY s.display_name, s.id LIMIT $7",
             &[&mesh_id, &(msg.seq as i64), &tk, &tid, &tg, &msg.sender_session, &10_000i64, &super::from_millis(msg.sent_at_ms)],
         )
