@@ -374,3 +374,21 @@ pub async fn raw_session(
     let welcome = conn.call(&hello).await?;
     Ok(RawSession { conn, session_id, key, welcome })
 }
+
+/// Poll an async `check` until it returns `Some` or `timeout` passes.
+pub async fn wait_until_async<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
