@@ -143,7 +143,13 @@ impl Broker {
     }
 
     /// Register a watch-mode connection.
-    pub async fn watch(&self, mesh_id: Uuid, conn_id: u64, member_id: Uuid, conn: crate::actors::ConnHandle) -> Result<(), OpError> {
+    pub async fn watch(
+        &self,
+        mesh_id: Uuid,
+        conn_id: u64,
+        member_id: Uuid,
+        conn: crate::actors::ConnHandle,
+    ) -> Result<(), OpError> {
         let sup = self.mesh_supervisor(mesh_id).await?;
         sup.cast(MeshSupervisorMsg::Watch { conn_id, member_id, conn }).map_err(|_| OpError::Internal("mesh stopped"))
     }

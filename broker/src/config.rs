@@ -141,8 +141,8 @@ pub struct LogConfig {
 impl Config {
     /// Load defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(PathBuf::from(path)).required(true));
         }

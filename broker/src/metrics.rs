@@ -19,7 +19,11 @@ macro_rules! metric {
 }
 
 metric!(connections, IntGauge, register_int_gauge!("plexus_connections", "Open WebSocket connections on this node"));
-metric!(sessions, IntGauge, register_int_gauge!("plexus_sessions", "Present sessions (hello in session mode) on this node"));
+metric!(
+    sessions,
+    IntGauge,
+    register_int_gauge!("plexus_sessions", "Present sessions (hello in session mode) on this node")
+);
 metric!(
     messages_routed,
     IntCounterVec,
@@ -47,7 +51,11 @@ metric!(
 metric!(
     decode_errors,
     IntCounterVec,
-    register_int_counter_vec!("plexus_decode_errors_total", "Frames or bodies that failed to decode, by code", &["code"])
+    register_int_counter_vec!(
+        "plexus_decode_errors_total",
+        "Frames or bodies that failed to decode, by code",
+        &["code"]
+    )
 );
 metric!(
     requests,
@@ -75,7 +83,11 @@ metric!(
 );
 metric!(pg_pool_size, IntGauge, register_int_gauge!("plexus_pg_pool_connections", "Postgres pool connections open"));
 metric!(pg_pool_available, IntGauge, register_int_gauge!("plexus_pg_pool_available", "Postgres pool connections idle"));
-metric!(pg_pool_waiting, IntGauge, register_int_gauge!("plexus_pg_pool_waiting", "Tasks waiting for a Postgres connection"));
+metric!(
+    pg_pool_waiting,
+    IntGauge,
+    register_int_gauge!("plexus_pg_pool_waiting", "Tasks waiting for a Postgres connection")
+);
 
 /// Touch every metric so `/metrics` lists them before any traffic.
 pub fn init() {

@@ -329,7 +329,13 @@ pub fn seal_with_mesh_key(mesh_key: &[u8], plaintext: &[u8]) -> Result<([u8; 24]
     let mut out = vec![0u8; plaintext.len() + MAC_LEN];
     // SAFETY: sizes as documented, checked above.
     let rc = unsafe {
-        ffi::crypto_secretbox_easy(out.as_mut_ptr(), plaintext.as_ptr(), plaintext.len() as u64, nonce.as_ptr(), mesh_key.as_ptr())
+        ffi::crypto_secretbox_easy(
+            out.as_mut_ptr(),
+            plaintext.as_ptr(),
+            plaintext.len() as u64,
+            nonce.as_ptr(),
+            mesh_key.as_ptr(),
+        )
     };
     if rc != 0 {
         return Err(CryptoError::OpenFailed);
@@ -348,7 +354,13 @@ pub fn open_with_mesh_key(mesh_key: &[u8], nonce: &[u8], ciphertext: &[u8]) -> R
     let mut out = vec![0u8; ciphertext.len() - MAC_LEN];
     // SAFETY: sizes checked above.
     let rc = unsafe {
-        ffi::crypto_secretbox_open_easy(out.as_mut_ptr(), ciphertext.as_ptr(), ciphertext.len() as u64, nonce.as_ptr(), mesh_key.as_ptr())
+        ffi::crypto_secretbox_open_easy(
+            out.as_mut_ptr(),
+            ciphertext.as_ptr(),
+            ciphertext.len() as u64,
+            nonce.as_ptr(),
+            mesh_key.as_ptr(),
+        )
     };
     if rc != 0 {
         return Err(CryptoError::OpenFailed);
@@ -362,7 +374,14 @@ pub fn fingerprint(public_key: &[u8]) -> String {
     let mut out = [0u8; 8];
     // SAFETY: out is 8 bytes (a permitted generichash length), no key.
     unsafe {
-        ffi::crypto_generichash(out.as_mut_ptr(), out.len(), public_key.as_ptr(), public_key.len() as u64, std::ptr::null(), 0)
+        ffi::crypto_generichash(
+            out.as_mut_ptr(),
+            out.len(),
+            public_key.as_ptr(),
+            public_key.len() as u64,
+            std::ptr::null(),
+            0,
+        )
     };
     hex(&out)
 }
@@ -380,13 +399,10 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Parse lowercase or uppercase hex.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]

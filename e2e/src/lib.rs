@@ -239,7 +239,8 @@ impl Peer {
         let out = self.run(&all);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "plexus {args:?} failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("plexus {args:?} printed non-JSON ({e}): {stdout}"))
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("plexus {args:?} printed non-JSON ({e}): {stdout}"))
     }
 
     /// Start a long-running CLI command (e.g. `inbox --follow --json`) whose stdout lines are
@@ -368,7 +369,8 @@ pub async fn raw_session(
     cursor: Option<Cursor>,
     sp: SessionProfile,
 ) -> Result<RawSession, plexus_cli::client::ClientError> {
-    let (session_id, key) = session.unwrap_or_else(|| (Uuid::new_v4(), plexus_crypto::BoxKeypair::generate().expect("key")));
+    let (session_id, key) =
+        session.unwrap_or_else(|| (Uuid::new_v4(), plexus_crypto::BoxKeypair::generate().expect("key")));
     let conn = Connection::open(broker_url, &TlsOptions::default()).await?;
     let hello = signed_hello(profile, session_id, key.public_key(), mode, cursor, sp)?;
     let welcome = conn.call(&hello).await?;

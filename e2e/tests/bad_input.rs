@@ -5,8 +5,7 @@ use std::time::Duration;
 use plexus_cli::client::ClientError;
 use plexus_e2e::{raw_connect, raw_session, wait_until, Broker, Mesh, TestDb};
 use plexus_proto::{
-    limits, ops,
-    signing,
+    limits, ops, signing,
     types::{Priority, Role, Sealing, SessionMode, SessionProfile, Target},
     CloseCode, ErrorCode, PROTOCOL_VERSION,
 };
@@ -49,7 +48,10 @@ async fn malformed_frames_unknown_ops_and_versions() {
     assert_eq!(bad_body.err.unwrap().code, ErrorCode::BadBody);
 
     // The session is still usable after all that.
-    let s = raw_session(&broker.url, &mesh.peers[0].profile(), None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
+    let s =
+        raw_session(&broker.url, &mesh.peers[0].profile(), None, SessionMode::Control, None, SessionProfile::default())
+            .await
+            .unwrap();
     s.conn.call(&ops::Peers {}).await.unwrap();
     let metrics = plexus_e2e::http_get(broker.port, "/metrics").unwrap().1;
     assert!(metrics.contains("plexus_decode_errors_total{code=\"1\"}"), "decode errors not counted");
@@ -76,11 +78,17 @@ async fn oversize_fields_and_sqlish_strings() {
         ciphertext: vec![0; limits::MAX_CIPHERTEXT_BYTES + 1],
     };
     assert_eq!(code_of(s.conn.call(&big).await), ErrorCode::InvalidField);
-    let bad_group = ops::Send { target: Target::Group("x'; DROP TABLE events; --".into()), ciphertext: vec![1; 17], ..big.clone() };
+    let bad_group =
+        ops::Send { target: Target::Group("x'; DROP TABLE events; --".into()), ciphertext: vec![1; 17], ..big.clone() };
     assert_eq!(code_of(s.conn.call(&bad_group).await), ErrorCode::InvalidField);
     let wrong_sealing = ops::Send { target: Target::Member(p.member_id), ciphertext: vec![1; 17], ..big.clone() };
     assert_eq!(code_of(s.conn.call(&wrong_sealing).await), ErrorCode::InvalidField);
-    let nobody = ops::Send { target: Target::Session(Uuid::new_v4()), sealing: Sealing::BoxSession, ciphertext: vec![1; 17], ..big };
+    let nobody = ops::Send {
+        target: Target::Session(Uuid::new_v4()),
+        sealing: Sealing::BoxSession,
+        ciphertext: vec![1; 17],
+        ..big
+    };
     assert_eq!(code_of(s.conn.call(&nobody).await), ErrorCode::NotFound);
     let long_summary = ops::SetProfile { summary: Some("x".repeat(limits::MAX_SUMMARY + 1)), ..Default::default() };
     assert_eq!(code_of(s.conn.call(&long_summary).await), ErrorCode::InvalidField);
@@ -102,7 +110,15 @@ async fn hello_signatures_timestamps_and_replays() {
     let mesh = Mesh::create(&broker, &["alice"]).await;
     let p = mesh.peers[0].profile();
     let key = plexus_crypto::BoxKeypair::generate().unwrap();
-    let good = plexus_cli::client::signed_hello(&p, Uuid::new_v4(), key.public_key(), SessionMode::Control, None, SessionProfile::default()).unwrap();
+    let good = plexus_cli::client::signed_hello(
+        &p,
+        Uuid::new_v4(),
+        key.public_key(),
+        SessionMode::Control,
+        None,
+        SessionProfile::default(),
+    )
+    .unwrap();
 
     let mut forged = good.clone();
     forged.signature[0] ^= 1;
@@ -119,24 +135,53 @@ async fn hello_signatures_timestamps_and_replays() {
     let mut stale = good.clone();
     stale.nonce = plexus_crypto::random_array::<16>().to_vec();
     stale.timestamp_ms -= 600_000;
-    let signed = signing::hello_bytes(PROTOCOL_VERSION, stale.mesh_id, stale.member_id, stale.session_id, &stale.session_pubkey, stale.timestamp_ms, &stale.nonce);
+    let signed = signing::hello_bytes(
+        PROTOCOL_VERSION,
+        stale.mesh_id,
+        stale.member_id,
+        stale.session_id,
+        &stale.session_pubkey,
+        stale.timestamp_ms,
+        &stale.nonce,
+    );
     stale.signature = member.sign(&signed).to_vec();
     assert_eq!(code_of(raw_connect(&broker).await.call(&stale).await), ErrorCode::StaleTimestamp);
 
     let conn = raw_connect(&broker).await;
     let mut again = good.clone();
     again.nonce = plexus_crypto::random_array::<16>().to_vec();
-    let signed = signing::hello_bytes(PROTOCOL_VERSION, again.mesh_id, again.member_id, again.session_id, &again.session_pubkey, again.timestamp_ms, &again.nonce);
+    let signed = signing::hello_bytes(
+        PROTOCOL_VERSION,
+        again.mesh_id,
+        again.member_id,
+        again.session_id,
+        &again.session_pubkey,
+        again.timestamp_ms,
+        &again.nonce,
+    );
     again.signature = member.sign(&signed).to_vec();
     conn.call(&again).await.unwrap();
     assert_eq!(code_of(conn.call(&again).await), ErrorCode::AlreadyAuthenticated);
 }
 
-async fn make_invite(conn: &plexus_cli::client::Connection, p: &plexus_cli::profile::Profile, code: &str, uses: u32, expires_in_ms: i64) -> Result<ops::InviteInfo, ClientError> {
+async fn make_invite(
+    conn: &plexus_cli::client::Connection,
+    p: &plexus_cli::profile::Profile,
+    code: &str,
+    uses: u32,
+    expires_in_ms: i64,
+) -> Result<ops::InviteInfo, ClientError> {
     let expires_at_ms = (plexus_e2e_now() as i64 + expires_in_ms) as u64;
     let member = p.member_key().unwrap();
     let sig = member.sign(&signing::invite_bytes(p.mesh_id, code, Role::Member, uses, expires_at_ms));
-    conn.call(&ops::InviteCreate { code: code.into(), role: Role::Member, max_uses: uses, expires_at_ms, signature: sig.to_vec() }).await
+    conn.call(&ops::InviteCreate {
+        code: code.into(),
+        role: Role::Member,
+        max_uses: uses,
+        expires_at_ms,
+        signature: sig.to_vec(),
+    })
+    .await
 }
 
 fn plexus_e2e_now() -> u64 {
@@ -173,7 +218,13 @@ async fn invites_expired_revoked_exhausted_forged() {
     assert_eq!(code_of(make_invite(&s.conn, &p, "SINGLEUSE1", 1, 60_000).await), ErrorCode::AlreadyExists);
     s.conn.call(&ops::InviteRevoke { code: "REVOKEDONE".into() }).await.unwrap();
     // An invite whose signature is not the issuer's.
-    let bad = ops::InviteCreate { code: "FORGED0001".into(), role: Role::Member, max_uses: 1, expires_at_ms: plexus_e2e_now() + 60_000, signature: vec![7; 64] };
+    let bad = ops::InviteCreate {
+        code: "FORGED0001".into(),
+        role: Role::Member,
+        max_uses: 1,
+        expires_at_ms: plexus_e2e_now() + 60_000,
+        signature: vec![7; 64],
+    };
     assert_eq!(code_of(s.conn.call(&bad).await), ErrorCode::BadSignature);
 
     let anon = raw_connect(&broker).await;
@@ -202,14 +253,36 @@ async fn members_cannot_reach_other_meshes_and_removed_members_are_cut_off() {
     // Bob's identity presented for mesh B.
     let mut cross = bob.clone();
     cross.mesh_id = zed.mesh_id;
-    assert_eq!(code_of(raw_session(&broker.url, &cross, None, SessionMode::Control, None, SessionProfile::default()).await.map(|_| ())), ErrorCode::NotMember);
+    assert_eq!(
+        code_of(
+            raw_session(&broker.url, &cross, None, SessionMode::Control, None, SessionProfile::default())
+                .await
+                .map(|_| ())
+        ),
+        ErrorCode::NotMember
+    );
 
     // A message of mesh B is invisible from mesh A.
     let zs = raw_session(&broker.url, &zed, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
     let id = Uuid::new_v4();
-    let (sealing, nonce, ciphertext) = plexus_cli::seal::seal_for(plexus_cli::seal::SealTo::Mesh(&zed.mesh_key().unwrap()), &zs.key, b"secret").unwrap();
-    zs.conn.call(&ops::Send { id, target: Target::All, priority: Priority::Now, reply_to: None, subtype: None, sealing, nonce, ciphertext }).await.unwrap();
-    let als = raw_session(&broker.url, &alice, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
+    let (sealing, nonce, ciphertext) =
+        plexus_cli::seal::seal_for(plexus_cli::seal::SealTo::Mesh(&zed.mesh_key().unwrap()), &zs.key, b"secret")
+            .unwrap();
+    zs.conn
+        .call(&ops::Send {
+            id,
+            target: Target::All,
+            priority: Priority::Now,
+            reply_to: None,
+            subtype: None,
+            sealing,
+            nonce,
+            ciphertext,
+        })
+        .await
+        .unwrap();
+    let als =
+        raw_session(&broker.url, &alice, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
     assert_eq!(code_of(als.conn.call(&ops::MessageStatus { id }).await), ErrorCode::NotFound);
     assert_eq!(code_of(als.conn.call(&ops::MemberRemove { member_id: zed.member_id }).await), ErrorCode::NotFound);
 
@@ -221,5 +294,12 @@ async fn members_cannot_reach_other_meshes_and_removed_members_are_cut_off() {
     als.conn.call(&ops::MemberRemove { member_id: bob.member_id }).await.unwrap();
     let closed = wait_until(Duration::from_secs(10), || bs.conn.closed()).await;
     assert_eq!(closed, Some(Some(CloseCode::MemberRemoved)));
-    assert_eq!(code_of(raw_session(&broker.url, &bob, None, SessionMode::Control, None, SessionProfile::default()).await.map(|_| ())), ErrorCode::NotMember);
+    assert_eq!(
+        code_of(
+            raw_session(&broker.url, &bob, None, SessionMode::Control, None, SessionProfile::default())
+                .await
+                .map(|_| ())
+        ),
+        ErrorCode::NotMember
+    );
 }

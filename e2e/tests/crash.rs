@@ -44,7 +44,16 @@ async fn kill9_while_sending_1000_loses_and_doubles_nothing() {
         let mut retries = 0u32;
         while i < N {
             if conn.is_none() {
-                match raw_session(&url, &profile, Some((sid, key.clone())), SessionMode::Control, None, SessionProfile::default()).await {
+                match raw_session(
+                    &url,
+                    &profile,
+                    Some((sid, key.clone())),
+                    SessionMode::Control,
+                    None,
+                    SessionProfile::default(),
+                )
+                .await
+                {
                     Ok(s) => conn = Some(s),
                     Err(_) => {
                         retries += 1;
@@ -54,8 +63,12 @@ async fn kill9_while_sending_1000_loses_and_doubles_nothing() {
                 }
             }
             let session = conn.as_ref().unwrap();
-            let (sealing, nonce, ciphertext) =
-                seal_for(SealTo::Member(&bob_profile.member_key().unwrap().public_key()[..]), &session.key, format!("m-{i}").as_bytes()).unwrap();
+            let (sealing, nonce, ciphertext) = seal_for(
+                SealTo::Member(&bob_profile.member_key().unwrap().public_key()[..]),
+                &session.key,
+                format!("m-{i}").as_bytes(),
+            )
+            .unwrap();
             let send = ops::Send {
                 id: ids[i],
                 target: Target::Member(bob_profile.member_id),
@@ -82,7 +95,9 @@ async fn kill9_while_sending_1000_loses_and_doubles_nothing() {
         retries
     });
 
-    assert!(wait_until(Duration::from_secs(60), || (acked.load(Ordering::SeqCst) >= N / 3).then_some(())).await.is_some());
+    assert!(wait_until(Duration::from_secs(60), || (acked.load(Ordering::SeqCst) >= N / 3).then_some(()))
+        .await
+        .is_some());
     broker.kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
     broker.restart().await;
@@ -98,7 +113,12 @@ async fn kill9_while_sending_1000_loses_and_doubles_nothing() {
     }
     let missing: Vec<usize> = (0..N).filter(|i| !counts.contains_key(&format!("m-{i}"))).collect();
     let doubled: Vec<(&String, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(all.is_some() && missing.is_empty(), "missing {} messages, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        all.is_some() && missing.is_empty(),
+        "missing {} messages, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     assert!(doubled.is_empty(), "surfaced twice: {doubled:?}");
     assert_eq!(db.scalar_i64("SELECT count(*) FROM events").await, N as i64, "a resend was stored twice");
 }

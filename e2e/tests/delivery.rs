@@ -8,7 +8,10 @@ use serde_json::Value;
 const T: Duration = Duration::from_secs(20);
 
 fn texts_of(v: &Value) -> Vec<String> {
-    v["messages"].as_array().map(|a| a.iter().filter_map(|m| m["text"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    v["messages"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["text"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +72,10 @@ async fn next_is_held_while_working_and_pushed_on_idle() {
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
     let (alice, bob) = (&mesh.peers[0], &mesh.peers[1]);
     let bob_f = bob.spawn_json(&["inbox", "--follow", "--status", "working"]);
-    assert!(plexus_e2e::wait_until(T, || (alice.json(&["peers"]).as_array().map(|a| a.len()) == Some(1)).then_some(())).await.is_some());
+    assert!(plexus_e2e::wait_until(T, || (alice.json(&["peers"]).as_array().map(|a| a.len()) == Some(1))
+        .then_some(()))
+    .await
+    .is_some());
 
     let sent = alice.json(&["send", "bob", "held-until-idle", "--priority", "next"]);
     alice.json(&["send", "bob", "urgent", "--priority", "now"]);

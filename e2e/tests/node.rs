@@ -30,7 +30,11 @@ fn default_config_is_valid_and_unknown_keys_are_rejected() {
     std::fs::write(&bad, "[http]\nlisten = \"127.0.0.1:1\"\nlisten_typo = \"x\"\n").unwrap();
     let rejected = broker_cmd().args(["check-config", "--config"]).arg(&bad).output().unwrap();
     assert!(!rejected.status.success());
-    assert!(String::from_utf8_lossy(&rejected.stderr).contains("listen_typo"), "{}", String::from_utf8_lossy(&rejected.stderr));
+    assert!(
+        String::from_utf8_lossy(&rejected.stderr).contains("listen_typo"),
+        "{}",
+        String::from_utf8_lossy(&rejected.stderr)
+    );
 
     let env_typo = broker_cmd().arg("check-config").env("PLEXUS_DATABASE__POOL_SIZE", "lots").output().unwrap();
     assert!(!env_typo.status.success(), "a non-numeric pool size must be rejected");
@@ -59,7 +63,11 @@ async fn refuses_a_schema_newer_than_the_binary() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("newer than this binary"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("newer than this binary"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,21 +40,48 @@ async fn a_reply_reaches_exactly_the_sending_session() {
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
     let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
     // Two windows of alice, one of bob.
-    let mut a1 = raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
-    let mut a2 = raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
-    let mut b = raw_session(&broker.url, &bob, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let mut a1 =
+        raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let mut a2 =
+        raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let mut b =
+        raw_session(&broker.url, &bob, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
 
     let bob_pk = bob.member_key().unwrap().public_key().to_vec();
     let (sealing, nonce, ciphertext) = seal_for(SealTo::Member(&bob_pk), &a1.key, b"question").unwrap();
     let q = Uuid::new_v4();
-    a1.conn.call(&ops::Send { id: q, target: Target::Member(bob.member_id), priority: Priority::Now, reply_to: None, subtype: None, sealing, nonce, ciphertext }).await.unwrap();
+    a1.conn
+        .call(&ops::Send {
+            id: q,
+            target: Target::Member(bob.member_id),
+            priority: Priority::Now,
+            reply_to: None,
+            subtype: None,
+            sealing,
+            nonce,
+            ciphertext,
+        })
+        .await
+        .unwrap();
     let got = next_message(&mut b).await.expect("bob got the question");
     assert_eq!(open(&got, &b.key, &bob.member_key().unwrap(), None).unwrap(), b"question");
     assert_eq!(got.sender_session, a1.session_id);
 
     let (sealing, nonce, ciphertext) = seal_for(SealTo::Session(&got.sender_pubkey), &b.key, b"answer").unwrap();
     // Whatever target the client names, a reply goes to the original sender's session.
-    b.conn.call(&ops::Send { id: Uuid::new_v4(), target: Target::Member(alice.member_id), priority: Priority::Now, reply_to: Some(q), subtype: None, sealing, nonce, ciphertext }).await.unwrap();
+    b.conn
+        .call(&ops::Send {
+            id: Uuid::new_v4(),
+            target: Target::Member(alice.member_id),
+            priority: Priority::Now,
+            reply_to: Some(q),
+            subtype: None,
+            sealing,
+            nonce,
+            ciphertext,
+        })
+        .await
+        .unwrap();
     let reply = next_message(&mut a1).await.expect("a1 got the reply");
     assert_eq!(open(&reply, &a1.key, &alice.member_key().unwrap(), None).unwrap(), b"answer");
     assert!(no_message(&mut a2).await, "the sibling session saw the reply");
@@ -66,18 +93,34 @@ async fn per_recipient_states_move_queued_pushed_acked_read() {
     let broker = Broker::start(&db).await;
     let mesh = Mesh::create(&broker, &["alice", "bob", "carol"]).await;
     let (alice, bob, carol) = (mesh.peers[0].profile(), mesh.peers[1].profile(), mesh.peers[2].profile());
-    let a = raw_session(&broker.url, &alice, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
-    let mut b = raw_session(&broker.url, &bob, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
-    let c = raw_session(&broker.url, &carol, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let a =
+        raw_session(&broker.url, &alice, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
+    let mut b =
+        raw_session(&broker.url, &bob, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let c =
+        raw_session(&broker.url, &carol, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
     c.conn.close().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let id = Uuid::new_v4();
     let (sealing, nonce, ciphertext) = seal_for(SealTo::Mesh(&alice.mesh_key().unwrap()), &a.key, b"to all").unwrap();
-    a.conn.call(&ops::Send { id, target: Target::All, priority: Priority::Now, reply_to: None, subtype: None, sealing, nonce, ciphertext }).await.unwrap();
+    a.conn
+        .call(&ops::Send {
+            id,
+            target: Target::All,
+            priority: Priority::Now,
+            reply_to: None,
+            subtype: None,
+            sealing,
+            nonce,
+            ciphertext,
+        })
+        .await
+        .unwrap();
     let m = next_message(&mut b).await.unwrap();
 
-    let state_of = |st: &ops::MessageState, sid: Uuid| st.recipients.iter().find(|r| r.session_id == sid).map(|r| r.state);
+    let state_of =
+        |st: &ops::MessageState, sid: Uuid| st.recipients.iter().find(|r| r.session_id == sid).map(|r| r.state);
     let st = plexus_e2e::wait_until_async(Duration::from_secs(10), || async {
         let st = a.conn.call(&ops::MessageStatus { id }).await.ok()?;
         (state_of(&st, b.session_id) == Some(DeliveryState::Pushed)).then_some(st)
@@ -106,13 +149,24 @@ async fn joins_leaves_and_status_are_events_and_peers_lists_them() {
     let broker = Broker::start(&db).await;
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
     let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
-    let mut a = raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
-    let sp = SessionProfile { summary: Some("reviewing".into()), groups: vec![plexus_proto::types::GroupRole { name: "eng".into(), role: Some("lead".into()) }], ..SessionProfile::default() };
+    let mut a =
+        raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let sp = SessionProfile {
+        summary: Some("reviewing".into()),
+        groups: vec![plexus_proto::types::GroupRole { name: "eng".into(), role: Some("lead".into()) }],
+        ..SessionProfile::default()
+    };
     let b = raw_session(&broker.url, &bob, None, SessionMode::Session, None, sp).await.unwrap();
 
     let mut changes = Vec::new();
     let want = |changes: &Vec<(PeerChange, String)>| changes.len() >= 3;
-    b.conn.call(&ops::SetStatus { status: plexus_proto::types::Status::Working, source: plexus_proto::types::StatusSource::Hook }).await.unwrap();
+    b.conn
+        .call(&ops::SetStatus {
+            status: plexus_proto::types::Status::Working,
+            source: plexus_proto::types::StatusSource::Hook,
+        })
+        .await
+        .unwrap();
     let peers = a.conn.call(&ops::Peers {}).await.unwrap();
     let bob_peer = peers.peers.iter().find(|p| p.session_id == b.session_id).expect("bob listed");
     assert_eq!(bob_peer.status, plexus_proto::types::Status::Working);
@@ -120,7 +174,10 @@ async fn joins_leaves_and_status_are_events_and_peers_lists_them() {
     assert_eq!(bob_peer.profile.groups[0].role.as_deref(), Some("lead"));
     b.conn.close().await;
     while !want(&changes) {
-        let push = tokio::time::timeout(Duration::from_secs(10), a.conn.next_push()).await.expect("peer events").expect("open");
+        let push = tokio::time::timeout(Duration::from_secs(10), a.conn.next_push())
+            .await
+            .expect("peer events")
+            .expect("open");
         if let Some(ev) = push_as::<PeerEvent>(&push) {
             if ev.peer.session_id == b.session_id {
                 changes.push((ev.change, ev.peer.status.as_str().to_owned()));

@@ -124,7 +124,11 @@ fn tls_connector(opts: &TlsOptions) -> Result<tokio_tungstenite::Connector, Stri
 /// `ws://host:port` or `wss://host` → the `/ws` endpoint URL.
 pub fn ws_url(base: &str) -> String {
     let trimmed = base.trim_end_matches('/');
-    if trimmed.ends_with("/ws") { trimmed.to_owned() } else { format!("{trimmed}/ws") }
+    if trimmed.ends_with("/ws") {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/ws")
+    }
 }
 
 impl Connection {
@@ -206,7 +210,8 @@ impl Connection {
     /// Send a request with an explicit version, op name and raw body; wait for the response.
     pub async fn request_raw(&self, v: u16, op: &str, body: Vec<u8>) -> Result<Response, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(&Request { v, id, op: op.to_owned(), body }).map_err(|e| ClientError::Proto(e.to_string()))?;
+        let frame = encode_request(&Request { v, id, op: op.to_owned(), body })
+            .map_err(|e| ClientError::Proto(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
         if self.out.send(WsMessage::Binary(frame.into())).await.is_err() {
@@ -253,7 +258,11 @@ impl Connection {
 
 /// Decode a push body of type `P` if the push is of that kind.
 pub fn push_as<P: PushBody>(push: &Push) -> Option<P> {
-    if push.push == P::KIND { decode_body(P::KIND, &push.body).ok() } else { None }
+    if push.push == P::KIND {
+        decode_body(P::KIND, &push.body).ok()
+    } else {
+        None
+    }
 }
 
 /// Build a signed hello for a profile's member identity and the given session.
@@ -267,11 +276,17 @@ pub fn signed_hello(
 ) -> Result<ops::Hello, ClientError> {
     let member = profile.member_key().map_err(ClientError::Keys)?;
     let nonce: [u8; 16] = crypto::random_array();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let signed = signing::hello_bytes(PROTOCOL_VERSION, profile.mesh_id, profile.member_id, session_id, session_pubkey, ts, &nonce);
+    let ts =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let signed = signing::hello_bytes(
+        PROTOCOL_VERSION,
+        profile.mesh_id,
+        profile.member_id,
+        session_id,
+        session_pubkey,
+        ts,
+        &nonce,
+    );
     Ok(ops::Hello {
         mesh_id: profile.mesh_id,
         member_id: profile.member_id,

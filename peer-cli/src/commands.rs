@@ -13,7 +13,7 @@ use plexus_cli::{
 use plexus_crypto::{self as crypto, hex};
 use plexus_proto::{
     ops,
-    push::{Digest, KeyRequest, Message, MeshKey, PeerEvent, Routed},
+    push::{Digest, KeyRequest, MeshKey, Message, PeerEvent, Routed},
     signing,
     types::{GroupRole, Priority, Role, SessionMode, SessionProfile, Status, StatusSource, Target},
     CloseCode,
@@ -64,7 +64,12 @@ fn session_profile(p: &Profile, status: Status, groups: &[String]) -> SessionPro
 }
 
 /// Connect to any broker of the profile and say hello.
-async fn connect(p: &Profile, mode: SessionMode, cursor: Option<&LocalCursor>, sp: SessionProfile) -> Result<(Connection, ops::Welcome), ClientError> {
+async fn connect(
+    p: &Profile,
+    mode: SessionMode,
+    cursor: Option<&LocalCursor>,
+    sp: SessionProfile,
+) -> Result<(Connection, ops::Welcome), ClientError> {
     let session = p.session_key().map_err(ClientError::Keys)?;
     let start = crypto::random_below(p.brokers.len() as u32) as usize;
     let (conn, _) = open_any(&p.brokers, start, &tls(p)).await?;
@@ -161,7 +166,15 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn new_profile(name: &str, brokers: Vec<String>, ca_file: Option<String>, mesh_id: Uuid, member_id: Uuid, display_name: String, member: &crypto::SigningKey) -> Result<Profile> {
+fn new_profile(
+    name: &str,
+    brokers: Vec<String>,
+    ca_file: Option<String>,
+    mesh_id: Uuid,
+    member_id: Uuid,
+    display_name: String,
+    member: &crypto::SigningKey,
+) -> Result<Profile> {
     let session = crypto::BoxKeypair::generate()?;
     Ok(Profile {
         name: slug(name),
@@ -179,7 +192,14 @@ fn new_profile(name: &str, brokers: Vec<String>, ca_file: Option<String>, mesh_i
     })
 }
 
-async fn mesh_create(ctx: &Ctx, name: String, brokers: Vec<String>, display_name: String, operator_token: Option<String>, ca_file: Option<String>) -> Result<()> {
+async fn mesh_create(
+    ctx: &Ctx,
+    name: String,
+    brokers: Vec<String>,
+    display_name: String,
+    operator_token: Option<String>,
+    ca_file: Option<String>,
+) -> Result<()> {
     let member = crypto::SigningKey::generate()?;
     let (mesh_id, member_id) = (Uuid::new_v4(), Uuid::new_v4());
     let mut profile = new_profile(&name, brokers, ca_file, mesh_id, member_id, display_name.clone(), &member)?;
@@ -214,7 +234,12 @@ fn mesh_list(ctx: &Ctx) -> Result<()> {
         .filter_map(|n| Profile::load(&ctx.home, Some(n)).ok())
         .map(|p| json!({"profile": p.name, "mesh": p.mesh_name, "mesh_id": p.mesh_id, "brokers": p.brokers, "has_mesh_key": p.mesh_key.is_some()}))
         .collect();
-    ctx.emit(json!(rows), || rows.iter().map(|r| format!("{}  {}  {}", r["profile"], r["mesh_id"], r["brokers"])).collect::<Vec<_>>().join("\n"));
+    ctx.emit(json!(rows), || {
+        rows.iter()
+            .map(|r| format!("{}  {}  {}", r["profile"], r["mesh_id"], r["brokers"]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     Ok(())
 }
 
@@ -238,7 +263,13 @@ async fn invite(ctx: &Ctx, cmd: InviteCmd) -> Result<()> {
             let member = p.member_key().map_err(|e| anyhow!(e))?;
             let signed = signing::invite_bytes(p.mesh_id, &code, role, uses, expires_at_ms);
             let info = conn
-                .call(&ops::InviteCreate { code: code.clone(), role, max_uses: uses, expires_at_ms, signature: member.sign(&signed).to_vec() })
+                .call(&ops::InviteCreate {
+                    code: code.clone(),
+                    role,
+                    max_uses: uses,
+                    expires_at_ms,
+                    signature: member.sign(&signed).to_vec(),
+                })
                 .await?;
             let brokers = p.brokers.join(",");
             ctx.emit(json!({"code": info.code, "role": role.as_str(), "max_uses": uses, "expires_at_ms": expires_at_ms, "join": format!("plexus join {code} --broker {brokers} --name <your-name>")}), || {
@@ -251,7 +282,16 @@ async fn invite(ctx: &Ctx, cmd: InviteCmd) -> Result<()> {
             ctx.emit(json!(rows), || {
                 list.invites
                     .iter()
-                    .map(|i| format!("{}  {}  {}/{} used{}", i.code, i.role.as_str(), i.uses, i.max_uses, if i.revoked { "  revoked" } else { "" }))
+                    .map(|i| {
+                        format!(
+                            "{}  {}  {}/{} used{}",
+                            i.code,
+                            i.role.as_str(),
+                            i.uses,
+                            i.max_uses,
+                            if i.revoked { "  revoked" } else { "" }
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             });
@@ -284,8 +324,10 @@ async fn join(ctx: &Ctx, args: JoinArgs) -> Result<()> {
     conn.close().await;
     // The capability must be signed by the issuer the broker names.
     let cap = signing::invite_bytes(claimed.mesh_id, &args.code, claimed.role, claimed.max_uses, claimed.expires_at_ms);
-    crypto::verify(&claimed.issuer_pubkey, &cap, &claimed.invite_signature).context("the invite's signature does not verify")?;
-    let mut p = new_profile(&claimed.mesh_name, args.broker, args.ca_file, claimed.mesh_id, member_id, args.name, &member)?;
+    crypto::verify(&claimed.issuer_pubkey, &cap, &claimed.invite_signature)
+        .context("the invite's signature does not verify")?;
+    let mut p =
+        new_profile(&claimed.mesh_name, args.broker, args.ca_file, claimed.mesh_id, member_id, args.name, &member)?;
     if Profile::list(&ctx.home)?.contains(&p.name) {
         p.name = format!("{}-{}", p.name, &member_id.simple().to_string()[..6]);
     }
@@ -295,7 +337,8 @@ async fn join(ctx: &Ctx, args: JoinArgs) -> Result<()> {
     // Wait for a member holding the mesh key to seal it to our claim key.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.wait);
     let cursor = LocalCursor::load(p.cursor_path(&ctx.home));
-    let (mut conn, welcome) = connect(&p, SessionMode::Session, Some(&cursor), session_profile(&p, Status::Idle, &[])).await?;
+    let (mut conn, welcome) =
+        connect(&p, SessionMode::Session, Some(&cursor), session_profile(&p, Status::Idle, &[])).await?;
     let mut got = adopt_mesh_key(ctx, &mut p, welcome.sealed_mesh_key.as_deref());
     while !got {
         match tokio::time::timeout_at(deadline, conn.next_push()).await {
@@ -337,7 +380,14 @@ async fn peers(ctx: &Ctx) -> Result<()> {
             .iter()
             .map(|p| {
                 let groups: Vec<String> = p.profile.groups.iter().map(|g| format!("@{}", g.name)).collect();
-                format!("{:<16} {:<8} {}  {}  {}", p.display_name, p.status.as_str(), &p.session_id.to_string()[..8], groups.join(","), p.profile.summary.clone().unwrap_or_default())
+                format!(
+                    "{:<16} {:<8} {}  {}  {}",
+                    p.display_name,
+                    p.status.as_str(),
+                    &p.session_id.to_string()[..8],
+                    groups.join(","),
+                    p.profile.summary.clone().unwrap_or_default()
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -350,12 +400,24 @@ async fn members(ctx: &Ctx) -> Result<()> {
     let list = conn.call(&ops::Members {}).await?;
     conn.close().await;
     let rows: Vec<Value> = list.members.iter().map(|m| json!({"member_id": m.member_id, "name": m.display_name, "role": m.role.as_str(), "fingerprint": crypto::fingerprint(&m.pubkey)})).collect();
-    ctx.emit(json!(rows), || list.members.iter().map(|m| format!("{:<16} {:<7} {}", m.display_name, m.role.as_str(), crypto::fingerprint(&m.pubkey))).collect::<Vec<_>>().join("\n"));
+    ctx.emit(json!(rows), || {
+        list.members
+            .iter()
+            .map(|m| format!("{:<16} {:<7} {}", m.display_name, m.role.as_str(), crypto::fingerprint(&m.pubkey)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     Ok(())
 }
 
-fn find_member<'a>(list: &'a [plexus_proto::types::MemberInfo], who: &str) -> Result<&'a plexus_proto::types::MemberInfo> {
-    let hits: Vec<_> = list.iter().filter(|m| m.display_name.eq_ignore_ascii_case(who) || m.member_id.to_string().starts_with(who)).collect();
+fn find_member<'a>(
+    list: &'a [plexus_proto::types::MemberInfo],
+    who: &str,
+) -> Result<&'a plexus_proto::types::MemberInfo> {
+    let hits: Vec<_> = list
+        .iter()
+        .filter(|m| m.display_name.eq_ignore_ascii_case(who) || m.member_id.to_string().starts_with(who))
+        .collect();
     match hits.len() {
         1 => Ok(hits[0]),
         0 => bail!("no member named {who:?}"),
@@ -382,7 +444,8 @@ async fn send(ctx: &Ctx, args: SendArgs) -> Result<()> {
         // The reply is sealed to the original sender's session key, found among present peers.
         let peers = conn.call(&ops::Peers {}).await?;
         let inbox = conn.call(&ops::Inbox { limit: 1000 }).await?;
-        let sender = inbox.messages.iter().find(|m| m.id == original).map(|m| (m.sender_session, m.sender_pubkey.clone()));
+        let sender =
+            inbox.messages.iter().find(|m| m.id == original).map(|m| (m.sender_session, m.sender_pubkey.clone()));
         let (sid, pk) = match sender {
             Some(s) => s,
             None => {
@@ -399,7 +462,11 @@ async fn send(ctx: &Ctx, args: SendArgs) -> Result<()> {
         (Target::Group(group.to_owned()), seal::seal_for(SealTo::Mesh(&key), &session, text)?)
     } else if let Some(sid) = args.target.strip_prefix("session:") {
         let peers = conn.call(&ops::Peers {}).await?;
-        let peer = peers.peers.iter().find(|x| x.session_id.to_string().starts_with(sid)).ok_or_else(|| anyhow!("no present session {sid}"))?;
+        let peer = peers
+            .peers
+            .iter()
+            .find(|x| x.session_id.to_string().starts_with(sid))
+            .ok_or_else(|| anyhow!("no present session {sid}"))?;
         (Target::Session(peer.session_id), seal::seal_for(SealTo::Session(&peer.session_pubkey), &session, text)?)
     } else {
         let list = conn.call(&ops::Members {}).await?;
@@ -439,7 +506,14 @@ fn open_text(p: &Profile, m: &Message) -> String {
 fn print_message(ctx: &Ctx, p: &Profile, m: &Message) {
     let text = open_text(p, m);
     ctx.emit(message_json(m, &text), || {
-        format!("[{}] #{} {} ({}): {}", m.priority.as_str(), m.seq, m.sender_name, crypto::fingerprint(&m.sender_member_pubkey), text)
+        format!(
+            "[{}] #{} {} ({}): {}",
+            m.priority.as_str(),
+            m.seq,
+            m.sender_name,
+            crypto::fingerprint(&m.sender_member_pubkey),
+            text
+        )
     });
 }
 
@@ -482,7 +556,9 @@ async fn ack(ctx: &Ctx, seqs: Vec<u64>) -> Result<()> {
     }
     let acked = conn.call(&ops::Ack { seqs: seqs.clone(), read: true }).await?;
     conn.close().await;
-    ctx.emit(json!({"acked": seqs, "watermark": acked.cursor.watermark}), || format!("acknowledged {} message(s)", seqs.len()));
+    ctx.emit(json!({"acked": seqs, "watermark": acked.cursor.watermark}), || {
+        format!("acknowledged {} message(s)", seqs.len())
+    });
     Ok(())
 }
 
@@ -506,16 +582,17 @@ async fn follow(ctx: &Ctx, args: InboxArgs) -> Result<()> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut printed = 0usize;
     loop {
-        let (mut conn, welcome) = match connect(&p, SessionMode::Session, Some(&cursor), session_profile(&p, status, &args.groups)).await {
-            Ok(c) => c,
-            Err(e) if e.is_transient() => {
-                let d = backoff.next_delay();
-                tracing::warn!(error = %e, delay_ms = d.as_millis() as u64, "reconnecting");
-                tokio::time::sleep(d).await;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let (mut conn, welcome) =
+            match connect(&p, SessionMode::Session, Some(&cursor), session_profile(&p, status, &args.groups)).await {
+                Ok(c) => c,
+                Err(e) if e.is_transient() => {
+                    let d = backoff.next_delay();
+                    tracing::warn!(error = %e, delay_ms = d.as_millis() as u64, "reconnecting");
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
         backoff.reset();
         adopt_mesh_key(ctx, &mut p, welcome.sealed_mesh_key.as_deref());
         cursor.advance(welcome.cursor.watermark);
@@ -542,7 +619,11 @@ async fn follow(ctx: &Ctx, args: InboxArgs) -> Result<()> {
                 }
             } else if let Some(d) = push_as::<Digest>(&push) {
                 ctx.emit(json!({"digest": {"low_unread": d.low_unread, "senders": d.senders}}), || {
-                    format!("({} low-priority message(s) waiting from {}; run `plexus inbox`)", d.low_unread, d.senders.join(", "))
+                    format!(
+                        "({} low-priority message(s) waiting from {}; run `plexus inbox`)",
+                        d.low_unread,
+                        d.senders.join(", ")
+                    )
                 });
             } else if let Some(ev) = push_as::<PeerEvent>(&push) {
                 if !ctx.json {
@@ -569,7 +650,8 @@ async fn status(ctx: &Ctx, cmd: StatusCmd) -> Result<()> {
     let (p, conn, _) = control(ctx).await?;
     match cmd {
         StatusCmd::Set { status, source, summary } => {
-            let now = conn.call(&ops::SetStatus { status: parse_status(&status)?, source: parse_source(&source)? }).await?;
+            let now =
+                conn.call(&ops::SetStatus { status: parse_status(&status)?, source: parse_source(&source)? }).await?;
             if summary.is_some() {
                 conn.call(&ops::SetProfile { summary, ..Default::default() }).await?;
             }
@@ -578,8 +660,12 @@ async fn status(ctx: &Ctx, cmd: StatusCmd) -> Result<()> {
         StatusCmd::Show => {
             let peers = conn.call(&ops::Peers {}).await?;
             match peers.peers.iter().find(|x| x.session_id == p.session_id) {
-                Some(me) => ctx.emit(peer_json(me), || format!("{} is {} ({:?})", me.display_name, me.status.as_str(), me.status_source)),
-                None => ctx.emit(json!({"present": false}), || "this session is not present (run `plexus inbox --follow` or an agent with `plexus mcp`)".into()),
+                Some(me) => ctx.emit(peer_json(me), || {
+                    format!("{} is {} ({:?})", me.display_name, me.status.as_str(), me.status_source)
+                }),
+                None => ctx.emit(json!({"present": false}), || {
+                    "this session is not present (run `plexus inbox --follow` or an agent with `plexus mcp`)".into()
+                }),
             }
         }
     }
@@ -616,7 +702,13 @@ async fn watch(ctx: &Ctx) -> Result<()> {
                     if let Some(r) = push_as::<Routed>(&push) {
                         let text = open_text(&p, &r.message);
                         ctx.emit(json!({"event": "message", "message": message_json(&r.message, &text)}), || {
-                            format!("message #{} {} -> {}: {}", r.message.seq, r.message.sender_name, message_json(&r.message, "")["target"], text)
+                            format!(
+                                "message #{} {} -> {}: {}",
+                                r.message.seq,
+                                r.message.sender_name,
+                                message_json(&r.message, "")["target"],
+                                text
+                            )
                         });
                     } else if let Some(ev) = push_as::<PeerEvent>(&push) {
                         ctx.emit(json!({"event": "peer", "change": format!("{:?}", ev.change).to_lowercase(), "peer": peer_json(&ev.peer)}), || {
@@ -648,24 +740,62 @@ async fn doctor(ctx: &Ctx) -> Result<()> {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(p.path(&ctx.home)).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
             let ok = mode & 0o077 == 0;
-            checks.push(("key file mode".into(), ok, if ok { format!("{mode:o}") } else { format!("{mode:o} is readable by others; fix: chmod 600 {}", p.path(&ctx.home).display()) }));
+            checks.push((
+                "key file mode".into(),
+                ok,
+                if ok {
+                    format!("{mode:o}")
+                } else {
+                    format!("{mode:o} is readable by others; fix: chmod 600 {}", p.path(&ctx.home).display())
+                },
+            ));
         }
-        checks.push(("mesh key".into(), p.mesh_key.is_some(), if p.mesh_key.is_some() { "present".into() } else { "not yet granted; fix: stay online (plexus inbox --follow) while a member holding it is online".into() }));
+        checks.push((
+            "mesh key".into(),
+            p.mesh_key.is_some(),
+            if p.mesh_key.is_some() {
+                "present".into()
+            } else {
+                "not yet granted; fix: stay online (plexus inbox --follow) while a member holding it is online".into()
+            },
+        ));
         let started = now_ms();
         match connect(p, SessionMode::Control, None, session_profile(p, Status::Idle, &[])).await {
             Ok((conn, w)) => {
                 let rtt = now_ms().saturating_sub(started);
-                checks.push(("broker".into(), true, format!("{} reachable, node {}, protocol v{}", conn.url, w.node_id, plexus_proto::PROTOCOL_VERSION)));
+                checks.push((
+                    "broker".into(),
+                    true,
+                    format!("{} reachable, node {}, protocol v{}", conn.url, w.node_id, plexus_proto::PROTOCOL_VERSION),
+                ));
                 let skew = (w.server_time_ms as i64 - (started + rtt / 2) as i64).unsigned_abs();
-                checks.push(("clock skew".into(), skew < 30_000, if skew < 30_000 { format!("{skew} ms") } else { format!("{skew} ms; fix: sync your clock (hello is rejected past the broker's window)") }));
+                checks.push((
+                    "clock skew".into(),
+                    skew < 30_000,
+                    if skew < 30_000 {
+                        format!("{skew} ms")
+                    } else {
+                        format!("{skew} ms; fix: sync your clock (hello is rejected past the broker's window)")
+                    },
+                ));
                 conn.close().await;
             }
-            Err(e) => checks.push(("broker".into(), false, format!("{e}; fix: check the URL in {} and that the broker runs", p.path(&ctx.home).display()))),
+            Err(e) => checks.push((
+                "broker".into(),
+                false,
+                format!("{e}; fix: check the URL in {} and that the broker runs", p.path(&ctx.home).display()),
+            )),
         }
     }
     let all_ok = checks.iter().all(|c| c.1);
     let rows: Vec<Value> = checks.iter().map(|(n, ok, d)| json!({"check": n, "ok": ok, "detail": d})).collect();
-    ctx.emit(json!({"ok": all_ok, "checks": rows}), || checks.iter().map(|(n, ok, d)| format!("{} {:<14} {}", if *ok { "ok  " } else { "FAIL" }, n, d)).collect::<Vec<_>>().join("\n"));
+    ctx.emit(json!({"ok": all_ok, "checks": rows}), || {
+        checks
+            .iter()
+            .map(|(n, ok, d)| format!("{} {:<14} {}", if *ok { "ok  " } else { "FAIL" }, n, d))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     if !all_ok {
         bail!("some checks failed");
     }

@@ -25,7 +25,11 @@ impl LocalCursor {
     /// Load from `path` (empty when missing or unreadable).
     pub fn load(path: PathBuf) -> LocalCursor {
         let disk: OnDisk = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        LocalCursor { path, watermark: disk.watermark, acked: disk.acked.into_iter().filter(|s| *s > disk.watermark).collect() }
+        LocalCursor {
+            path,
+            watermark: disk.watermark,
+            acked: disk.acked.into_iter().filter(|s| *s > disk.watermark).collect(),
+        }
     }
 
     /// Whether `seq` was already surfaced.

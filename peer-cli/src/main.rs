@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "plexus", version, about = "Join a Plexus mesh: presence, messages and coordination for agents and humans")]
+#[command(
+    name = "plexus",
+    version,
+    about = "Join a Plexus mesh: presence, messages and coordination for agents and humans"
+)]
 pub struct Cli {
     /// Config directory (default: $XDG_CONFIG_HOME/plexus or ~/.config/plexus).
     #[arg(long, global = true, env = "PLEXUS_HOME")]

@@ -117,7 +117,11 @@ pub fn slug(name: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
         .collect();
     let s = s.trim_matches('-').to_owned();
-    if s.is_empty() { "mesh".into() } else { s }
+    if s.is_empty() {
+        "mesh".into()
+    } else {
+        s
+    }
 }
 
 impl Profile {
@@ -174,7 +178,8 @@ impl Profile {
         };
         let path = Self::dir(home).join(format!("{name}.json"));
         let bytes = std::fs::read(&path).map_err(|_| ProfileError::NotFound(name.clone()))?;
-        let p: Profile = serde_json::from_slice(&bytes).map_err(|e| ProfileError::Corrupt(path.clone(), e.to_string()))?;
+        let p: Profile =
+            serde_json::from_slice(&bytes).map_err(|e| ProfileError::Corrupt(path.clone(), e.to_string()))?;
         p.member_key().map_err(|e| ProfileError::Corrupt(path.clone(), e))?;
         p.session_key().map_err(|e| ProfileError::Corrupt(path, e))?;
         Ok(p)

@@ -3,7 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use plexus_proto::{
-    decode_body, decode_request, encode_body, encode_request, encode_server_frame, ops, push::Message,
+    decode_body, decode_request, encode_body, encode_request, encode_server_frame, ops,
+    push::Message,
     types::{Priority, Sealing, Target},
     Push, Request, ServerFrame,
 };

@@ -149,8 +149,7 @@ pub fn encode_body<T: Serialize>(body: &T) -> Result<Vec<u8>, ProtoError> {
 
 /// Decode a body of type `T` for op or push `name`.
 pub fn decode_body<T: DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, ProtoError> {
-    rmp_serde::from_slice(bytes)
-        .map_err(|e| ProtoError::BadBody { op: name.to_owned(), reason: e.to_string() })
+    rmp_serde::from_slice(bytes).map_err(|e| ProtoError::BadBody { op: name.to_owned(), reason: e.to_string() })
 }
 
 fn check_frame_size(bytes: &[u8]) -> Result<(), ProtoError> {
@@ -168,8 +167,7 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, ProtoError> {
 /// Decode a request frame, enforcing the frame and op-name limits.
 pub fn decode_request(bytes: &[u8]) -> Result<Request, ProtoError> {
     check_frame_size(bytes)?;
-    let req: Request =
-        rmp_serde::from_slice(bytes).map_err(|e| ProtoError::Malformed(e.to_string()))?;
+    let req: Request = rmp_serde::from_slice(bytes).map_err(|e| ProtoError::Malformed(e.to_string()))?;
     if req.op.len() > limits::MAX_OP_NAME {
         return Err(ProtoError::FieldTooLarge { field: "op", max: limits::MAX_OP_NAME });
     }

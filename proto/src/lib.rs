@@ -26,8 +26,8 @@ pub mod types;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use envelope::{
-    decode_body, decode_request, decode_server_frame, encode_body, encode_request,
-    encode_server_frame, ProtoError, Push, Request, Response, ServerFrame, WireError,
+    decode_body, decode_request, decode_server_frame, encode_body, encode_request, encode_server_frame, ProtoError,
+    Push, Request, Response, ServerFrame, WireError,
 };
 pub use ops::Op;
 pub use push::PushBody;

@@ -10,9 +10,8 @@ use crate::{
     envelope::ProtoError,
     limits,
     types::{
-        check_len, check_opt, validate_groups, Cursor, DeliveryState, GroupRole, MemberInfo,
-        PeerInfo, Priority, Role, Sealing, SessionMode, SessionProfile, Status, StatusSource,
-        Target,
+        check_len, check_opt, validate_groups, Cursor, DeliveryState, GroupRole, MemberInfo, PeerInfo, Priority, Role,
+        Sealing, SessionMode, SessionProfile, Status, StatusSource, Target,
     },
 };
 
@@ -254,10 +253,7 @@ impl Op for Send {
     type Reply = Sent;
     fn validate(&self) -> Result<(), ProtoError> {
         if self.ciphertext.len() > limits::MAX_CIPHERTEXT_BYTES {
-            return Err(ProtoError::FieldTooLarge {
-                field: "ciphertext",
-                max: limits::MAX_CIPHERTEXT_BYTES,
-            });
+            return Err(ProtoError::FieldTooLarge { field: "ciphertext", max: limits::MAX_CIPHERTEXT_BYTES });
         }
         check_key("nonce", &self.nonce, 24)?;
         check_opt("subtype", &self.subtype, limits::MAX_NAME)?;

@@ -39,10 +39,7 @@ pub fn valid_group_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= limits::MAX_GROUP_NAME
         && name.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         })
 }
 
@@ -323,11 +320,7 @@ pub(crate) fn check_len(field: &'static str, value: &str, max: usize) -> Result<
 }
 
 /// Check an optional string field against a limit.
-pub(crate) fn check_opt(
-    field: &'static str,
-    value: &Option<String>,
-    max: usize,
-) -> Result<(), crate::ProtoError> {
+pub(crate) fn check_opt(field: &'static str, value: &Option<String>, max: usize) -> Result<(), crate::ProtoError> {
     match value {
         Some(v) => check_len(field, v, max),
         None => Ok(()),

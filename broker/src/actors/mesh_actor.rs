@@ -59,11 +59,20 @@ impl Actor for MeshActor {
     type State = MeshState;
     type Arguments = (Uuid, Arc<Broker>);
 
-    async fn pre_start(&self, _myself: ActorRef<MeshMsg>, (mesh_id, _broker): (Uuid, Arc<Broker>)) -> Result<MeshState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<MeshMsg>,
+        (mesh_id, _broker): (Uuid, Arc<Broker>),
+    ) -> Result<MeshState, ActorProcessingErr> {
         Ok(MeshState { mesh_id, sessions: HashMap::new(), watchers: HashMap::new() })
     }
 
-    async fn handle(&self, _myself: ActorRef<MeshMsg>, msg: MeshMsg, state: &mut MeshState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<MeshMsg>,
+        msg: MeshMsg,
+        state: &mut MeshState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             MeshMsg::Event(event) => on_event(state, event),
             MeshMsg::Register { addressing, actor } => {
@@ -114,7 +123,7 @@ fn on_event(state: &mut MeshState, event: MeshEvent) {
                 let _ = actor.cast(SessionMsg::PeerEvent(ev.clone()));
             }
             for (_, conn) in state.watchers.values() {
-                conn.push(&ev);
+                conn.push(&*ev);
             }
         }
         MeshEvent::KeyRequest(req) => {

@@ -81,7 +81,11 @@ impl Actor for MeshSupervisor {
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<MeshSupervisorMsg>, state: &mut MeshSupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<MeshSupervisorMsg>,
+        state: &mut MeshSupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         state.broker.fanout.unsubscribe(state.mesh_id);
         Ok(())
     }
@@ -95,7 +99,8 @@ impl Actor for MeshSupervisor {
         match msg {
             MeshSupervisorMsg::Attach(spec, reply) => {
                 let spec: Arc<SessionSpec> = Arc::from(spec);
-                let args = SessionArgs { spec: spec.clone(), router: state.router.clone(), broker: state.broker.clone() };
+                let args =
+                    SessionArgs { spec: spec.clone(), router: state.router.clone(), broker: state.broker.clone() };
                 let result = Actor::spawn_linked(None, PresenceSession, args, myself.get_cell())
                     .await
                     .map(|(session, _)| session)
@@ -146,7 +151,11 @@ impl Actor for MeshSupervisor {
                         let _ = session.cast(SessionMsg::Reregister(state.router.clone()));
                     }
                     for (conn_id, (member_id, conn)) in &state.watchers {
-                        let _ = state.router.cast(MeshMsg::Watch { conn_id: *conn_id, member_id: *member_id, conn: conn.clone() });
+                        let _ = state.router.cast(MeshMsg::Watch {
+                            conn_id: *conn_id,
+                            member_id: *member_id,
+                            conn: conn.clone(),
+                        });
                     }
                 } else if let Some((_, spec)) = state.sessions.remove(&id) {
                     tracing::error!(mesh_id = %state.mesh_id, session_id = %spec.session_id, error = %err, "presence session failed");

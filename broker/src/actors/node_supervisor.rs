@@ -32,11 +32,20 @@ impl Actor for NodeSupervisor {
     type State = NodeState;
     type Arguments = Arc<Broker>;
 
-    async fn pre_start(&self, _myself: ActorRef<NodeMsg>, broker: Arc<Broker>) -> Result<NodeState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<NodeMsg>,
+        broker: Arc<Broker>,
+    ) -> Result<NodeState, ActorProcessingErr> {
         Ok(NodeState { broker, meshes: HashMap::new() })
     }
 
-    async fn handle(&self, myself: ActorRef<NodeMsg>, msg: NodeMsg, state: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             NodeMsg::MeshFor(mesh_id, reply) => {
                 let result = self.on_mesh_for(&myself, state, mesh_id).await;
@@ -81,9 +90,8 @@ impl NodeSupervisor {
             return Ok(sup.clone());
         }
         let args = MeshSupervisorArgs { mesh_id, broker: state.broker.clone() };
-        let (sup, _) = Actor::spawn_linked(None, MeshSupervisor, args, myself.get_cell())
-            .await
-            .map_err(|e| e.to_string())?;
+        let (sup, _) =
+            Actor::spawn_linked(None, MeshSupervisor, args, myself.get_cell()).await.map_err(|e| e.to_string())?;
         state.meshes.insert(mesh_id, sup.clone());
         Ok(sup)
     }

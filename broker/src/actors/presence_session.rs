@@ -4,14 +4,10 @@
 //! router, announces itself and replays from its cursor; on stop it announces the leave
 //! (unless a newer connection of the same session replaced it).
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use plexus_proto::{
-    push::{Digest, KeyRequest, Message, MeshKey, PeerChange, PeerEvent},
+    push::{Digest, KeyRequest, MeshKey, Message, PeerChange, PeerEvent},
     types::{Cursor, DeliveryState, PeerInfo, SessionProfile, Status, StatusSource},
     CloseCode,
 };
@@ -73,7 +69,7 @@ pub enum SessionMsg {
     /// Profile change (summary, groups, visibility); already validated and persisted.
     SetProfile(plexus_proto::ops::SetProfile, RpcReplyPort<()>),
     /// Another session's presence changed.
-    PeerEvent(PeerEvent),
+    PeerEvent(Arc<PeerEvent>),
     /// A member waits for the mesh key.
     KeyRequest(KeyRequest),
     /// This member's mesh key arrived.
@@ -222,7 +218,7 @@ impl SessionState {
     async fn announce(&self, change: PeerChange) {
         let peer = self.peer_info();
         self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
-        self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(PeerEvent { change, peer }));
+        self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change, peer })));
     }
 }
 
@@ -241,7 +237,7 @@ pub async fn announce_gone(broker: &Broker, spec: &SessionSpec) {
             profile: spec.profile.clone(),
             connected_at_ms: spec.connected_at_ms,
         };
-        broker.fanout.publish(spec.mesh_id, MeshEvent::Peer(PeerEvent { change: PeerChange::Left, peer }));
+        broker.fanout.publish(spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change: PeerChange::Left, peer })));
     }
 }
 
@@ -250,7 +246,11 @@ impl Actor for PresenceSession {
     type State = SessionState;
     type Arguments = SessionArgs;
 
-    async fn pre_start(&self, myself: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
         let now = now_ms();
         let spec = args.spec;
         let state = SessionState {
@@ -271,14 +271,22 @@ impl Actor for PresenceSession {
         Ok(state)
     }
 
-    async fn post_start(&self, myself: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         let _ = myself.cast(SessionMsg::Replay);
         let every = Duration::from_secs(state.broker.cfg.presence.sweep_interval_secs.max(1));
         myself.send_interval(every, || SessionMsg::Sweep);
         Ok(())
     }
 
-    async fn post_stop(&self, myself: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         let _ = state.router.cast(MeshMsg::Unregister { session_id: state.spec.session_id, actor: myself.get_id() });
         if state.replaced {
             crate::metrics::sessions().dec();
@@ -286,13 +294,21 @@ impl Actor for PresenceSession {
             announce_gone(&state.broker, &state.spec).await;
         }
         let cursor = state.cursor();
-        if let Err(e) = store::log::raise_watermark(&state.broker.pool, state.spec.mesh_id, state.spec.session_id, cursor.watermark).await {
+        if let Err(e) =
+            store::log::raise_watermark(&state.broker.pool, state.spec.mesh_id, state.spec.session_id, cursor.watermark)
+                .await
+        {
             tracing::warn!(session_id = %state.spec.session_id, error = %e, "could not persist watermark");
         }
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<SessionMsg>, msg: SessionMsg, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SessionMsg::Deliver(m) => {
                 state.offer(m);
@@ -326,7 +342,7 @@ impl Actor for PresenceSession {
             },
             SessionMsg::PeerEvent(ev) => {
                 if ev.peer.session_id != state.spec.session_id {
-                    state.spec.conn.push(&ev);
+                    state.spec.conn.push(&*ev);
                 }
             }
             SessionMsg::KeyRequest(req) => {

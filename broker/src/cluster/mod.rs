@@ -18,7 +18,7 @@ pub enum MeshEvent {
     /// A committed message.
     Message(Arc<Message>),
     /// A presence change.
-    Peer(PeerEvent),
+    Peer(Arc<PeerEvent>),
     /// A member waits for the mesh key.
     KeyRequest(KeyRequest),
     /// A member received the mesh key.

@@ -24,7 +24,8 @@ pub(crate) fn error_frame(id: u64, code: ErrorCode, message: impl Into<String>) 
 /// Serve one connection until it closes.
 pub async fn run(broker: Arc<Broker>, mut session: Session, stream: MessageStream) {
     crate::metrics::connections().inc();
-    let mut stream = stream.max_frame_size(HARD_FRAME_LIMIT).aggregate_continuations().max_continuation_size(HARD_FRAME_LIMIT);
+    let mut stream =
+        stream.max_frame_size(HARD_FRAME_LIMIT).aggregate_continuations().max_continuation_size(HARD_FRAME_LIMIT);
     let (frames_tx, mut frames_rx) = mpsc::channel(broker.cfg.http.outbound_queue);
     let (control_tx, mut control_rx) = mpsc::unbounded_channel();
     let conn = ConnHandle { frames: frames_tx, control: control_tx };
@@ -98,7 +99,8 @@ pub async fn run(broker: Arc<Broker>, mut session: Session, stream: MessageStrea
                 }
             }
         }
-        let reason = CloseReason { code: actix_ws::CloseCode::Other(code.as_u16()), description: Some(format!("{code:?}")) };
+        let reason =
+            CloseReason { code: actix_ws::CloseCode::Other(code.as_u16()), description: Some(format!("{code:?}")) };
         let _ = session.close(Some(reason)).await;
     } else {
         let _ = session.close(None).await;

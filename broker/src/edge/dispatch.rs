@@ -113,7 +113,9 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
                             let c = conn.clone();
                             tokio::spawn(async move {
                                 let result = commit.await.map_err(|e| match e {
-                                    crate::store::log::AppendError::Store(_) => OpError::Internal("log write failed; resend with the same id"),
+                                    crate::store::log::AppendError::Store(_) => {
+                                        OpError::Internal("log write failed; resend with the same id")
+                                    }
                                     crate::store::log::AppendError::Stopped => OpError::Internal("log writer stopped"),
                                 });
                                 respond(&c, req.id, op, result);

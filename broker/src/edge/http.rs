@@ -45,8 +45,10 @@ fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
     ))
     .collect::<Result<_, _>>()
     .context("reading tls_cert")?;
-    let key = PrivateKeyDer::from_pem_reader(&mut BufReader::new(File::open(key).with_context(|| format!("opening tls_key {key}"))?))
-        .context("reading tls_key")?;
+    let key = PrivateKeyDer::from_pem_reader(&mut BufReader::new(
+        File::open(key).with_context(|| format!("opening tls_key {key}"))?,
+    ))
+    .context("reading tls_key")?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -76,7 +78,8 @@ pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
     }
     if !cfg.tls_listen.is_empty() {
         let tls = tls_config(&cfg.tls_cert, &cfg.tls_key)?;
-        server = server.bind_rustls_0_23(&cfg.tls_listen, tls).with_context(|| format!("binding {}", cfg.tls_listen))?;
+        server =
+            server.bind_rustls_0_23(&cfg.tls_listen, tls).with_context(|| format!("binding {}", cfg.tls_listen))?;
         tracing::info!(listen = %cfg.tls_listen, "serving wss://{}/ws", cfg.tls_listen);
     }
     server.run().await?;

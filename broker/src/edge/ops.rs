@@ -14,7 +14,10 @@ use plexus_proto::{
 
 use super::dispatch::{body, respond, Authed};
 use crate::{
-    actors::{presence_session::{SessionMsg, SessionSpec}, ConnHandle},
+    actors::{
+        presence_session::{SessionMsg, SessionSpec},
+        ConnHandle,
+    },
     app::Broker,
     cluster::{MeshEvent, SessionCommand},
     error::OpError,
@@ -37,7 +40,16 @@ pub async fn mesh_create(broker: &Broker, req: &Request) -> Result<ops::MeshCrea
     }
     let signed = signing::mesh_create_bytes(b.mesh_id, &b.name, b.owner_member_id, &b.owner_pubkey);
     crypto::verify(&b.owner_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("mesh_create"))?;
-    match meshes::create_mesh(&broker.pool, b.mesh_id, &b.name, b.owner_member_id, &b.owner_pubkey, &b.owner_display_name).await? {
+    match meshes::create_mesh(
+        &broker.pool,
+        b.mesh_id,
+        &b.name,
+        b.owner_member_id,
+        &b.owner_pubkey,
+        &b.owner_display_name,
+    )
+    .await?
+    {
         meshes::CreateMesh::Created => {
             tracing::info!(mesh_id = %b.mesh_id, "mesh created");
             Ok(ops::MeshCreated { mesh_id: b.mesh_id, member_id: b.owner_member_id })
@@ -51,15 +63,16 @@ pub async fn invite_claim(broker: &Broker, req: &Request) -> Result<ops::InviteC
     let b: ops::InviteClaim = body(req)?;
     let signed = signing::claim_bytes(&b.code, b.member_id, &b.member_pubkey, &b.claim_pubkey);
     crypto::verify(&b.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("invite_claim"))?;
-    let claimed = meshes::claim_invite(&broker.pool, &b.code, b.member_id, &b.member_pubkey, &b.claim_pubkey, &b.display_name)
-        .await?
-        .map_err(|refusal| match refusal {
-            meshes::ClaimRefusal::NotFound => OpError::NotFound("invite"),
-            meshes::ClaimRefusal::Expired => OpError::InviteExpired,
-            meshes::ClaimRefusal::Revoked => OpError::InviteRevoked,
-            meshes::ClaimRefusal::Exhausted => OpError::InviteExhausted,
-            meshes::ClaimRefusal::AlreadyMember => OpError::AlreadyExists("member"),
-        })?;
+    let claimed =
+        meshes::claim_invite(&broker.pool, &b.code, b.member_id, &b.member_pubkey, &b.claim_pubkey, &b.display_name)
+            .await?
+            .map_err(|refusal| match refusal {
+                meshes::ClaimRefusal::NotFound => OpError::NotFound("invite"),
+                meshes::ClaimRefusal::Expired => OpError::InviteExpired,
+                meshes::ClaimRefusal::Revoked => OpError::InviteRevoked,
+                meshes::ClaimRefusal::Exhausted => OpError::InviteExhausted,
+                meshes::ClaimRefusal::AlreadyMember => OpError::AlreadyExists("member"),
+            })?;
     tracing::info!(mesh_id = %claimed.mesh_id, member_id = %b.member_id, "invite claimed");
     broker.fanout.publish(
         claimed.mesh_id,
@@ -91,7 +104,15 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
     if member.removed {
         return Err(OpError::NotMember);
     }
-    let signed = signing::hello_bytes(PROTOCOL_VERSION, b.mesh_id, b.member_id, b.session_id, &b.session_pubkey, b.timestamp_ms, &b.nonce);
+    let signed = signing::hello_bytes(
+        PROTOCOL_VERSION,
+        b.mesh_id,
+        b.member_id,
+        b.session_id,
+        &b.session_pubkey,
+        b.timestamp_ms,
+        &b.nonce,
+    );
     crypto::verify(&member.pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("hello"))?;
     let now = now_ms();
     let skew_ms = now.abs_diff(b.timestamp_ms);
@@ -182,7 +203,9 @@ pub async fn prepare_send(broker: &Broker, a: &Authed, req: &Request) -> Result<
     let b: ops::Send = body(req)?;
     let mut target = b.target.clone();
     if let Some(original) = b.reply_to {
-        let orig = store::log::message_by_id(&broker.pool, a.mesh_id, original).await?.ok_or(OpError::NotFound("message replied to"))?;
+        let orig = store::log::message_by_id(&broker.pool, a.mesh_id, original)
+            .await?
+            .ok_or(OpError::NotFound("message replied to"))?;
         if b.sealing != Sealing::BoxSession {
             return Err(OpError::Invalid("a reply is sealed to the original sender's session (box_session)"));
         }
@@ -264,15 +287,21 @@ async fn ack(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Acked, O
     // A control connection acks for the session wherever it is present.
     broker.fanout.publish(
         a.mesh_id,
-        MeshEvent::SessionCommand { session_id: a.session_id, member_id: a.member_id, command: SessionCommand::Acked(b.seqs) },
+        MeshEvent::SessionCommand {
+            session_id: a.session_id,
+            member_id: a.member_id,
+            command: SessionCommand::Acked(b.seqs),
+        },
     );
-    let (_, watermark) = meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
+    let (_, watermark) =
+        meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
     Ok(ops::Acked { cursor: Cursor { watermark: watermark.max(0) as u64, acked: Vec::new() } })
 }
 
 async fn inbox(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::InboxItems, OpError> {
     let b: ops::Inbox = body(req)?;
-    let (who, watermark) = meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
+    let (who, watermark) =
+        meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
     let mut messages = store::log::unacked_for(&broker.pool, &who, watermark.max(0) as u64, b.limit + 1).await?;
     let more = messages.len() > b.limit as usize;
     messages.truncate(b.limit as usize);
@@ -319,12 +348,21 @@ async fn set_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::S
 async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
     let b: ops::SetProfile = body(req)?;
     if b.groups.is_some() || b.visible.is_some() {
-        let (who, _) = meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
+        let (who, _) = meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id)
+            .await?
+            .ok_or(OpError::NotFound("session"))?;
         let groups: Vec<String> = match &b.groups {
             Some(g) => g.iter().map(|g| g.name.clone()).collect(),
             None => who.groups,
         };
-        meshes::update_session_profile(&broker.pool, a.mesh_id, a.session_id, &groups, b.visible.unwrap_or(who.visible)).await?;
+        meshes::update_session_profile(
+            &broker.pool,
+            a.mesh_id,
+            a.session_id,
+            &groups,
+            b.visible.unwrap_or(who.visible),
+        )
+        .await?;
     }
     if let Some(session) = &a.session {
         return match session.call(|r| SessionMsg::SetProfile(b, r), Some(CALL_TIMEOUT)).await {
@@ -334,7 +372,11 @@ async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done,
     }
     broker.fanout.publish(
         a.mesh_id,
-        MeshEvent::SessionCommand { session_id: a.session_id, member_id: a.member_id, command: SessionCommand::SetProfile(b) },
+        MeshEvent::SessionCommand {
+            session_id: a.session_id,
+            member_id: a.member_id,
+            command: SessionCommand::SetProfile(b),
+        },
     );
     Ok(Done {})
 }
@@ -370,7 +412,18 @@ async fn invite_create(broker: &Broker, a: &Authed, req: &Request) -> Result<ops
     }
     let signed = signing::invite_bytes(a.mesh_id, &b.code, b.role, b.max_uses, b.expires_at_ms);
     crypto::verify(&a.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("invite"))?;
-    if !meshes::create_invite(&broker.pool, a.mesh_id, &b.code, b.role, b.max_uses, b.expires_at_ms, a.member_id, &b.signature).await? {
+    if !meshes::create_invite(
+        &broker.pool,
+        a.mesh_id,
+        &b.code,
+        b.role,
+        b.max_uses,
+        b.expires_at_ms,
+        a.member_id,
+        &b.signature,
+    )
+    .await?
+    {
         return Err(OpError::AlreadyExists("invite code"));
     }
     Ok(ops::InviteInfo {
@@ -424,9 +477,10 @@ async fn key_grant(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, O
         return Err(OpError::Forbidden("only a member holding the mesh key can grant it"));
     }
     if meshes::grant_mesh_key(&broker.pool, a.mesh_id, b.member_id, &b.sealed_mesh_key).await? {
-        broker.fanout.publish(a.mesh_id, MeshEvent::KeyGranted { member_id: b.member_id, sealed_mesh_key: b.sealed_mesh_key });
+        broker
+            .fanout
+            .publish(a.mesh_id, MeshEvent::KeyGranted { member_id: b.member_id, sealed_mesh_key: b.sealed_mesh_key });
     }
     // Granting twice is harmless: the first grant wins.
     Ok(Done {})
 }
-

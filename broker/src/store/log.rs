@@ -185,12 +185,11 @@ async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>
             let id = batch[i].msg.id;
             if let Some(&seq) = existing.get(&id) {
                 results[i] = Some((Sent { seq: seq as u64, duplicate: true }, None));
-            } else if first_in_batch.contains_key(&id) {
-                // Resolved after sequences are assigned below.
-            } else {
-                first_in_batch.insert(id, i);
+            } else if let std::collections::hash_map::Entry::Vacant(slot) = first_in_batch.entry(id) {
+                slot.insert(i);
                 new_idxs.push(i);
             }
+            // A repeat of an id within the batch is resolved once sequences are assigned below.
         }
         if new_idxs.is_empty() {
             continue;
@@ -300,8 +299,25 @@ async fn insert_events(
                      $15::smallint[], $16::bytea[], $17::bytea[])
               AS t(mesh_id, seq, id, priority, tk, tid, tg, rt, st, sm, ss, sn, sp, smp, sl, nc, ct)",
         &[
-            &mesh_ids, &seqs, &ids, &priorities, &tkinds, &tids, &tgroups, &reply_tos, &subtypes, &smembers,
-            &ssessions, &snames, &spubkeys, &smpubkeys, &sealings, &nonces, &cts, &now, &KIND_MESSAGE,
+            &mesh_ids,
+            &seqs,
+            &ids,
+            &priorities,
+            &tkinds,
+            &tids,
+            &tgroups,
+            &reply_tos,
+            &subtypes,
+            &smembers,
+            &ssessions,
+            &snames,
+            &spubkeys,
+            &smpubkeys,
+            &sealings,
+            &nonces,
+            &cts,
+            &now,
+            &KIND_MESSAGE,
         ],
     )
     .await?;
@@ -369,7 +385,15 @@ pub async fn unacked_for(pool: &Pool, who: &Addressee, after: u64, limit: u32) -
     let rows = client
         .query(
             &sql,
-            &[&who.mesh_id, &who.session_id, &who.member_id, &who.groups, &who.visible, &(after as i64), &(limit as i64)],
+            &[
+                &who.mesh_id,
+                &who.session_id,
+                &who.member_id,
+                &who.groups,
+                &who.visible,
+                &(after as i64),
+                &(limit as i64),
+            ],
         )
         .await?;
     rows.iter().map(message_from_row).collect()
@@ -384,7 +408,11 @@ pub async fn message_by_id(pool: &Pool, mesh_id: Uuid, id: Uuid) -> Result<Optio
 }
 
 /// Per-recipient rows for a message: (session, member, display name, receipt state or None).
-pub async fn recipients(pool: &Pool, mesh_id: Uuid, msg: &Message) -> Result<Vec<(Uuid, Uuid, String, Option<i16>)>, StoreError> {
+pub async fn recipients(
+    pool: &Pool,
+    mesh_id: Uuid,
+    msg: &Message,
+) -> Result<Vec<(Uuid, Uuid, String, Option<i16>)>, StoreError> {
     let client = pool.get().await?;
     let (tk, tid, tg) = target_to_row(&msg.target);
     let rows = client
@@ -400,7 +428,16 @@ pub async fn recipients(pool: &Pool, mesh_id: Uuid, msg: &Message) -> Result<Vec
                         WHERE g = $5::text OR left(g, length($5::text) + 1) = $5::text || '/'))
                   OR ($3::smallint = 3 AND s.visible AND s.id <> $6))
              ORDER BY s.display_name, s.id LIMIT $7",
-            &[&mesh_id, &(msg.seq as i64), &tk, &tid, &tg, &msg.sender_session, &10_000i64, &super::from_millis(msg.sent_at_ms)],
+            &[
+                &mesh_id,
+                &(msg.seq as i64),
+                &tk,
+                &tid,
+                &tg,
+                &msg.sender_session,
+                &10_000i64,
+                &super::from_millis(msg.sent_at_ms),
+            ],
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())

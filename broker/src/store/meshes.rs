@@ -126,9 +126,7 @@ pub async fn members(pool: &Pool, mesh_id: Uuid) -> Result<Vec<MemberRow>, Store
 /// Record a hello nonce; false when it was seen before (a replay).
 pub async fn record_nonce(pool: &Pool, nonce: &[u8]) -> Result<bool, StoreError> {
     let client = pool.get().await?;
-    let n = client
-        .execute("INSERT INTO hello_nonces (nonce) VALUES ($1) ON CONFLICT DO NOTHING", &[&nonce])
-        .await?;
+    let n = client.execute("INSERT INTO hello_nonces (nonce) VALUES ($1) ON CONFLICT DO NOTHING", &[&nonce]).await?;
     Ok(n == 1)
 }
 

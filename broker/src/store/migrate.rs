@@ -55,10 +55,6 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<i64, StoreError
 /// The schema version in the database (0 when none).
 pub async fn current_version(pool: &Pool) -> Result<i64, StoreError> {
     let client = pool.get().await?;
-    let row = client
-        .query_opt("SELECT max(version) FROM schema_migrations", &[])
-        .await
-        .ok()
-        .flatten();
+    let row = client.query_opt("SELECT max(version) FROM schema_migrations", &[]).await.ok().flatten();
     Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).unwrap_or(0))
 }

@@ -45,7 +45,8 @@ pub enum StoreError {
 /// Build the connection pool.
 pub fn connect(url: &str, size: usize) -> Result<Pool, StoreError> {
     let pg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
-    let mgr = Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let mgr =
+        Manager::from_config(pg, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(mgr)
         .max_size(size)
         .wait_timeout(Some(Duration::from_secs(5)))

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: provisions a private local Postgres (Debian package if missing),
+# checks formatting and lints, builds every binary and runs every test tier against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/plexus/target}
+export PLEXUS_STATE=${PLEXUS_STATE:-$HOME/.cache/plexus}
+export PLEXUS_PG_PORT=${PLEXUS_PG_PORT:-55432}
+export PLEXUS_TEST_DATABASE_URL
+PLEXUS_TEST_DATABASE_URL=$(deploy/local-postgres.sh start)
+echo "test database: $PLEXUS_TEST_DATABASE_URL"
+
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# End-to-end tests run the real binaries from the target directory.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
