@@ -7,8 +7,11 @@ set -euo pipefail
 
 STATE=${PLEXUS_STATE:-$HOME/.cache/plexus}
 PORT=${PLEXUS_PG_PORT:-55432}
-DATA=$STATE/pg-$PORT
-LOG=$STATE/pg-$PORT.log
+# Postgres runs as the postgres user when we are root, and root's home is not readable by
+# it, so the data directory then lives under /var/tmp.
+if [ "$(id -u)" = 0 ]; then PGROOT=${PLEXUS_PG_ROOT:-/var/tmp/plexus}; else PGROOT=${PLEXUS_PG_ROOT:-$STATE}; fi
+DATA=$PGROOT/pg-$PORT
+LOG=$PGROOT/pg-$PORT.log
 URL="postgres://plexus@127.0.0.1:$PORT/plexus"
 
 find_bin() {
@@ -41,8 +44,8 @@ start() {
   ensure_installed
   local initdb pg_ctl psql
   initdb=$(find_bin initdb); pg_ctl=$(find_bin pg_ctl); psql=$(find_bin psql || command -v psql)
-  mkdir -p "$STATE"
-  if [ "$(id -u)" = 0 ]; then chmod 755 "$STATE"; fi
+  mkdir -p "$PGROOT"
+  if [ "$(id -u)" = 0 ]; then chmod 755 "$PGROOT"; fi
   if [ ! -f "$DATA/PG_VERSION" ]; then
     mkdir -p "$DATA"
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$DATA"

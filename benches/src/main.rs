@@ -1,1 +1,292 @@
-fn main() {}
+//! `plexus-load`: drives N peers × M durable messages through a running broker and prints
+//! one JSON object: delivered %, throughput and end-to-end latency percentiles.
+//!
+//! Every peer holds one session connection; peer i sends M direct messages to peer i+1 with a
+//! window of outstanding sends, and acknowledges what it receives in batches. Latency is from
+//! the moment a send is written to the moment the recipient's push arrives — measured on one
+//! clock, and a push that overtakes its sender's ack still counts (as it should).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use plexus_cli::{
+    client::{push_as, signed_hello, Connection, TlsOptions},
+    profile::Profile,
+    seal::{seal_for, SealTo},
+};
+use plexus_crypto::{hex, BoxKeypair, SigningKey};
+use plexus_proto::{
+    ops, signing,
+    push::Message,
+    types::{Priority, Role, SessionMode, SessionProfile, Target},
+};
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "plexus-load", about = "Load generator for a running Plexus broker")]
+struct Args {
+    /// Broker URL(s); peers are spread over them round-robin.
+    #[arg(long, default_value = "ws://127.0.0.1:7700", value_delimiter = ',')]
+    broker: Vec<String>,
+    /// Number of peers.
+    #[arg(long, default_value_t = 10)]
+    peers: usize,
+    /// Messages each peer sends.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Outstanding (unacknowledged) sends per peer.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Plaintext bytes per message.
+    #[arg(long, default_value_t = 128)]
+    payload: usize,
+    /// now, next or low (low is never pushed: use now or next).
+    #[arg(long, default_value = "now")]
+    priority: String,
+    /// Seconds to wait for stragglers after the last ack.
+    #[arg(long, default_value_t = 30)]
+    drain_secs: u64,
+    /// Operator token, if the broker gates mesh creation.
+    #[arg(long, env = "PLEXUS_OPERATOR_TOKEN")]
+    operator_token: Option<String>,
+}
+
+struct Peer {
+    profile: Profile,
+    session: BoxKeypair,
+}
+
+fn member_profile(mesh_id: Uuid, member_id: Uuid, key: &SigningKey, brokers: &[String]) -> Result<Profile> {
+    let session = BoxKeypair::generate()?;
+    Ok(Profile {
+        name: format!("load-{member_id}"),
+        brokers: brokers.to_vec(),
+        ca_file: None,
+        mesh_id,
+        mesh_name: "load".into(),
+        member_id,
+        display_name: format!("load-{}", &member_id.to_string()[..8]),
+        member_secret: hex(key.secret_bytes()),
+        session_id: Uuid::new_v4(),
+        session_secret: hex(session.secret_bytes()),
+        mesh_key: None,
+        claim_secret: None,
+    })
+}
+
+async fn setup(args: &Args) -> Result<Vec<Peer>> {
+    let tls = TlsOptions::default();
+    let conn = Connection::open(&args.broker[0], &tls).await?;
+    let owner_key = SigningKey::generate()?;
+    let (mesh_id, owner_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let sig = owner_key.sign(&signing::mesh_create_bytes(mesh_id, "load", owner_id, owner_key.public_key()));
+    conn.call(&ops::MeshCreate {
+        mesh_id,
+        name: "load".into(),
+        owner_member_id: owner_id,
+        owner_pubkey: owner_key.public_key().to_vec(),
+        owner_display_name: "load-owner".into(),
+        operator_token: args.operator_token.clone(),
+        signature: sig.to_vec(),
+    })
+    .await?;
+    let owner = member_profile(mesh_id, owner_id, &owner_key, &args.broker)?;
+    let owner_session = BoxKeypair::generate()?;
+    let hello = signed_hello(&owner, Uuid::new_v4(), owner_session.public_key(), SessionMode::Control, None, SessionProfile::default())?;
+    conn.call(&hello).await?;
+    let code: String = format!("LOAD{}", &Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
+    let expires_at_ms = plexus_now_ms() + 3_600_000;
+    let sig = owner_key.sign(&signing::invite_bytes(mesh_id, &code, Role::Member, args.peers as u32, expires_at_ms));
+    conn.call(&ops::InviteCreate { code: code.clone(), role: Role::Member, max_uses: args.peers as u32, expires_at_ms, signature: sig.to_vec() }).await?;
+    let mut peers = Vec::with_capacity(args.peers);
+    let anon = Connection::open(&args.broker[0], &tls).await?;
+    for _ in 0..args.peers {
+        let key = SigningKey::generate()?;
+        let claim = BoxKeypair::generate()?;
+        let member_id = Uuid::new_v4();
+        let sig = key.sign(&signing::claim_bytes(&code, member_id, key.public_key(), claim.public_key()));
+        anon.call(&ops::InviteClaim {
+            code: code.clone(),
+            member_id,
+            member_pubkey: key.public_key().to_vec(),
+            claim_pubkey: claim.public_key().to_vec(),
+            display_name: format!("load-{}", &member_id.to_string()[..8]),
+            signature: sig.to_vec(),
+        })
+        .await?;
+        let profile = member_profile(mesh_id, member_id, &key, &args.broker)?;
+        let session = profile.session_key().map_err(anyhow::Error::msg)?;
+        peers.push(Peer { profile, session });
+    }
+    Ok(peers)
+}
+
+fn plexus_now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.peers < 2 {
+        bail!("--peers must be at least 2");
+    }
+    let priority = match args.priority.as_str() {
+        "now" => Priority::Now,
+        "next" => Priority::Next,
+        _ => bail!("--priority is now or next"),
+    };
+    let peers = setup(&args).await.context("setting up the mesh")?;
+    let tls = TlsOptions::default();
+
+    // Connect every peer's session first, so all are present before traffic starts.
+    let mut conns = Vec::with_capacity(peers.len());
+    for (i, p) in peers.iter().enumerate() {
+        let url = &args.broker[i % args.broker.len()];
+        let conn = Connection::open(url, &tls).await?;
+        let hello = signed_hello(&p.profile, p.profile.session_id, p.session.public_key(), SessionMode::Session, None, SessionProfile::default())?;
+        conn.call(&hello).await?;
+        conns.push(conn);
+    }
+
+    let sent_at: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let received = Arc::new(AtomicU64::new(0));
+    let duplicates = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+
+    let mut conns: Vec<Arc<Connection>> = conns
+        .into_iter()
+        .map(|mut c| {
+            let mut pushes = c.take_pushes();
+            let c = Arc::new(c);
+            let (conn, sent_at, latencies, received, duplicates) = (c.clone(), sent_at.clone(), latencies.clone(), received.clone(), duplicates.clone());
+            tokio::spawn(async move {
+                let mut seen = std::collections::HashSet::new();
+                let mut to_ack = Vec::new();
+                let mut flush = tokio::time::interval(Duration::from_millis(20));
+                loop {
+                    tokio::select! {
+                        push = pushes.recv() => {
+                            let Some(push) = push else { break };
+                            if let Some(m) = push_as::<Message>(&push) {
+                                let now = Instant::now();
+                                if seen.insert(m.id) {
+                                    received.fetch_add(1, Ordering::Relaxed);
+                                    if let Some(t) = sent_at.lock().unwrap_or_else(|p| p.into_inner()).get(&m.id) {
+                                        latencies.lock().unwrap_or_else(|p| p.into_inner()).push(now.duration_since(*t).as_secs_f64() * 1000.0);
+                                    }
+                                } else {
+                                    duplicates.fetch_add(1, Ordering::Relaxed);
+                                }
+                                to_ack.push(m.seq);
+                                if to_ack.len() >= 256 {
+                                    let _ = conn.call(&ops::Ack { seqs: std::mem::take(&mut to_ack), read: false }).await;
+                                }
+                            }
+                        }
+                        _ = flush.tick() => {
+                            if !to_ack.is_empty() {
+                                let _ = conn.call(&ops::Ack { seqs: std::mem::take(&mut to_ack), read: false }).await;
+                            }
+                        }
+                    }
+                }
+            });
+            c
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for i in 0..peers.len() {
+        let to = &peers[(i + 1) % peers.len()].profile;
+        let to_member = to.member_id;
+        let to_key = to.member_key().map_err(anyhow::Error::msg)?.public_key().to_vec();
+        // The broker never opens bodies, so one sealed body per sender is as good as one per
+        // message for measuring the broker, and keeps the generator's CPU off the scale.
+        let (sealing, nonce, ciphertext) = seal_for(SealTo::Member(&to_key), &peers[i].session, &vec![b'x'; args.payload])?;
+        let conn = conns[i].clone();
+        let (sent_at, acked, failed) = (sent_at.clone(), acked.clone(), failed.clone());
+        let (m, window) = (args.messages, args.window.max(1));
+        senders.push(tokio::spawn(async move {
+            let sem = Arc::new(tokio::sync::Semaphore::new(window));
+            let mut inflight = Vec::with_capacity(m);
+            for _ in 0..m {
+                let permit = sem.clone().acquire_owned().await.expect("semaphore");
+                let id = Uuid::new_v4();
+                let send = ops::Send { id, target: Target::Member(to_member), priority, reply_to: None, subtype: None, sealing, nonce: nonce.clone(), ciphertext: ciphertext.clone() };
+                sent_at.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
+                let (conn, acked, failed) = (conn.clone(), acked.clone(), failed.clone());
+                inflight.push(tokio::spawn(async move {
+                    match conn.call(&send).await {
+                        Ok(_) => acked.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    drop(permit);
+                }));
+            }
+            for h in inflight {
+                let _ = h.await;
+            }
+        }));
+    }
+    for s in senders {
+        s.await?;
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+    while received.load(Ordering::Relaxed) < acked.load(Ordering::Relaxed) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    let mut lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let acked_n = acked.load(Ordering::Relaxed);
+    let received_n = received.load(Ordering::Relaxed);
+    let report = json!({
+        "brokers": args.broker,
+        "peers": args.peers,
+        "messages_per_peer": args.messages,
+        "window": args.window,
+        "payload_bytes": args.payload,
+        "priority": args.priority,
+        "sent_acked": acked_n,
+        "send_failed": failed.load(Ordering::Relaxed),
+        "received": received_n,
+        "duplicates": duplicates.load(Ordering::Relaxed),
+        "delivered_pct": if acked_n == 0 { 0.0 } else { 100.0 * received_n as f64 / acked_n as f64 },
+        "send_seconds": send_secs,
+        "total_seconds": total_secs,
+        "durable_msgs_per_sec": acked_n as f64 / send_secs,
+        "latency_ms": {
+            "p50": percentile(&lat, 0.50),
+            "p99": percentile(&lat, 0.99),
+            "p999": percentile(&lat, 0.999),
+            "max": lat.last().copied().unwrap_or(0.0),
+        },
+    });
+    println!("{report}");
+    for c in conns.drain(..) {
+        c.close().await;
+    }
+    Ok(())
+}

@@ -250,6 +250,13 @@ impl Connection {
         self.pushes.recv().await
     }
 
+    /// Take the push stream, so pushes can be consumed by one task while others make calls.
+    /// Afterwards [`Connection::next_push`] returns `None`.
+    pub fn take_pushes(&mut self) -> mpsc::UnboundedReceiver<Push> {
+        let (_, empty) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.pushes, empty)
+    }
+
     /// Close politely.
     pub async fn close(&self) {
         let _ = self.out.send(WsMessage::Close(None)).await;
