@@ -24,8 +24,9 @@ use plexus_cli::{
 };
 use plexus_crypto::{hex, BoxKeypair, SigningKey};
 use plexus_proto::{
-    ops, signing,
+    ops,
     push::Message,
+    signing,
     types::{Priority, Role, SessionMode, SessionProfile, Target},
 };
 use serde_json::json;
@@ -101,12 +102,26 @@ async fn setup(args: &Args) -> Result<Vec<Peer>> {
     .await?;
     let owner = member_profile(mesh_id, owner_id, &owner_key, &args.broker)?;
     let owner_session = BoxKeypair::generate()?;
-    let hello = signed_hello(&owner, Uuid::new_v4(), owner_session.public_key(), SessionMode::Control, None, SessionProfile::default())?;
+    let hello = signed_hello(
+        &owner,
+        Uuid::new_v4(),
+        owner_session.public_key(),
+        SessionMode::Control,
+        None,
+        SessionProfile::default(),
+    )?;
     conn.call(&hello).await?;
     let code: String = format!("LOAD{}", &Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
     let expires_at_ms = plexus_now_ms() + 3_600_000;
     let sig = owner_key.sign(&signing::invite_bytes(mesh_id, &code, Role::Member, args.peers as u32, expires_at_ms));
-    conn.call(&ops::InviteCreate { code: code.clone(), role: Role::Member, max_uses: args.peers as u32, expires_at_ms, signature: sig.to_vec() }).await?;
+    conn.call(&ops::InviteCreate {
+        code: code.clone(),
+        role: Role::Member,
+        max_uses: args.peers as u32,
+        expires_at_ms,
+        signature: sig.to_vec(),
+    })
+    .await?;
     let mut peers = Vec::with_capacity(args.peers);
     let anon = Connection::open(&args.broker[0], &tls).await?;
     for _ in 0..args.peers {
@@ -161,7 +176,14 @@ async fn main() -> Result<()> {
     for (i, p) in peers.iter().enumerate() {
         let url = &args.broker[i % args.broker.len()];
         let conn = Connection::open(url, &tls).await?;
-        let hello = signed_hello(&p.profile, p.profile.session_id, p.session.public_key(), SessionMode::Session, None, SessionProfile::default())?;
+        let hello = signed_hello(
+            &p.profile,
+            p.profile.session_id,
+            p.session.public_key(),
+            SessionMode::Session,
+            None,
+            SessionProfile::default(),
+        )?;
         conn.call(&hello).await?;
         conns.push(conn);
     }
@@ -223,7 +245,8 @@ async fn main() -> Result<()> {
         let to_key = to.member_key().map_err(anyhow::Error::msg)?.public_key().to_vec();
         // The broker never opens bodies, so one sealed body per sender is as good as one per
         // message for measuring the broker, and keeps the generator's CPU off the scale.
-        let (sealing, nonce, ciphertext) = seal_for(SealTo::Member(&to_key), &peers[i].session, &vec![b'x'; args.payload])?;
+        let (sealing, nonce, ciphertext) =
+            seal_for(SealTo::Member(&to_key), &peers[i].session, &vec![b'x'; args.payload])?;
         let conn = conns[i].clone();
         let (sent_at, acked, failed) = (sent_at.clone(), acked.clone(), failed.clone());
         let (m, window) = (args.messages, args.window.max(1));
@@ -233,7 +256,16 @@ async fn main() -> Result<()> {
             for _ in 0..m {
                 let permit = sem.clone().acquire_owned().await.expect("semaphore");
                 let id = Uuid::new_v4();
-                let send = ops::Send { id, target: Target::Member(to_member), priority, reply_to: None, subtype: None, sealing, nonce: nonce.clone(), ciphertext: ciphertext.clone() };
+                let send = ops::Send {
+                    id,
+                    target: Target::Member(to_member),
+                    priority,
+                    reply_to: None,
+                    subtype: None,
+                    sealing,
+                    nonce: nonce.clone(),
+                    ciphertext: ciphertext.clone(),
+                };
                 sent_at.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
                 let (conn, acked, failed) = (conn.clone(), acked.clone(), failed.clone());
                 inflight.push(tokio::spawn(async move {

@@ -81,6 +81,7 @@ fn metric_op(op: &str) -> &'static str {
 /// Serve requests until the connection's request channel closes.
 pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Receiver<Request>) {
     let mut authed: Option<Arc<Authed>> = None;
+    let mut known_targets = handlers::KnownTargets::default();
     while let Some(req) = requests.recv().await {
         let op = metric_op(&req.op);
         if req.v != PROTOCOL_VERSION {
@@ -107,7 +108,7 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
             (ops::Send::NAME, Some(a)) => {
                 // Prepared and enqueued in arrival order, so one connection's messages get
                 // increasing sequences; the commit is awaited off the loop.
-                match handlers::prepare_send(&broker, a, &req).await {
+                match handlers::prepare_send(&broker, a, &mut known_targets, &req).await {
                     Ok(msg) => match broker.log.enqueue(msg).await {
                         Ok(commit) => {
                             let c = conn.clone();

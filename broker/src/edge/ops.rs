@@ -198,8 +198,19 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
     Ok((authed, welcome))
 }
 
+/// Targets a connection has already checked, so a stream of sends to one peer costs no
+/// lookup per message. Only existence is cached: a message to a member removed meanwhile is
+/// stored but addressed to nobody, which is harmless.
+#[derive(Default)]
+pub struct KnownTargets(std::collections::HashSet<Target>);
+
 /// Resolve and check a `send` before it is enqueued.
-pub async fn prepare_send(broker: &Broker, a: &Authed, req: &Request) -> Result<NewMessage, OpError> {
+pub async fn prepare_send(
+    broker: &Broker,
+    a: &Authed,
+    known: &mut KnownTargets,
+    req: &Request,
+) -> Result<NewMessage, OpError> {
     let b: ops::Send = body(req)?;
     let mut target = b.target.clone();
     if let Some(original) = b.reply_to {
@@ -210,7 +221,7 @@ pub async fn prepare_send(broker: &Broker, a: &Authed, req: &Request) -> Result<
             return Err(OpError::Invalid("a reply is sealed to the original sender's session (box_session)"));
         }
         target = Target::Session(orig.sender_session);
-    } else {
+    } else if !known.0.contains(&target) {
         match &target {
             Target::Session(id) => {
                 meshes::session_member(&broker.pool, a.mesh_id, *id).await?.ok_or(OpError::NotFound("session"))?;
@@ -222,6 +233,9 @@ pub async fn prepare_send(broker: &Broker, a: &Authed, req: &Request) -> Result<
                 }
             }
             Target::Group(_) | Target::All => {}
+        }
+        if known.0.len() < 10_000 {
+            known.0.insert(target.clone());
         }
     }
     Ok(NewMessage {

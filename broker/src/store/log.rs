@@ -1,9 +1,9 @@
 //! The per-mesh event log: a group-committing writer and the queries that read the log back
 //! (replay, inbox, message status, retention).
 //!
-//! Commit order equals sequence order: a batch takes its sequences by bumping
-//! `meshes.head_seq` inside the writing transaction, so the mesh row stays locked until
-//! commit and no later sequence can become visible before an earlier one.
+//! Commit order equals sequence order: a batch locks the mesh row (`FOR UPDATE`) and takes its
+//! sequences by bumping `meshes.head_seq` inside the writing transaction, so the row stays
+//! locked until commit and no later sequence can become visible before an earlier one.
 
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
@@ -172,6 +172,13 @@ async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>
     let mut fresh: Vec<(usize, i64)> = Vec::new();
     for mesh in meshes {
         let idxs = &by_mesh[&mesh];
+        // Lock the mesh row first: the duplicate check below then cannot race another node's
+        // writer inserting the same id, and sequences stay in commit order.
+        let head: i64 = tx
+            .query_opt("SELECT head_seq FROM meshes WHERE id = $1 FOR UPDATE", &[&mesh])
+            .await?
+            .ok_or(StoreError::Corrupt("message for an unknown mesh"))?
+            .get(0);
         let ids: Vec<Uuid> = idxs.iter().map(|&i| batch[i].msg.id).collect();
         let existing: HashMap<Uuid, i64> = tx
             .query("SELECT id, seq FROM events WHERE mesh_id = $1 AND id = ANY($2)", &[&mesh, &ids])
@@ -194,14 +201,8 @@ async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>
         if new_idxs.is_empty() {
             continue;
         }
-        let row = tx
-            .query_one(
-                "UPDATE meshes SET head_seq = head_seq + $2 WHERE id = $1 RETURNING head_seq",
-                &[&mesh, &(new_idxs.len() as i64)],
-            )
-            .await?;
-        let head: i64 = row.get(0);
-        let start = head - new_idxs.len() as i64 + 1;
+        tx.execute("UPDATE meshes SET head_seq = $2 WHERE id = $1", &[&mesh, &(head + new_idxs.len() as i64)]).await?;
+        let start = head + 1;
         for (k, &i) in new_idxs.iter().enumerate() {
             fresh.push((i, start + k as i64));
         }
