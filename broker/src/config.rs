@@ -138,6 +138,15 @@ pub struct LogConfig {
     pub format: String,
 }
 
+/// The environment variables that are configuration: `PLEXUS_<SECTION>__<KEY>`. Other
+/// `PLEXUS_*` variables (the CLI's `PLEXUS_HOME`, scripts' `PLEXUS_PG_PORT` …) are not, and
+/// must not trip the unknown-key check.
+fn config_env_vars() -> config::Map<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.strip_prefix("PLEXUS_").is_some_and(|rest| rest.contains("__") && !rest.starts_with('_')))
+        .collect()
+}
+
 impl Config {
     /// Load defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -147,7 +156,11 @@ impl Config {
             builder = builder.add_source(config::File::from(PathBuf::from(path)).required(true));
         }
         builder = builder.add_source(
-            config::Environment::with_prefix("PLEXUS").prefix_separator("_").separator("__").try_parsing(true),
+            config::Environment::with_prefix("PLEXUS")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(config_env_vars())),
         );
         let cfg: Config = builder.build()?.try_deserialize()?;
         cfg.check()?;

@@ -36,6 +36,9 @@ fn default_config_is_valid_and_unknown_keys_are_rejected() {
         String::from_utf8_lossy(&rejected.stderr)
     );
 
+    // Other PLEXUS_* variables (the CLI's, the scripts') are not configuration.
+    let others = broker_cmd().arg("check-config").env("PLEXUS_HOME", "/x").env("PLEXUS_PG_PORT", "1").output().unwrap();
+    assert!(others.status.success(), "{}", String::from_utf8_lossy(&others.stderr));
     let env_typo = broker_cmd().arg("check-config").env("PLEXUS_DATABASE__POOL_SIZE", "lots").output().unwrap();
     assert!(!env_typo.status.success(), "a non-numeric pool size must be rejected");
     let tls_half = broker_cmd().arg("check-config").env("PLEXUS_HTTP__TLS_LISTEN", "127.0.0.1:1").output().unwrap();
