@@ -81,6 +81,16 @@ metric!(
         vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
     )
 );
+metric!(
+    pg_query_seconds,
+    HistogramVec,
+    register_histogram_vec!(
+        "plexus_pg_query_seconds",
+        "Postgres latency of the broker's batched writes and hot queries, by query",
+        &["query"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
+    )
+);
 metric!(pg_pool_size, IntGauge, register_int_gauge!("plexus_pg_pool_connections", "Postgres pool connections open"));
 metric!(pg_pool_available, IntGauge, register_int_gauge!("plexus_pg_pool_available", "Postgres pool connections idle"));
 metric!(
@@ -101,6 +111,7 @@ pub fn init() {
     slow_consumers();
     receipts_dropped();
     log_batch_size();
+    pg_query_seconds();
     pg_pool_size();
     pg_pool_available();
     pg_pool_waiting();

@@ -1,9 +1,11 @@
 //! The per-mesh event log: a group-committing writer and the queries that read the log back
 //! (replay, inbox, message status, retention).
 //!
-//! Commit order equals sequence order: a batch locks the mesh row (`FOR UPDATE`) and takes its
-//! sequences by bumping `meshes.head_seq` inside the writing transaction, so the row stays
-//! locked until commit and no later sequence can become visible before an earlier one.
+//! Commit order equals sequence order: a batch takes its sequences by bumping
+//! `meshes.head_seq` inside the writing transaction, so the mesh row stays locked until commit
+//! and no later sequence can become visible before an earlier one. Duplicates are found by the
+//! insert itself (`ON CONFLICT DO NOTHING RETURNING`), not by a lookup before it: the hot path
+//! is two statements per mesh.
 
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
@@ -133,7 +135,10 @@ async fn run_writer(shard: usize, pool: Pool, mut rx: mpsc::Receiver<WriteReq>, 
         }
         let n = batch.len();
         crate::metrics::log_batch_size().observe(n as f64);
-        match write_batch(&pool, &batch).await {
+        let started = std::time::Instant::now();
+        let written = write_batch(&pool, &batch).await;
+        crate::metrics::pg_query_seconds().with_label_values(&["log_batch"]).observe(started.elapsed().as_secs_f64());
+        match written {
             Ok(results) => {
                 for (req, (sent, committed)) in batch.drain(..).zip(results) {
                     if let Some(m) = committed {
@@ -168,61 +173,74 @@ async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>
     let mut meshes: Vec<Uuid> = by_mesh.keys().copied().collect();
     meshes.sort();
 
-    let mut results: Vec<Option<BatchResult>> = (0..batch.len()).map(|_| None).collect();
+    // Sequences: one per distinct id in the batch, taken under the mesh row's lock (held until
+    // commit). An id that turns out to be stored already leaves a gap, which cursors tolerate.
+    let bump = tx.prepare_cached("UPDATE meshes SET head_seq = head_seq + $2 WHERE id = $1 RETURNING head_seq").await?;
+    let mut assigned: Vec<Option<i64>> = vec![None; batch.len()];
+    let mut first_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
     let mut fresh: Vec<(usize, i64)> = Vec::new();
-    for mesh in meshes {
-        let idxs = &by_mesh[&mesh];
-        // Lock the mesh row first: the duplicate check below then cannot race another node's
-        // writer inserting the same id, and sequences stay in commit order.
-        let head: i64 = tx
-            .query_opt("SELECT head_seq FROM meshes WHERE id = $1 FOR UPDATE", &[&mesh])
-            .await?
-            .ok_or(StoreError::Corrupt("message for an unknown mesh"))?
-            .get(0);
-        let ids: Vec<Uuid> = idxs.iter().map(|&i| batch[i].msg.id).collect();
-        let existing: HashMap<Uuid, i64> = tx
-            .query("SELECT id, seq FROM events WHERE mesh_id = $1 AND id = ANY($2)", &[&mesh, &ids])
-            .await?
+    for mesh in &meshes {
+        let firsts: Vec<usize> = by_mesh[mesh]
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .copied()
+            .filter(|&i| match first_of.entry((*mesh, batch[i].msg.id)) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(i);
+                    true
+                }
+                std::collections::hash_map::Entry::Occupied(_) => false,
+            })
             .collect();
-        let mut first_in_batch: HashMap<Uuid, usize> = HashMap::new();
-        let mut new_idxs = Vec::new();
-        for &i in idxs {
-            let id = batch[i].msg.id;
-            if let Some(&seq) = existing.get(&id) {
-                results[i] = Some((Sent { seq: seq as u64, duplicate: true }, None));
-            } else if let std::collections::hash_map::Entry::Vacant(slot) = first_in_batch.entry(id) {
-                slot.insert(i);
-                new_idxs.push(i);
-            }
-            // A repeat of an id within the batch is resolved once sequences are assigned below.
-        }
-        if new_idxs.is_empty() {
-            continue;
-        }
-        tx.execute("UPDATE meshes SET head_seq = $2 WHERE id = $1", &[&mesh, &(head + new_idxs.len() as i64)]).await?;
-        let start = head + 1;
-        for (k, &i) in new_idxs.iter().enumerate() {
+        let row = tx.query_opt(&bump, &[mesh, &(firsts.len() as i64)]).await?;
+        let head: i64 = row.ok_or(StoreError::Corrupt("message for an unknown mesh"))?.get(0);
+        let start = head - firsts.len() as i64 + 1;
+        for (k, &i) in firsts.iter().enumerate() {
+            assigned[i] = Some(start + k as i64);
             fresh.push((i, start + k as i64));
-        }
-        for &i in idxs {
-            if results[i].is_none() && !new_idxs.contains(&i) {
-                let first = first_in_batch[&batch[i].msg.id];
-                let seq = start + new_idxs.iter().position(|&j| j == first).unwrap_or(0) as i64;
-                results[i] = Some((Sent { seq: seq as u64, duplicate: true }, None));
-            }
         }
     }
 
-    if !fresh.is_empty() {
-        insert_events(&tx, batch, &fresh, now).await?;
+    let inserted: std::collections::HashSet<(Uuid, Uuid)> =
+        if fresh.is_empty() { Default::default() } else { insert_events(&tx, batch, &fresh, now).await? };
+    // Ids that were already stored: report their original sequence.
+    let mut existing: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+    for mesh in &meshes {
+        let dupes: Vec<Uuid> = fresh
+            .iter()
+            .map(|&(i, _)| &batch[i].msg)
+            .filter(|m| m.mesh_id == *mesh && !inserted.contains(&(m.mesh_id, m.id)))
+            .map(|m| m.id)
+            .collect();
+        if dupes.is_empty() {
+            continue;
+        }
+        let rows = tx
+            .query(
+                "SELECT e.id, e.seq FROM unnest($2::uuid[]) AS d(id) JOIN events e ON e.mesh_id = $1 AND e.id = d.id",
+                &[mesh, &dupes],
+            )
+            .await?;
+        for r in rows {
+            existing.insert((*mesh, r.get(0)), r.get(1));
+        }
     }
     tx.commit().await?;
 
     let sent_at_ms = millis(now);
-    for (i, seq) in fresh {
-        let m = &batch[i].msg;
+    let mut results = Vec::with_capacity(batch.len());
+    for (i, req) in batch.iter().enumerate() {
+        let m = &req.msg;
+        let key = (m.mesh_id, m.id);
+        let first = first_of.get(&key).copied().unwrap_or(i);
+        if let Some(&seq) = existing.get(&key) {
+            results.push((Sent { seq: seq as u64, duplicate: true }, None));
+            continue;
+        }
+        let seq = assigned[first].ok_or(StoreError::Corrupt("no sequence assigned"))?;
+        if first != i || !inserted.contains(&key) {
+            results.push((Sent { seq: seq as u64, duplicate: true }, None));
+            continue;
+        }
         let message = Arc::new(Message {
             seq: seq as u64,
             id: m.id,
@@ -240,9 +258,9 @@ async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>
             ciphertext: m.ciphertext.clone(),
             sent_at_ms,
         });
-        results[i] = Some((Sent { seq: seq as u64, duplicate: false }, Some(message)));
+        results.push((Sent { seq: seq as u64, duplicate: false }, Some(message)));
     }
-    results.into_iter().map(|r| r.ok_or(StoreError::Corrupt("batch result missing"))).collect()
+    Ok(results)
 }
 
 async fn insert_events(
@@ -250,7 +268,7 @@ async fn insert_events(
     batch: &[WriteReq],
     fresh: &[(usize, i64)],
     now: SystemTime,
-) -> Result<(), StoreError> {
+) -> Result<std::collections::HashSet<(Uuid, Uuid)>, StoreError> {
     let n = fresh.len();
     let mut mesh_ids = Vec::with_capacity(n);
     let mut seqs = Vec::with_capacity(n);
@@ -290,39 +308,47 @@ async fn insert_events(
         nonces.push(m.nonce.clone());
         cts.push(m.ciphertext.clone());
     }
-    tx.execute(
-        "INSERT INTO events (mesh_id, seq, id, kind, priority, target_kind, target_id, target_group, reply_to,
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (mesh_id, seq, id, kind, priority, target_kind, target_id, target_group, reply_to,
              subtype, sender_member, sender_session, sender_name, sender_pubkey, sender_member_pubkey,
              sealing, nonce, ciphertext, created_at)
          SELECT mesh_id, seq, id, $19, priority, tk, tid, tg, rt, st, sm, ss, sn, sp, smp, sl, nc, ct, $18
          FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::smallint[], $5::smallint[], $6::uuid[], $7::text[],
                      $8::uuid[], $9::text[], $10::uuid[], $11::uuid[], $12::text[], $13::bytea[], $14::bytea[],
                      $15::smallint[], $16::bytea[], $17::bytea[])
-              AS t(mesh_id, seq, id, priority, tk, tid, tg, rt, st, sm, ss, sn, sp, smp, sl, nc, ct)",
-        &[
-            &mesh_ids,
-            &seqs,
-            &ids,
-            &priorities,
-            &tkinds,
-            &tids,
-            &tgroups,
-            &reply_tos,
-            &subtypes,
-            &smembers,
-            &ssessions,
-            &snames,
-            &spubkeys,
-            &smpubkeys,
-            &sealings,
-            &nonces,
-            &cts,
-            &now,
-            &KIND_MESSAGE,
-        ],
-    )
-    .await?;
-    Ok(())
+              AS t(mesh_id, seq, id, priority, tk, tid, tg, rt, st, sm, ss, sn, sp, smp, sl, nc, ct)
+         ON CONFLICT (mesh_id, id) DO NOTHING
+         RETURNING mesh_id, id",
+        )
+        .await?;
+    let rows = tx
+        .query(
+            &stmt,
+            &[
+                &mesh_ids,
+                &seqs,
+                &ids,
+                &priorities,
+                &tkinds,
+                &tids,
+                &tgroups,
+                &reply_tos,
+                &subtypes,
+                &smembers,
+                &ssessions,
+                &snames,
+                &spubkeys,
+                &smpubkeys,
+                &sealings,
+                &nonces,
+                &cts,
+                &now,
+                &KIND_MESSAGE,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 const MESSAGE_COLS: &str = "e.seq, e.id, e.priority, e.target_kind, e.target_id, e.target_group, e.reply_to, e.subtype,

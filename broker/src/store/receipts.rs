@@ -90,7 +90,11 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<ReceiptReq>, max_batch: usize) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = write(&pool, &batch).await.map_err(Arc::new);
+        crate::metrics::pg_query_seconds()
+            .with_label_values(&["receipts_batch"])
+            .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             tracing::warn!(error = %e, "receipt batch failed");
         }
