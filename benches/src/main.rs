@@ -53,6 +53,9 @@ struct Args {
     /// now, next or low (low is never pushed: use now or next).
     #[arg(long, default_value = "now")]
     priority: String,
+    /// Offered load in messages per second over all peers (0 = as fast as the window allows).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Seconds to wait for stragglers after the last ack.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
@@ -221,13 +224,17 @@ async fn main() -> Result<()> {
                                 }
                                 to_ack.push(m.seq);
                                 if to_ack.len() >= 256 {
-                                    let _ = conn.call(&ops::Ack { seqs: std::mem::take(&mut to_ack), read: false }).await;
+                                    // Acks go off the receive path: waiting for one here would
+                                    // leave pushes unread and inflate the measured latency.
+                                    let (c, seqs) = (conn.clone(), std::mem::take(&mut to_ack));
+                                    tokio::spawn(async move { let _ = c.call(&ops::Ack { seqs, read: false }).await; });
                                 }
                             }
                         }
                         _ = flush.tick() => {
                             if !to_ack.is_empty() {
-                                let _ = conn.call(&ops::Ack { seqs: std::mem::take(&mut to_ack), read: false }).await;
+                                let (c, seqs) = (conn.clone(), std::mem::take(&mut to_ack));
+                                tokio::spawn(async move { let _ = c.call(&ops::Ack { seqs, read: false }).await; });
                             }
                         }
                     }
@@ -250,10 +257,21 @@ async fn main() -> Result<()> {
         let conn = conns[i].clone();
         let (sent_at, acked, failed) = (sent_at.clone(), acked.clone(), failed.clone());
         let (m, window) = (args.messages, args.window.max(1));
+        // Open loop: each peer sends at rate/peers, phase-shifted so peers do not fire together.
+        let interval = (args.rate > 0).then(|| Duration::from_secs_f64(peers.len() as f64 / args.rate as f64));
+        let phase = interval.map(|iv| iv.mul_f64(i as f64 / peers.len() as f64)).unwrap_or_default();
         senders.push(tokio::spawn(async move {
             let sem = Arc::new(tokio::sync::Semaphore::new(window));
             let mut inflight = Vec::with_capacity(m);
+            let mut ticker = interval.map(|iv| {
+                let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, iv);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                t
+            });
             for _ in 0..m {
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
+                }
                 let permit = sem.clone().acquire_owned().await.expect("semaphore");
                 let id = Uuid::new_v4();
                 let send = ops::Send {
@@ -299,6 +317,7 @@ async fn main() -> Result<()> {
         "peers": args.peers,
         "messages_per_peer": args.messages,
         "window": args.window,
+        "offered_rate": args.rate,
         "payload_bytes": args.payload,
         "priority": args.priority,
         "sent_acked": acked_n,
