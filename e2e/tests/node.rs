@@ -129,3 +129,47 @@ async fn wss_with_tls_from_config() {
     assert_eq!(doctor["ok"], true, "{doctor}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_creation_can_be_gated_by_an_operator_token() {
+    let db = TestDb::create().await;
+    let broker = Broker::start_with(&db, &[("PLEXUS_MESHES__OPERATOR_TOKEN", "s3cret-token")]).await;
+    let p = plexus_e2e::Peer::new("op");
+    let denied = p.run(&["--json", "mesh", "create", "gated", "--broker", &broker.url]);
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stdout).contains("operator token"),
+        "{}",
+        String::from_utf8_lossy(&denied.stdout)
+    );
+    let wrong =
+        p.run(&["--json", "mesh", "create", "gated", "--broker", &broker.url, "--operator-token", "s3cret-tokem"]);
+    assert!(!wrong.status.success());
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM meshes").await, 0);
+    p.json(&["mesh", "create", "gated", "--broker", &broker.url, "--operator-token", "s3cret-token"]);
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM meshes").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_bounds_the_log() {
+    let db = TestDb::create().await;
+    let broker = Broker::start_with(
+        &db,
+        &[("PLEXUS_DELIVERY__RETENTION_MAX_EVENTS", "5"), ("PLEXUS_DELIVERY__RETENTION_INTERVAL_SECS", "1")],
+    )
+    .await;
+    let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
+    for i in 0..12 {
+        mesh.peers[0].json(&["send", "bob", &format!("r{i}")]);
+    }
+    let bounded = plexus_e2e::wait_until_async(std::time::Duration::from_secs(15), || async {
+        (db.scalar_i64("SELECT count(*) FROM events").await <= 5).then_some(())
+    })
+    .await;
+    assert!(bounded.is_some(), "retention did not trim the log");
+    // What is left is the newest, and it is still delivered.
+    assert_eq!(db.scalar_i64("SELECT min(seq) FROM events").await, 8);
+    let inbox = mesh.peers[1].json(&["inbox"]);
+    let texts: Vec<&str> = inbox["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, vec!["r7", "r8", "r9", "r10", "r11"]);
+}
