@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: provisions a private local Postgres (Debian package if missing),
-# checks formatting and lints, builds every binary and runs every test tier against it.
+# The whole test suite: provisions a private local Postgres and Redis (Debian packages if
+# missing), checks formatting and lints, builds every binary and runs every test tier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,10 @@ export PLEXUS_STATE=${PLEXUS_STATE:-$HOME/.cache/plexus}
 export PLEXUS_PG_PORT=${PLEXUS_PG_PORT:-55432}
 export PLEXUS_TEST_DATABASE_URL
 PLEXUS_TEST_DATABASE_URL=$(deploy/local-postgres.sh start)
-echo "test database: $PLEXUS_TEST_DATABASE_URL"
+export PLEXUS_REDIS_PORT=${PLEXUS_REDIS_PORT:-56379}
+export PLEXUS_TEST_REDIS_URL
+PLEXUS_TEST_REDIS_URL=$(deploy/local-redis.sh start)
+echo "test database: $PLEXUS_TEST_DATABASE_URL, test redis: $PLEXUS_TEST_REDIS_URL"
 
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 cargo fmt --all -- --check

@@ -20,7 +20,7 @@ use crate::{
         node_supervisor::{NodeMsg, NodeSupervisor},
         presence_session::{SessionMsg, SessionSpec},
     },
-    cluster::{memory, FanOut, LockService, MeshEvent, PresenceDirectory},
+    cluster::{FanOut, LockService, MeshEvent, PresenceDirectory},
     config::Config,
     error::OpError,
     status::StatusRules,
@@ -45,6 +45,8 @@ pub struct Broker {
     pub presence: Arc<dyn PresenceDirectory>,
     /// Lock primitive.
     pub locks: Arc<dyn LockService>,
+    /// Redis command connection (cluster mode), for readiness checks.
+    pub redis: Option<redis::aio::ConnectionManager>,
     /// Status engine rules.
     pub rules: StatusRules,
     /// The broker's own multi-threaded runtime (actors, dispatchers, writers).
@@ -69,7 +71,8 @@ impl Broker {
         let version = store::migrate::migrate(&pool).await?;
         tracing::info!(%node_id, schema = version, "database ready");
 
-        let fanout: Arc<dyn FanOut> = Arc::new(memory::MemoryFanOut::default());
+        let crate::cluster::Seams { fanout, presence, locks, redis } =
+            crate::cluster::Seams::build(&cfg.redis, &node_id).await?;
         let publish = fanout.clone();
         let log = LogWriter::start(
             pool.clone(),
@@ -97,8 +100,9 @@ impl Broker {
             log,
             receipts,
             fanout,
-            presence: Arc::new(memory::MemoryPresence::default()),
-            locks: Arc::new(memory::MemoryLocks::default()),
+            presence,
+            locks,
+            redis,
             rules,
             rt: tokio::runtime::Handle::current(),
             node: std::sync::OnceLock::new(),

@@ -30,6 +30,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Postgres.
     pub database: DatabaseConfig,
+    /// Redis (cluster mode).
+    pub redis: RedisConfig,
     /// Who may create meshes.
     pub meshes: MeshesConfig,
     /// Hello verification.
@@ -84,6 +86,16 @@ pub struct DatabaseConfig {
     pub log_writers: usize,
     /// Most messages in one group commit.
     pub max_batch: usize,
+}
+
+/// Redis, which makes several nodes one cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; empty means single-node mode (in-memory seams).
+    pub url: String,
+    /// Prefix of every key and channel (several clusters can share one Redis).
+    pub prefix: String,
 }
 
 /// Mesh creation policy.

@@ -91,6 +91,33 @@ metric!(
         vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]
     )
 );
+metric!(
+    redis_publish_seconds,
+    Histogram,
+    register_histogram!(
+        "plexus_redis_publish_seconds",
+        "Latency of one pipelined batch of mesh-channel publishes",
+        vec![0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0]
+    )
+);
+metric!(
+    redis_errors,
+    IntCounter,
+    register_int_counter!("plexus_redis_errors_total", "Failed Redis commands and lost connections")
+);
+metric!(
+    redis_connected,
+    IntGauge,
+    register_int_gauge!("plexus_redis_connected", "1 while the pub/sub connection is up (cluster mode)")
+);
+metric!(
+    catchup_messages,
+    IntCounter,
+    register_int_counter!(
+        "plexus_catchup_messages_total",
+        "Messages a mesh router read back from the log to close a gap"
+    )
+);
 metric!(pg_pool_size, IntGauge, register_int_gauge!("plexus_pg_pool_connections", "Postgres pool connections open"));
 metric!(pg_pool_available, IntGauge, register_int_gauge!("plexus_pg_pool_available", "Postgres pool connections idle"));
 metric!(
@@ -112,6 +139,10 @@ pub fn init() {
     receipts_dropped();
     log_batch_size();
     pg_query_seconds();
+    redis_publish_seconds();
+    redis_errors();
+    redis_connected();
+    catchup_messages();
     pg_pool_size();
     pg_pool_available();
     pg_pool_waiting();

@@ -64,6 +64,19 @@ pub struct TestDb {
     name: String,
 }
 
+/// The test Redis URL.
+pub fn redis_url() -> String {
+    std::env::var("PLEXUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/0".into())
+}
+
+/// Settings that make brokers one cluster over the test Redis, isolated by a fresh prefix.
+pub fn cluster_env() -> Vec<(String, String)> {
+    vec![
+        ("PLEXUS_REDIS__URL".to_owned(), redis_url()),
+        ("PLEXUS_REDIS__PREFIX".to_owned(), format!("plexus-test:{}:", Uuid::new_v4().simple())),
+    ]
+}
+
 /// The admin URL (a role allowed to create databases).
 pub fn admin_url() -> String {
     std::env::var("PLEXUS_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://plexus@127.0.0.1:55432/plexus".into())
@@ -137,6 +150,17 @@ impl Broker {
     /// Start a broker on a free port against `db` and wait until it is ready.
     pub async fn start(db: &TestDb) -> Broker {
         Broker::start_with(db, &[]).await
+    }
+
+    /// Start `n` brokers forming one cluster (shared database and Redis prefix).
+    pub async fn cluster(db: &TestDb, n: usize) -> Vec<Broker> {
+        let env = cluster_env();
+        let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(Broker::start_with(db, &extra).await);
+        }
+        nodes
     }
 
     /// Start with extra `PLEXUS_*` settings.
@@ -260,6 +284,13 @@ impl Peer {
             }
         });
         Follower { child, lines }
+    }
+
+    /// Point this peer's profile at other broker URLs.
+    pub fn set_brokers(&self, urls: &[&str]) {
+        let mut p = self.profile();
+        p.brokers = urls.iter().map(|u| (*u).to_owned()).collect();
+        p.save(&self.home).expect("save profile");
     }
 
     /// The profile (keys, ids).

@@ -1,8 +1,15 @@
 //! MeshActor: this node's router for one mesh. Knows the local sessions (by id, with their
 //! addressing) and watch-mode connections, receives the mesh's events from the fan-out and
 //! hands each to the sessions it is addressed to.
+//!
+//! Messages are routed in sequence order. Because commit order equals sequence order, a
+//! message arriving with a sequence above the next expected one proves that everything in
+//! between is already committed (or never will be: an id conflict leaves a gap), so the
+//! router reads the gap back from Postgres at once instead of waiting. Events can arrive out
+//! of order from different nodes, or be lost while Redis is down; a periodic check against the
+//! mesh's head sequence and a `Resync` after a pub/sub reconnect close those gaps too.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use plexus_proto::{push::Routed, CloseCode};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
@@ -42,7 +49,13 @@ pub enum MeshMsg {
     },
     /// A watch-mode connection ended.
     Unwatch(u64),
+    /// Compare with the log's head and catch up if behind.
+    CheckHead,
 }
+
+/// How often the router compares its position with the log's head.
+pub const HEAD_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+const CATCHUP_BATCH: u32 = 500;
 
 /// The router.
 pub struct MeshActor;
@@ -50,6 +63,9 @@ pub struct MeshActor;
 /// State.
 pub struct MeshState {
     mesh_id: Uuid,
+    broker: Arc<Broker>,
+    /// Every message with `seq <= routed_through` has been routed (or never existed).
+    routed_through: u64,
     sessions: HashMap<Uuid, (Addressing, ActorRef<SessionMsg>)>,
     watchers: HashMap<u64, (Uuid, ConnHandle)>,
 }
@@ -61,10 +77,20 @@ impl Actor for MeshActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<MeshMsg>,
-        (mesh_id, _broker): (Uuid, Arc<Broker>),
+        myself: ActorRef<MeshMsg>,
+        (mesh_id, broker): (Uuid, Arc<Broker>),
     ) -> Result<MeshState, ActorProcessingErr> {
-        Ok(MeshState { mesh_id, sessions: HashMap::new(), watchers: HashMap::new() })
+        // Sessions replay everything up to the head from the log themselves; the router starts
+        // from the head.
+        let (_, head) = crate::store::meshes::mesh_head(&broker.pool, mesh_id).await?.ok_or("mesh vanished")?;
+        myself.send_interval(HEAD_CHECK_INTERVAL, || MeshMsg::CheckHead);
+        Ok(MeshState {
+            mesh_id,
+            broker,
+            routed_through: head.max(0) as u64,
+            sessions: HashMap::new(),
+            watchers: HashMap::new(),
+        })
     }
 
     async fn handle(
@@ -74,6 +100,25 @@ impl Actor for MeshActor {
         state: &mut MeshState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
+            MeshMsg::Event(MeshEvent::Message(msg)) => {
+                if msg.seq <= state.routed_through {
+                    return Ok(());
+                }
+                if msg.seq > state.routed_through + 1 {
+                    catch_up(state, Some(msg.seq)).await;
+                }
+                route_message(state, &msg);
+                state.routed_through = msg.seq;
+            }
+            MeshMsg::Event(MeshEvent::Resync) | MeshMsg::CheckHead => {
+                if let Ok(Some((_, head))) = crate::store::meshes::mesh_head(&state.broker.pool, state.mesh_id).await {
+                    let head = head.max(0) as u64;
+                    if head > state.routed_through {
+                        // Everything up to this head is committed: what is not found is a gap.
+                        catch_up(state, Some(head + 1)).await;
+                    }
+                }
+            }
             MeshMsg::Event(event) => on_event(state, event),
             MeshMsg::Register { addressing, actor } => {
                 if let Some((_, old)) = state.sessions.insert(addressing.session_id, (addressing, actor.clone())) {
@@ -103,21 +148,60 @@ impl Actor for MeshActor {
     }
 }
 
+fn route_message(state: &MeshState, msg: &Arc<plexus_proto::push::Message>) {
+    for (addressing, actor) in state.sessions.values() {
+        if addressing.wants(msg) {
+            let _ = actor.cast(SessionMsg::Deliver(msg.clone()));
+        }
+    }
+    if !state.watchers.is_empty() {
+        let routed = Routed { message: (**msg).clone() };
+        for (_, conn) in state.watchers.values() {
+            conn.push(&routed);
+        }
+    }
+}
+
+/// Route every logged message after `routed_through` (and before `until`, if given).
+async fn catch_up(state: &mut MeshState, until: Option<u64>) {
+    loop {
+        let batch = match crate::store::log::messages_between(
+            &state.broker.pool,
+            state.mesh_id,
+            state.routed_through,
+            until,
+            CATCHUP_BATCH,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                // Leave the gap open: the next message, head check or resync tries again, and
+                // sessions replay from the log on reconnect regardless.
+                tracing::warn!(mesh_id = %state.mesh_id, error = %e, "catch-up from the log failed");
+                return;
+            }
+        };
+        let n = batch.len();
+        crate::metrics::catchup_messages().inc_by(n as u64);
+        for m in batch {
+            let seq = m.seq;
+            route_message(state, &Arc::new(m));
+            state.routed_through = seq;
+        }
+        if n < CATCHUP_BATCH as usize {
+            break;
+        }
+    }
+    if let Some(until) = until {
+        state.routed_through = state.routed_through.max(until - 1);
+    }
+}
+
 fn on_event(state: &mut MeshState, event: MeshEvent) {
     match event {
-        MeshEvent::Message(msg) => {
-            for (addressing, actor) in state.sessions.values() {
-                if addressing.wants(&msg) {
-                    let _ = actor.cast(SessionMsg::Deliver(msg.clone()));
-                }
-            }
-            if !state.watchers.is_empty() {
-                let routed = Routed { message: (*msg).clone() };
-                for (_, conn) in state.watchers.values() {
-                    conn.push(&routed);
-                }
-            }
-        }
+        MeshEvent::Message(msg) => route_message(state, &msg),
+        MeshEvent::Resync => {}
         MeshEvent::Peer(ev) => {
             for (_, actor) in state.sessions.values() {
                 let _ = actor.cast(SessionMsg::PeerEvent(ev.clone()));

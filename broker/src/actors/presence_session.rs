@@ -217,7 +217,10 @@ impl SessionState {
 
     async fn announce(&self, change: PeerChange) {
         let peer = self.peer_info();
-        self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
+        let fresh = self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
+        // A session already listed (it reconnected before its old entry was reaped) updates
+        // rather than joins again: peers see no leave/join flap.
+        let change = if change == PeerChange::Joined && !fresh { PeerChange::Updated } else { change };
         self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change, peer })));
     }
 }
@@ -444,6 +447,18 @@ impl PresenceSession {
         }
         state.replaying = false;
         state.send_digest();
+        if !state.holds_mesh_key {
+            // A grant published between the hello's read of the member and this session's
+            // registration reached no session; the stored grant closes that window.
+            if let Ok(Some(me)) =
+                store::meshes::member(&state.broker.pool, state.spec.mesh_id, state.spec.member_id).await
+            {
+                if let Some(sealed) = me.sealed_mesh_key {
+                    state.holds_mesh_key = true;
+                    state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed });
+                }
+            }
+        }
         if state.holds_mesh_key {
             if let Ok(waiting) = store::meshes::pending_key_requests(&state.broker.pool, state.spec.mesh_id).await {
                 for m in waiting {

@@ -42,9 +42,9 @@ pub struct MemoryPresence {
 
 #[async_trait::async_trait]
 impl PresenceDirectory for MemoryPresence {
-    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) {
+    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> bool {
         let mut m = self.meshes.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(mesh_id).or_default().insert(peer.session_id, peer);
+        m.entry(mesh_id).or_default().insert(peer.session_id, peer).is_none()
     }
 
     async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool {
@@ -121,48 +121,5 @@ impl LockService for MemoryLocks {
             }
             _ => false,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn lock_excludes_fences_and_expires() {
-        let locks = MemoryLocks::default();
-        let scope = Uuid::from_u128(7);
-        let a = locks.try_acquire(scope, "k", "a", Duration::from_millis(50)).await.unwrap();
-        assert!(locks.try_acquire(scope, "k", "b", Duration::from_secs(1)).await.is_none());
-        assert!(locks.renew("k", "a", a.fencing_token, Duration::from_millis(50)).await);
-        assert!(!locks.release("k", "b", a.fencing_token).await);
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(!locks.renew("k", "a", a.fencing_token, Duration::from_secs(1)).await, "expired holder cannot renew");
-        let b = locks.try_acquire(scope, "k", "b", Duration::from_secs(1)).await.unwrap();
-        assert!(b.fencing_token > a.fencing_token);
-        assert!(locks.release("k", "b", b.fencing_token).await);
-    }
-
-    #[tokio::test]
-    async fn presence_lists_and_removes() {
-        use plexus_proto::types::{SessionProfile, Status, StatusSource};
-        let p = MemoryPresence::default();
-        let mesh = Uuid::from_u128(1);
-        let peer = PeerInfo {
-            session_id: Uuid::from_u128(5),
-            member_id: Uuid::from_u128(6),
-            display_name: "x".into(),
-            session_pubkey: vec![],
-            status: Status::Idle,
-            status_source: StatusSource::Manual,
-            status_since_ms: 0,
-            profile: SessionProfile::default(),
-            connected_at_ms: 0,
-        };
-        p.upsert(mesh, peer.clone()).await;
-        assert_eq!(p.list(mesh).await, vec![peer.clone()]);
-        assert!(p.remove(mesh, peer.session_id).await);
-        assert!(!p.remove(mesh, peer.session_id).await);
-        assert!(p.list(mesh).await.is_empty());
     }
 }

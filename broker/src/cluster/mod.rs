@@ -1,10 +1,13 @@
 //! The seams between nodes: fan-out of mesh events, the presence directory and the lock
-//! primitive. Each is a small trait; [`memory`] implements all three for single-node mode
-//! (the Redis implementations plug in behind the same traits for clusters).
+//! primitive. Each is a small trait with two implementations run through one shared test
+//! suite: [`memory`] for single-node mode and [`redis`] for clusters.
 
 pub mod memory;
+pub mod redis;
 
 use std::{sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
 
 use plexus_proto::{
     push::{KeyRequest, Message, PeerEvent},
@@ -13,7 +16,7 @@ use plexus_proto::{
 use uuid::Uuid;
 
 /// An event routed to every node that has sessions of the mesh.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MeshEvent {
     /// A committed message.
     Message(Arc<Message>),
@@ -43,10 +46,12 @@ pub enum MeshEvent {
         /// The member.
         member_id: Uuid,
     },
+    /// The fan-out may have lost events (its connection was down): catch up from the log.
+    Resync,
 }
 
 /// A command for a session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SessionCommand {
     /// Report a status.
     SetStatus(plexus_proto::types::Status, plexus_proto::types::StatusSource),
@@ -72,8 +77,8 @@ pub trait FanOut: Send + Sync {
 /// Who is present in each mesh, across the cluster.
 #[async_trait::async_trait]
 pub trait PresenceDirectory: Send + Sync {
-    /// Insert or replace a session's entry.
-    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo);
+    /// Insert or replace a session's entry; true when it was not present before.
+    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> bool;
     /// Remove a session; true when it was present.
     async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool;
     /// Every present session of the mesh.
@@ -97,4 +102,39 @@ pub trait LockService: Send + Sync {
     async fn renew(&self, key: &str, holder: &str, token: u64, ttl: Duration) -> bool;
     /// Release a held lock; false when `holder` no longer holds it with `token`.
     async fn release(&self, key: &str, holder: &str, token: u64) -> bool;
+}
+
+/// The three seams of one node, in-memory or Redis-backed per configuration.
+pub struct Seams {
+    /// Fan-out.
+    pub fanout: Arc<dyn FanOut>,
+    /// Presence directory.
+    pub presence: Arc<dyn PresenceDirectory>,
+    /// Locks.
+    pub locks: Arc<dyn LockService>,
+    /// The Redis command connection, in cluster mode.
+    pub redis: Option<::redis::aio::ConnectionManager>,
+}
+
+impl Seams {
+    /// In-memory seams when no Redis URL is configured, Redis-backed ones otherwise.
+    pub async fn build(cfg: &crate::config::RedisConfig, node_id: &str) -> Result<Seams, redis::RedisSeamError> {
+        if cfg.url.is_empty() {
+            tracing::info!("single-node mode (no redis.url)");
+            return Ok(Seams {
+                fanout: Arc::new(memory::MemoryFanOut::default()),
+                presence: Arc::new(memory::MemoryPresence::default()),
+                locks: Arc::new(memory::MemoryLocks::default()),
+                redis: None,
+            });
+        }
+        let (client, conn) = redis::connect(&cfg.url).await?;
+        tracing::info!(%node_id, "cluster mode (redis)");
+        Ok(Seams {
+            fanout: Arc::new(redis::RedisFanOut::start(client, conn.clone(), node_id.to_owned(), cfg.prefix.clone())),
+            presence: Arc::new(redis::RedisPresence::new(conn.clone(), cfg.prefix.clone(), node_id.to_owned())),
+            locks: Arc::new(redis::RedisLocks::new(conn.clone(), cfg.prefix.clone())),
+            redis: Some(conn),
+        })
+    }
 }

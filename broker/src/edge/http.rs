@@ -15,13 +15,21 @@ async fn ready(broker: web::Data<Arc<Broker>>) -> HttpResponse {
     if !broker.ready.load(std::sync::atomic::Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().body("starting\n");
     }
-    match broker.pool.get().await {
-        Ok(client) => match client.query_one("SELECT 1", &[]).await {
-            Ok(_) => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
-            Err(e) => HttpResponse::ServiceUnavailable().body(format!("postgres: {e}\n")),
-        },
-        Err(e) => HttpResponse::ServiceUnavailable().body(format!("postgres: {e}\n")),
+    let pg = match broker.pool.get().await {
+        Ok(client) => client.query_one("SELECT 1", &[]).await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = pg {
+        return HttpResponse::ServiceUnavailable().body(format!("postgres: {e}\n"));
     }
+    if let Some(conn) = &broker.redis {
+        let mut conn = conn.clone();
+        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+        if let Err(e) = pong {
+            return HttpResponse::ServiceUnavailable().body(format!("redis: {e}\n"));
+        }
+    }
+    HttpResponse::Ok().content_type("text/plain").body("ready\n")
 }
 
 async fn metrics(broker: web::Data<Arc<Broker>>) -> HttpResponse {

@@ -501,3 +501,21 @@ pub async fn apply_retention(pool: &Pool, max_age: std::time::Duration, max_even
         .await?;
     Ok(by_age + by_count)
 }
+
+/// Messages of a mesh with `after < seq < before` (or no upper bound), in order.
+pub async fn messages_between(
+    pool: &Pool,
+    mesh_id: Uuid,
+    after: u64,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<Message>, StoreError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLS} FROM events e WHERE e.mesh_id = $1 AND e.kind = 1 AND e.seq > $2 AND e.seq < $3
+         ORDER BY e.seq LIMIT $4"
+    );
+    let upper = before.map(|b| b.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX);
+    let rows = client.query(&sql, &[&mesh_id, &(after as i64), &upper, &(limit as i64)]).await?;
+    rows.iter().map(message_from_row).collect()
+}

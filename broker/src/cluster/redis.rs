@@ -1,0 +1,350 @@
+//! Redis implementations of the cluster seams. Per node: one multiplexed connection (a
+//! `ConnectionManager`, reconnecting on its own) for commands and pipelined publishes, and one
+//! pub/sub connection for the mesh channels this node has sessions of. Never one per session.
+//!
+//! Keys (all under a configurable prefix, default `plexus:`):
+//! - `mesh:{id}` — the pub/sub channel of a mesh; payload `{origin node, event}` (MessagePack).
+//! - `presence:{mesh}` — hash `session id → PeerInfo` (MessagePack).
+//! - `lock:{key}` — `holder|token`, set with `NX PX`; `fence:{scope}` — the fencing counter.
+//!
+//! A node delivers its own events to its local router directly (no round trip through Redis)
+//! and ignores its own events when they come back on the channel.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use plexus_proto::types::PeerInfo;
+use redis::{aio::ConnectionManager, AsyncCommands};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{EventSink, FanOut, LockGrant, LockService, MeshEvent, PresenceDirectory};
+
+/// Redis could not be reached or answered with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSeamError {
+    /// Connecting or a command failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    origin: String,
+    event: MeshEvent,
+}
+
+enum SubControl {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// Connect the command connection.
+pub async fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), RedisSeamError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2);
+    let manager = client.get_connection_manager_with_config(config).await?;
+    Ok((client, manager))
+}
+
+/// Fan-out over Redis pub/sub.
+pub struct RedisFanOut {
+    node_id: String,
+    prefix: String,
+    sinks: Arc<Mutex<HashMap<Uuid, EventSink>>>,
+    publish: mpsc::UnboundedSender<(Uuid, Vec<u8>)>,
+    control: mpsc::UnboundedSender<SubControl>,
+}
+
+impl RedisFanOut {
+    /// Start the publisher and subscriber tasks on the current runtime.
+    pub fn start(client: redis::Client, conn: ConnectionManager, node_id: String, prefix: String) -> RedisFanOut {
+        let sinks: Arc<Mutex<HashMap<Uuid, EventSink>>> = Arc::default();
+        let (publish, publish_rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_publisher(conn, prefix.clone(), publish_rx));
+        tokio::spawn(run_subscriber(client, node_id.clone(), prefix.clone(), sinks.clone(), control_rx));
+        RedisFanOut { node_id, prefix, sinks, publish, control }
+    }
+
+    fn channel(&self, mesh_id: Uuid) -> String {
+        format!("{}mesh:{mesh_id}", self.prefix)
+    }
+}
+
+impl FanOut for RedisFanOut {
+    fn publish(&self, mesh_id: Uuid, event: MeshEvent) {
+        let local = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).get(&mesh_id).cloned();
+        match rmp_serde::to_vec_named(&Envelope { origin: self.node_id.clone(), event: event.clone() }) {
+            Ok(bytes) => {
+                let _ = self.publish.send((mesh_id, bytes));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode mesh event"),
+        }
+        if let Some(sink) = local {
+            sink(event);
+        }
+    }
+
+    fn subscribe(&self, mesh_id: Uuid, sink: EventSink) {
+        let fresh = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).insert(mesh_id, sink).is_none();
+        if fresh {
+            let _ = self.control.send(SubControl::Subscribe(self.channel(mesh_id)));
+        }
+    }
+
+    fn unsubscribe(&self, mesh_id: Uuid) {
+        if self.sinks.lock().unwrap_or_else(|p| p.into_inner()).remove(&mesh_id).is_some() {
+            let _ = self.control.send(SubControl::Unsubscribe(self.channel(mesh_id)));
+        }
+    }
+}
+
+async fn run_publisher(mut conn: ConnectionManager, prefix: String, mut rx: mpsc::UnboundedReceiver<(Uuid, Vec<u8>)>) {
+    let mut batch = Vec::with_capacity(256);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        // One pipeline per batch: one round trip however many events arrived meanwhile.
+        let mut pipe = redis::pipe();
+        for (mesh_id, bytes) in batch.drain(..) {
+            pipe.publish(format!("{prefix}mesh:{mesh_id}"), bytes).ignore();
+        }
+        let started = std::time::Instant::now();
+        let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+        crate::metrics::redis_publish_seconds().observe(started.elapsed().as_secs_f64());
+        if let Err(e) = result {
+            // Subscribers catch up from the log by sequence; nothing acknowledged is lost.
+            crate::metrics::redis_errors().inc();
+            tracing::warn!(error = %e, "redis publish failed");
+        }
+    }
+}
+
+async fn run_subscriber(
+    client: redis::Client,
+    node_id: String,
+    prefix: String,
+    sinks: Arc<Mutex<HashMap<Uuid, EventSink>>>,
+    mut control: mpsc::UnboundedReceiver<SubControl>,
+) {
+    let mut delay = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                crate::metrics::redis_errors().inc();
+                tracing::warn!(error = %e, "redis pub/sub connect failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                // Keep draining control requests; the current sink map is what gets subscribed.
+                while control.try_recv().is_ok() {}
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        let channels: Vec<String> = {
+            let map = sinks.lock().unwrap_or_else(|p| p.into_inner());
+            map.keys().map(|m| format!("{prefix}mesh:{m}")).collect()
+        };
+        while control.try_recv().is_ok() {}
+        if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        crate::metrics::redis_connected().set(1);
+        if !first {
+            // Events published while we were disconnected are in the log: every router catches up.
+            let all: Vec<EventSink> = sinks.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            for s in all {
+                s(MeshEvent::Resync);
+            }
+        }
+        first = false;
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { break };
+                    let Some(mesh) = msg.get_channel_name().strip_prefix(&format!("{prefix}mesh:")).and_then(|m| m.parse::<Uuid>().ok()) else { continue };
+                    let Ok(env) = rmp_serde::from_slice::<Envelope>(msg.get_payload_bytes()) else {
+                        tracing::warn!("undecodable event on the mesh channel");
+                        continue;
+                    };
+                    if env.origin == node_id {
+                        continue;
+                    }
+                    let target = sinks.lock().unwrap_or_else(|p| p.into_inner()).get(&mesh).cloned();
+                    if let Some(s) = target {
+                        s(env.event);
+                    }
+                }
+                ctl = control.recv() => {
+                    let ok = match ctl {
+                        Some(SubControl::Subscribe(ch)) => sink.subscribe(&ch).await.is_ok(),
+                        Some(SubControl::Unsubscribe(ch)) => sink.unsubscribe(&ch).await.is_ok(),
+                        None => return,
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+            }
+        }
+        crate::metrics::redis_connected().set(0);
+        crate::metrics::redis_errors().inc();
+        tracing::warn!("redis pub/sub connection lost; reconnecting");
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PresenceEntry {
+    node: String,
+    peer: PeerInfo,
+}
+
+/// Presence directory in a Redis hash per mesh.
+pub struct RedisPresence {
+    conn: ConnectionManager,
+    prefix: String,
+    node_id: String,
+}
+
+impl RedisPresence {
+    /// Over an existing command connection.
+    pub fn new(conn: ConnectionManager, prefix: String, node_id: String) -> RedisPresence {
+        RedisPresence { conn, prefix, node_id }
+    }
+
+    fn key(&self, mesh_id: Uuid) -> String {
+        format!("{}presence:{mesh_id}", self.prefix)
+    }
+}
+
+#[async_trait::async_trait]
+impl PresenceDirectory for RedisPresence {
+    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> bool {
+        let field = peer.session_id.to_string();
+        let Ok(bytes) = rmp_serde::to_vec_named(&PresenceEntry { node: self.node_id.clone(), peer }) else {
+            return false;
+        };
+        let mut conn = self.conn.clone();
+        match conn.hset::<_, _, _, i64>(self.key(mesh_id), field, bytes).await {
+            Ok(n) => n == 1,
+            Err(e) => {
+                crate::metrics::redis_errors().inc();
+                tracing::warn!(error = %e, "presence upsert failed");
+                false
+            }
+        }
+    }
+
+    async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool {
+        let mut conn = self.conn.clone();
+        match conn.hdel::<_, _, i64>(self.key(mesh_id), session_id.to_string()).await {
+            Ok(n) => n == 1,
+            Err(e) => {
+                crate::metrics::redis_errors().inc();
+                tracing::warn!(error = %e, "presence remove failed");
+                false
+            }
+        }
+    }
+
+    async fn list(&self, mesh_id: Uuid) -> Vec<PeerInfo> {
+        let mut conn = self.conn.clone();
+        let raw: HashMap<String, Vec<u8>> = match conn.hgetall(self.key(mesh_id)).await {
+            Ok(m) => m,
+            Err(e) => {
+                crate::metrics::redis_errors().inc();
+                tracing::warn!(error = %e, "presence list failed");
+                return Vec::new();
+            }
+        };
+        let mut peers: Vec<PeerInfo> =
+            raw.values().filter_map(|b| rmp_serde::from_slice::<PresenceEntry>(b).ok()).map(|e| e.peer).collect();
+        peers.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.session_id.cmp(&b.session_id)));
+        peers
+    }
+}
+
+/// Locks with `SET NX PX`, a fencing counter per scope, and compare-and-delete release.
+pub struct RedisLocks {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+const RENEW: &str =
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+const RELEASE: &str =
+    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+// Take the lock and draw the next fencing token in one atomic step, so a token is only ever
+// consumed by a grant.
+const ACQUIRE: &str = r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
+return token";
+
+impl RedisLocks {
+    /// Over an existing command connection.
+    pub fn new(conn: ConnectionManager, prefix: String) -> RedisLocks {
+        RedisLocks { conn, prefix }
+    }
+}
+
+#[async_trait::async_trait]
+impl LockService for RedisLocks {
+    async fn try_acquire(&self, scope: Uuid, key: &str, holder: &str, ttl: Duration) -> Option<LockGrant> {
+        let mut conn = self.conn.clone();
+        let token: redis::RedisResult<u64> = redis::Script::new(ACQUIRE)
+            .key(format!("{}lock:{key}", self.prefix))
+            .key(format!("{}fence:{scope}", self.prefix))
+            .arg(holder)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await;
+        match token {
+            Ok(0) => None,
+            Ok(t) => Some(LockGrant { fencing_token: t }),
+            Err(e) => {
+                crate::metrics::redis_errors().inc();
+                tracing::warn!(error = %e, "lock acquire failed");
+                None
+            }
+        }
+    }
+
+    async fn renew(&self, key: &str, holder: &str, token: u64, ttl: Duration) -> bool {
+        let mut conn = self.conn.clone();
+        let r: redis::RedisResult<i64> = redis::Script::new(RENEW)
+            .key(format!("{}lock:{key}", self.prefix))
+            .arg(format!("{holder}|{token}"))
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await;
+        matches!(r, Ok(1))
+    }
+
+    async fn release(&self, key: &str, holder: &str, token: u64) -> bool {
+        let mut conn = self.conn.clone();
+        let r: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+            .key(format!("{}lock:{key}", self.prefix))
+            .arg(format!("{holder}|{token}"))
+            .invoke_async(&mut conn)
+            .await;
+        matches!(r, Ok(1))
+    }
+}

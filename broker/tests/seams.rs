@@ -1,0 +1,206 @@
+//! One test suite for both implementations of each cluster seam: in-memory (single node) and
+//! Redis (real server, unique key prefix per test). Two Redis-backed instances with different
+//! node ids play two nodes.
+
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use plexus_broker::cluster::{
+    memory::{MemoryFanOut, MemoryLocks, MemoryPresence},
+    redis::{connect, RedisFanOut, RedisLocks, RedisPresence},
+    FanOut, LockService, MeshEvent, PresenceDirectory,
+};
+use plexus_e2e::wait_until;
+use plexus_proto::types::{PeerInfo, SessionProfile, Status, StatusSource};
+use uuid::Uuid;
+
+fn redis_url() -> String {
+    std::env::var("PLEXUS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:56379/0".into())
+}
+
+fn prefix() -> String {
+    format!("plexus-test:{}:", Uuid::new_v4().simple())
+}
+
+fn peer(name: &str) -> PeerInfo {
+    PeerInfo {
+        session_id: Uuid::new_v4(),
+        member_id: Uuid::new_v4(),
+        display_name: name.into(),
+        session_pubkey: vec![1; 32],
+        status: Status::Idle,
+        status_source: StatusSource::Manual,
+        status_since_ms: 0,
+        profile: SessionProfile::default(),
+        connected_at_ms: 0,
+    }
+}
+
+type Seen = Arc<Mutex<Vec<Uuid>>>;
+
+fn recorder() -> (Seen, plexus_broker::cluster::EventSink) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let sink: plexus_broker::cluster::EventSink = Arc::new(move |ev| {
+        if let MeshEvent::MemberRemoved { member_id } = ev {
+            s.lock().unwrap().push(member_id);
+        }
+    });
+    (seen, sink)
+}
+
+/// `publisher` and `subscriber` are two nodes (or one node twice for the memory version).
+async fn fanout_suite(publisher: &dyn FanOut, subscriber: &dyn FanOut) {
+    let mesh = Uuid::new_v4();
+    let (seen, sink) = recorder();
+    subscriber.subscribe(mesh, sink);
+    // A subscription is established asynchronously in Redis; publish until the first arrives.
+    let first = Uuid::new_v4();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            publisher.publish(mesh, MeshEvent::MemberRemoved { member_id: first });
+            (!seen.lock().unwrap().is_empty()).then_some(())
+        })
+        .await
+        .is_some(),
+        "subscriber never received an event"
+    );
+    seen.lock().unwrap().clear();
+    let ids: Vec<Uuid> = (0..200).map(|_| Uuid::new_v4()).collect();
+    for id in &ids {
+        publisher.publish(mesh, MeshEvent::MemberRemoved { member_id: *id });
+    }
+    assert!(wait_until(Duration::from_secs(10), || (seen.lock().unwrap().len() >= 200).then_some(())).await.is_some());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let got: Vec<Uuid> = seen.lock().unwrap().iter().copied().filter(|i| *i != first).collect();
+    assert_eq!(got, ids, "events lost, doubled or reordered");
+
+    // Another mesh's events do not arrive; after unsubscribing nothing arrives.
+    publisher.publish(Uuid::new_v4(), MeshEvent::MemberRemoved { member_id: Uuid::new_v4() });
+    subscriber.unsubscribe(mesh);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    seen.lock().unwrap().clear();
+    publisher.publish(mesh, MeshEvent::MemberRemoved { member_id: Uuid::new_v4() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(seen.lock().unwrap().is_empty(), "received after unsubscribe");
+}
+
+async fn presence_suite(a: &dyn PresenceDirectory, b: &dyn PresenceDirectory) {
+    let mesh = Uuid::new_v4();
+    let p1 = peer("ann");
+    let p2 = peer("bo");
+    assert!(a.upsert(mesh, p1.clone()).await, "first upsert is new");
+    assert!(!a.upsert(mesh, p1.clone()).await, "second upsert is not");
+    assert!(b.upsert(mesh, p2.clone()).await);
+    let listed = b.list(mesh).await;
+    assert_eq!(listed, vec![p1.clone(), p2.clone()], "both nodes see both sessions, sorted by name");
+    assert!(a.remove(mesh, p2.session_id).await, "any node may remove");
+    assert!(!b.remove(mesh, p2.session_id).await, "a leave happens once");
+    assert_eq!(a.list(mesh).await, vec![p1]);
+    assert!(b.list(Uuid::new_v4()).await.is_empty());
+}
+
+async fn lock_suite(a: Arc<dyn LockService>, b: Arc<dyn LockService>) {
+    let scope = Uuid::new_v4();
+    let key = format!("{scope}/src/main.rs");
+    let g1 = a.try_acquire(scope, &key, "h1", Duration::from_millis(300)).await.expect("free lock");
+    assert!(b.try_acquire(scope, &key, "h2", Duration::from_secs(5)).await.is_none(), "two holders");
+    assert!(!b.release(&key, "h2", g1.fencing_token).await, "a non-holder released");
+    assert!(b.renew(&key, "h1", g1.fencing_token, Duration::from_millis(300)).await, "holder renews from any node");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(!a.renew(&key, "h1", g1.fencing_token, Duration::from_secs(1)).await, "an expired holder renewed");
+    let g2 = b.try_acquire(scope, &key, "h2", Duration::from_secs(5)).await.expect("expired lock is free");
+    assert!(g2.fencing_token > g1.fencing_token, "fencing tokens must increase");
+    assert!(!a.release(&key, "h1", g1.fencing_token).await, "a stale holder released");
+    assert!(a.release(&key, "h2", g2.fencing_token).await);
+
+    // Many contenders on both nodes: never two holders at once, tokens strictly increase.
+    let holders = Arc::new(AtomicUsize::new(0));
+    let tokens: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let svc = if t % 2 == 0 { a.clone() } else { b.clone() };
+        let (holders, tokens, key) = (holders.clone(), tokens.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let me = format!("c{t}");
+            let mut wins = 0;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while wins < 3 && tokio::time::Instant::now() < deadline {
+                if let Some(g) = svc.try_acquire(scope, &key, &me, Duration::from_secs(5)).await {
+                    assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
+                    tokens.lock().unwrap().push(g.fencing_token);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                    assert!(svc.release(&key, &me, g.fencing_token).await);
+                    wins += 1;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let tokens = tokens.lock().unwrap().clone();
+    assert!(tokens.len() >= 16, "contention starved everyone: {} grants", tokens.len());
+    assert!(tokens.windows(2).all(|w| w[1] > w[0]), "tokens not strictly increasing in grant order: {tokens:?}");
+}
+
+#[tokio::test]
+async fn memory_fanout() {
+    let f = MemoryFanOut::default();
+    fanout_suite(&f, &f).await;
+}
+
+#[tokio::test]
+async fn memory_presence() {
+    let p = MemoryPresence::default();
+    presence_suite(&p, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_locks() {
+    let l: Arc<dyn LockService> = Arc::new(MemoryLocks::default());
+    lock_suite(l.clone(), l).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fanout_between_two_nodes() {
+    let prefix = prefix();
+    let (ca, a) = connect(&redis_url()).await.expect("redis for tests (run scripts/test.sh)");
+    let (cb, b) = connect(&redis_url()).await.unwrap();
+    let na = RedisFanOut::start(ca, a, "node-a".into(), prefix.clone());
+    let nb = RedisFanOut::start(cb, b, "node-b".into(), prefix);
+    fanout_suite(&na, &nb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_fanout_delivers_own_events_locally_once() {
+    let prefix = prefix();
+    let (c, conn) = connect(&redis_url()).await.unwrap();
+    let node = RedisFanOut::start(c, conn, "solo".into(), prefix);
+    fanout_suite(&node, &node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_presence_shared_by_two_nodes() {
+    let prefix = prefix();
+    let (_, a) = connect(&redis_url()).await.unwrap();
+    let (_, b) = connect(&redis_url()).await.unwrap();
+    presence_suite(&RedisPresence::new(a, prefix.clone(), "a".into()), &RedisPresence::new(b, prefix, "b".into()))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_locks_across_two_nodes() {
+    let prefix = prefix();
+    let (_, a) = connect(&redis_url()).await.unwrap();
+    let (_, b) = connect(&redis_url()).await.unwrap();
+    lock_suite(Arc::new(RedisLocks::new(a, prefix.clone())), Arc::new(RedisLocks::new(b, prefix))).await;
+}
