@@ -71,7 +71,7 @@ impl Broker {
         let version = store::migrate::migrate(&pool).await?;
         tracing::info!(%node_id, schema = version, "database ready");
 
-        let crate::cluster::Seams { fanout, presence, locks, redis } =
+        let crate::cluster::Seams { fanout, presence, locks, redis, cluster } =
             crate::cluster::Seams::build(&cfg.redis, &node_id).await?;
         let publish = fanout.clone();
         let log = LogWriter::start(
@@ -113,6 +113,10 @@ impl Broker {
         let (node, _) = Actor::spawn(None, NodeSupervisor, broker.clone()).await?;
         let _ = broker.node.set(node);
         spawn_housekeeping(broker.clone());
+        match cluster {
+            Some(directory) => spawn_cluster_membership(broker.clone(), directory),
+            None => crate::metrics::cluster_size().set(1),
+        }
         broker.ready.store(true, Ordering::SeqCst);
         Ok(broker)
     }
@@ -164,6 +168,40 @@ impl Broker {
             let _ = sup.cast(MeshSupervisorMsg::Unwatch(conn_id));
         }
     }
+}
+
+/// Cluster mode: keep this node's liveness key fresh, publish the cluster size, and reap the
+/// sessions of dead nodes (each leave published once, by whichever survivor claims the reap).
+fn spawn_cluster_membership(broker: Arc<Broker>, directory: Arc<crate::cluster::redis::RedisPresence>) {
+    let ttl = Duration::from_secs(broker.cfg.redis.node_ttl_secs);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ttl / 3);
+        loop {
+            tick.tick().await;
+            if let Err(e) = directory.heartbeat(ttl).await {
+                crate::metrics::redis_errors().inc();
+                tracing::warn!(error = %e, "heartbeat failed");
+                continue;
+            }
+            if let Ok(n) = directory.live_nodes().await {
+                let before = crate::metrics::cluster_size().get();
+                crate::metrics::cluster_size().set(n as i64);
+                if before != n as i64 {
+                    tracing::info!(cluster_size = n, "cluster membership changed");
+                }
+            }
+            match directory.reap_dead_nodes().await {
+                Ok(gone) => {
+                    for (mesh_id, peer) in gone {
+                        let event =
+                            plexus_proto::push::PeerEvent { change: plexus_proto::push::PeerChange::Left, peer };
+                        broker.fanout.publish(mesh_id, MeshEvent::Peer(Arc::new(event)));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reaping dead nodes failed"),
+            }
+        }
+    });
 }
 
 /// Periodic work: retention and nonce pruning.

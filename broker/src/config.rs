@@ -96,6 +96,8 @@ pub struct RedisConfig {
     pub url: String,
     /// Prefix of every key and channel (several clusters can share one Redis).
     pub prefix: String,
+    /// A node whose heartbeat is older than this is dead: survivors reap its sessions.
+    pub node_ttl_secs: u64,
 }
 
 /// Mesh creation policy.
@@ -191,6 +193,9 @@ impl Config {
         }
         if self.database.pool_size < 2 || self.database.log_writers == 0 || self.database.max_batch == 0 {
             return Err(ConfigError::Value("database.pool_size >= 2, log_writers >= 1, max_batch >= 1".into()));
+        }
+        if self.redis.node_ttl_secs < 2 {
+            return Err(ConfigError::Value("redis.node_ttl_secs must be at least 2".into()));
         }
         if self.http.outbound_queue < 16 {
             return Err(ConfigError::Value("http.outbound_queue must be at least 16".into()));

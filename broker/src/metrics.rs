@@ -118,6 +118,11 @@ metric!(
         "Messages a mesh router read back from the log to close a gap"
     )
 );
+metric!(
+    cluster_size,
+    IntGauge,
+    register_int_gauge!("plexus_cluster_size", "Live broker nodes (1 in single-node mode)")
+);
 metric!(pg_pool_size, IntGauge, register_int_gauge!("plexus_pg_pool_connections", "Postgres pool connections open"));
 metric!(pg_pool_available, IntGauge, register_int_gauge!("plexus_pg_pool_available", "Postgres pool connections idle"));
 metric!(
@@ -143,6 +148,7 @@ pub fn init() {
     redis_errors();
     redis_connected();
     catchup_messages();
+    cluster_size();
     pg_pool_size();
     pg_pool_available();
     pg_pool_waiting();

@@ -99,7 +99,7 @@ async fn presence_suite(a: &dyn PresenceDirectory, b: &dyn PresenceDirectory) {
     assert!(b.upsert(mesh, p2.clone()).await);
     let listed = b.list(mesh).await;
     assert_eq!(listed, vec![p1.clone(), p2.clone()], "both nodes see both sessions, sorted by name");
-    assert!(a.remove(mesh, p2.session_id).await, "any node may remove");
+    assert!(b.remove(mesh, p2.session_id).await, "the owning node removes");
     assert!(!b.remove(mesh, p2.session_id).await, "a leave happens once");
     assert_eq!(a.list(mesh).await, vec![p1]);
     assert!(b.list(Uuid::new_v4()).await.is_empty());
@@ -203,4 +203,40 @@ async fn redis_locks_across_two_nodes() {
     let (_, a) = connect(&redis_url()).await.unwrap();
     let (_, b) = connect(&redis_url()).await.unwrap();
     lock_suite(Arc::new(RedisLocks::new(a, prefix.clone())), Arc::new(RedisLocks::new(b, prefix))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_presence_only_the_owning_node_removes_and_dead_nodes_are_reaped_once() {
+    let prefix = prefix();
+    let (_, a) = connect(&redis_url()).await.unwrap();
+    let (_, b) = connect(&redis_url()).await.unwrap();
+    let (_, c) = connect(&redis_url()).await.unwrap();
+    let na = RedisPresence::new(a, prefix.clone(), "a".into());
+    let nb = RedisPresence::new(b, prefix.clone(), "b".into());
+    let nc = RedisPresence::new(c, prefix, "c".into());
+    let ttl = Duration::from_millis(300);
+    for n in [&na, &nb, &nc] {
+        n.heartbeat(ttl).await.unwrap();
+    }
+    let mesh = Uuid::new_v4();
+    let moved = peer("moved");
+    assert!(na.upsert(mesh, moved.clone()).await);
+    // The session reconnects to b before a notices; a's late cleanup must not remove it.
+    assert!(!nb.upsert(mesh, moved.clone()).await, "a session that moved is not new");
+    assert!(!na.remove(mesh, moved.session_id).await);
+    assert_eq!(nc.list(mesh).await.len(), 1);
+
+    let stays = peer("stays-on-a");
+    assert!(na.upsert(mesh, stays.clone()).await);
+    assert_eq!(nb.live_nodes().await.unwrap(), 3);
+    // a dies (stops heartbeating); b and c both try to reap.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    nb.heartbeat(ttl).await.unwrap();
+    nc.heartbeat(ttl).await.unwrap();
+    let (rb, rc) = tokio::join!(nb.reap_dead_nodes(), nc.reap_dead_nodes());
+    let mut gone: Vec<Uuid> = rb.unwrap().into_iter().chain(rc.unwrap()).map(|(_, p)| p.session_id).collect();
+    gone.sort();
+    assert_eq!(gone, vec![stays.session_id], "exactly one leave, and only for the session still on a");
+    assert_eq!(nb.list(mesh).await, vec![moved]);
+    assert_eq!(nb.live_nodes().await.unwrap(), 2);
 }

@@ -154,7 +154,13 @@ impl Broker {
 
     /// Start `n` brokers forming one cluster (shared database and Redis prefix).
     pub async fn cluster(db: &TestDb, n: usize) -> Vec<Broker> {
-        let env = cluster_env();
+        Broker::cluster_with(db, n, &[]).await
+    }
+
+    /// Start `n` brokers forming one cluster, with extra settings.
+    pub async fn cluster_with(db: &TestDb, n: usize, more: &[(&str, &str)]) -> Vec<Broker> {
+        let mut env = cluster_env();
+        env.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {

@@ -70,3 +70,47 @@ async fn messages_presence_and_status_cross_nodes() {
     texts.dedup();
     assert_eq!(texts.len(), n, "bob surfaced something twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_reaped_once_and_its_peers_resume_elsewhere() {
+    let db = TestDb::create().await;
+    let mut nodes = Broker::cluster_with(&db, 2, &[("PLEXUS_REDIS__NODE_TTL_SECS", "2")]).await;
+    let mesh = Mesh::create(&nodes[0], &["alice", "bob", "carol"]).await;
+    let (alice, bob, carol) = (&mesh.peers[0], &mesh.peers[1], &mesh.peers[2]);
+    let (url0, url1) = (nodes[0].url.clone(), nodes[1].url.clone());
+    bob.set_brokers(&[&url1]);
+    carol.set_brokers(&[&url0]);
+    alice.set_brokers(&[&url0, &url1]);
+
+    let watch = bob.spawn_json(&["watch"]);
+    let _carol_f = carol.spawn_json(&["inbox", "--follow"]);
+    let alice_f = alice.spawn_json(&["inbox", "--follow"]);
+    let carol_session = carol.profile().session_id.to_string();
+    assert!(
+        wait_until(T, || (names(&bob.json(&["peers"])) == ["alice", "carol"]).then_some(())).await.is_some(),
+        "both followers present"
+    );
+
+    nodes[0].kill9();
+    // Carol only knows the dead node: the survivor reaps her within the TTL, once.
+    assert!(
+        watch
+            .wait_line(T, |v| v["event"] == "peer"
+                && v["change"] == "left"
+                && v["peer"]["session_id"] == carol_session.as_str())
+            .await,
+        "carol's session was never reaped; survivor log:\n{}",
+        nodes[1].log_text()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let leaves = watch
+        .lines()
+        .iter()
+        .filter(|v| v["event"] == "peer" && v["change"] == "left" && v["peer"]["session_id"] == carol_session.as_str())
+        .count();
+    assert_eq!(leaves, 1, "a dead node's session must leave exactly once");
+    // Alice, who knows both nodes, is present again (on the survivor) and gets new messages.
+    assert!(wait_until(T, || (names(&bob.json(&["peers"])) == ["alice"]).then_some(())).await.is_some());
+    bob.json(&["send", "alice", "after the failover", "--priority", "now"]);
+    assert!(alice_f.wait_text("after the failover", T).await, "alice did not resume on the surviving node");
+}

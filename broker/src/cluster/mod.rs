@@ -114,6 +114,8 @@ pub struct Seams {
     pub locks: Arc<dyn LockService>,
     /// The Redis command connection, in cluster mode.
     pub redis: Option<::redis::aio::ConnectionManager>,
+    /// The Redis presence directory (for heartbeats and reaping), in cluster mode.
+    pub cluster: Option<Arc<redis::RedisPresence>>,
 }
 
 impl Seams {
@@ -126,15 +128,20 @@ impl Seams {
                 presence: Arc::new(memory::MemoryPresence::default()),
                 locks: Arc::new(memory::MemoryLocks::default()),
                 redis: None,
+                cluster: None,
             });
         }
         let (client, conn) = redis::connect(&cfg.url).await?;
         tracing::info!(%node_id, "cluster mode (redis)");
+        let presence = Arc::new(redis::RedisPresence::new(conn.clone(), cfg.prefix.clone(), node_id.to_owned()));
+        // Alive before serving anyone, so no survivor reaps sessions this node is about to take.
+        presence.heartbeat(Duration::from_secs(cfg.node_ttl_secs)).await?;
         Ok(Seams {
             fanout: Arc::new(redis::RedisFanOut::start(client, conn.clone(), node_id.to_owned(), cfg.prefix.clone())),
-            presence: Arc::new(redis::RedisPresence::new(conn.clone(), cfg.prefix.clone(), node_id.to_owned())),
+            presence: presence.clone(),
             locks: Arc::new(redis::RedisLocks::new(conn.clone(), cfg.prefix.clone())),
             redis: Some(conn),
+            cluster: Some(presence),
         })
     }
 }

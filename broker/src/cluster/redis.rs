@@ -4,7 +4,11 @@
 //!
 //! Keys (all under a configurable prefix, default `plexus:`):
 //! - `mesh:{id}` — the pub/sub channel of a mesh; payload `{origin node, event}` (MessagePack).
-//! - `presence:{mesh}` — hash `session id → PeerInfo` (MessagePack).
+//! - `presence:{mesh}` — hash `session id → {node, PeerInfo}` (MessagePack), and
+//!   `presence-node:{mesh}` — hash `session id → node id`, which scripts compare against.
+//! - `node:{id}` — a node's liveness key (TTL, refreshed by its heartbeat); `nodes` — the set of
+//!   known node ids; `node-sessions:{id}` — `mesh/session` entries a node has registered.
+//! - `reap:{id}` — taken (`NX`) by the one survivor that reaps a dead node.
 //! - `lock:{key}` — `holder|token`, set with `NX PX`; `fence:{scope}` — the fencing counter.
 //!
 //! A node delivers its own events to its local router directly (no round trip through Redis)
@@ -232,7 +236,104 @@ impl RedisPresence {
     fn key(&self, mesh_id: Uuid) -> String {
         format!("{}presence:{mesh_id}", self.prefix)
     }
+
+    fn node_key(&self, mesh_id: Uuid) -> String {
+        format!("{}presence-node:{mesh_id}", self.prefix)
+    }
+
+    /// Refresh this node's liveness key (call every `ttl / 3`).
+    pub async fn heartbeat(&self, ttl: Duration) -> Result<(), RedisSeamError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .set_options(
+                format!("{}node:{}", self.prefix, self.node_id),
+                crate::store::now_ms(),
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl.as_millis() as u64)),
+            )
+            .ignore()
+            .sadd(format!("{}nodes", self.prefix), &self.node_id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Number of nodes whose liveness key is present.
+    pub async fn live_nodes(&self) -> Result<usize, RedisSeamError> {
+        let mut conn = self.conn.clone();
+        let nodes: Vec<String> = conn.smembers(format!("{}nodes", self.prefix)).await?;
+        let mut live = 0;
+        for n in nodes {
+            let exists: bool = conn.exists(format!("{}node:{n}", self.prefix)).await?;
+            live += usize::from(exists);
+        }
+        Ok(live)
+    }
+
+    /// Remove the presence of every node whose liveness key expired. Each dead node is reaped
+    /// by one survivor (a `reap:` key taken with NX), and each session is removed by a
+    /// compare-and-delete, so every returned entry is a leave that happens exactly once.
+    pub async fn reap_dead_nodes(&self) -> Result<Vec<(Uuid, PeerInfo)>, RedisSeamError> {
+        let mut conn = self.conn.clone();
+        let nodes: Vec<String> = conn.smembers(format!("{}nodes", self.prefix)).await?;
+        let mut gone = Vec::new();
+        for node in nodes.into_iter().filter(|n| *n != self.node_id) {
+            let alive: bool = conn.exists(format!("{}node:{node}", self.prefix)).await?;
+            if alive {
+                continue;
+            }
+            let claimed: Option<String> = conn
+                .set_options(
+                    format!("{}reap:{node}", self.prefix),
+                    &self.node_id,
+                    redis::SetOptions::default()
+                        .conditional_set(redis::ExistenceCheck::NX)
+                        .with_expiration(redis::SetExpiry::PX(30_000)),
+                )
+                .await?;
+            if claimed.is_none() {
+                continue;
+            }
+            let entries: Vec<String> = conn.smembers(format!("{}node-sessions:{node}", self.prefix)).await?;
+            for entry in entries {
+                let Some((mesh, session)) = entry.split_once('/') else { continue };
+                let Ok(mesh_id) = mesh.parse::<Uuid>() else { continue };
+                let removed: Option<Vec<u8>> = redis::Script::new(REMOVE_IF_OWNER)
+                    .key(self.key(mesh_id))
+                    .key(self.node_key(mesh_id))
+                    .key(format!("{}node-sessions:{node}", self.prefix))
+                    .arg(session)
+                    .arg(&node)
+                    .arg(&entry)
+                    .invoke_async(&mut conn)
+                    .await?;
+                if let Some(bytes) = removed {
+                    if let Ok(e) = rmp_serde::from_slice::<PresenceEntry>(&bytes) {
+                        gone.push((mesh_id, e.peer));
+                    }
+                }
+            }
+            redis::pipe()
+                .del(format!("{}node-sessions:{node}", self.prefix))
+                .ignore()
+                .srem(format!("{}nodes", self.prefix), &node)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
+            tracing::info!(dead_node = %node, sessions = gone.len(), "reaped a dead node's sessions");
+        }
+        Ok(gone)
+    }
 }
+
+// Remove a session's presence only if `node` holds it; returns the removed entry (or nil).
+const REMOVE_IF_OWNER: &str = r"
+redis.call('SREM', KEYS[3], ARGV[3])
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return false end
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return entry";
 
 #[async_trait::async_trait]
 impl PresenceDirectory for RedisPresence {
@@ -242,8 +343,15 @@ impl PresenceDirectory for RedisPresence {
             return false;
         };
         let mut conn = self.conn.clone();
-        match conn.hset::<_, _, _, i64>(self.key(mesh_id), field, bytes).await {
-            Ok(n) => n == 1,
+        let result: redis::RedisResult<(i64, i64, i64)> = redis::pipe()
+            .atomic()
+            .hset(self.key(mesh_id), &field, bytes)
+            .hset(self.node_key(mesh_id), &field, &self.node_id)
+            .sadd(format!("{}node-sessions:{}", self.prefix, self.node_id), format!("{mesh_id}/{field}"))
+            .query_async(&mut conn)
+            .await;
+        match result {
+            Ok((n, _, _)) => n == 1,
             Err(e) => {
                 crate::metrics::redis_errors().inc();
                 tracing::warn!(error = %e, "presence upsert failed");
@@ -253,9 +361,20 @@ impl PresenceDirectory for RedisPresence {
     }
 
     async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool {
+        // Only the node holding the entry removes it: a session that already moved to another
+        // node must not be removed by its old node's late cleanup.
         let mut conn = self.conn.clone();
-        match conn.hdel::<_, _, i64>(self.key(mesh_id), session_id.to_string()).await {
-            Ok(n) => n == 1,
+        let removed: redis::RedisResult<Option<Vec<u8>>> = redis::Script::new(REMOVE_IF_OWNER)
+            .key(self.key(mesh_id))
+            .key(self.node_key(mesh_id))
+            .key(format!("{}node-sessions:{}", self.prefix, self.node_id))
+            .arg(session_id.to_string())
+            .arg(&self.node_id)
+            .arg(format!("{mesh_id}/{session_id}"))
+            .invoke_async(&mut conn)
+            .await;
+        match removed {
+            Ok(found) => found.is_some(),
             Err(e) => {
                 crate::metrics::redis_errors().inc();
                 tracing::warn!(error = %e, "presence remove failed");
