@@ -2,6 +2,8 @@
 # Run Plexus locally: provision Postgres (Debian package if missing), build, start a broker,
 # create a demo mesh, join two peers, show a message round trip, then keep the broker in the
 # foreground. Ctrl-C stops everything this script started.
+#   scripts/run.sh            one node on :7700
+#   scripts/run.sh --cluster  Redis + three nodes on :7700, :7701, :7702 (peers spread over them)
 #   PLEXUS_PORT (default 7700), PLEXUS_LISTEN_HOST (default 0.0.0.0, so other machines can join)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,8 @@ export PLEXUS_STATE=${PLEXUS_STATE:-$HOME/.cache/plexus}
 export PLEXUS_PG_PORT=${PLEXUS_PG_PORT:-55432}
 PORT=${PLEXUS_PORT:-7700}
 HOST=${PLEXUS_LISTEN_HOST:-0.0.0.0}
+NODES=1
+if [ "${1:-}" = "--cluster" ]; then NODES=3; fi
 
 echo "==> postgres"
 pg_was_running=0
@@ -23,26 +27,44 @@ cargo build --release --locked --bin plexus-broker --bin plexus
 BIN=$CARGO_TARGET_DIR/release
 export PATH="$BIN:$PATH"
 
-BROKER_PID=""
+BROKER_PIDS=""
 FOLLOW_PID=""
+redis_started=0
 cleanup() {
   trap - INT TERM EXIT
   [ -n "$FOLLOW_PID" ] && kill "$FOLLOW_PID" 2>/dev/null || true
-  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null || true
+  for pid in $BROKER_PIDS; do kill "$pid" 2>/dev/null || true; done
+  for pid in $BROKER_PIDS; do wait "$pid" 2>/dev/null || true; done
+  if [ "$redis_started" = 1 ]; then deploy/local-redis.sh stop; fi
   if [ "$pg_was_running" = 0 ]; then deploy/local-postgres.sh stop; fi
   echo "stopped."
 }
 trap cleanup INT TERM EXIT
 
-echo "==> broker on $HOST:$PORT"
-PLEXUS_DATABASE__URL=$DB_URL PLEXUS_HTTP__LISTEN=$HOST:$PORT plexus-broker &
-BROKER_PID=$!
+REDIS_URL=""
+if [ "$NODES" -gt 1 ]; then
+  echo "==> redis"
+  export PLEXUS_REDIS_PORT=${PLEXUS_REDIS_PORT:-56379}
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$PLEXUS_REDIS_PORT") 2>/dev/null; then redis_started=1; fi
+  REDIS_URL=$(deploy/local-redis.sh start)
+  echo "    $REDIS_URL"
+fi
+
 ready() { # plain bash, no curl needed
-  { exec 3<>"/dev/tcp/127.0.0.1/$PORT" && printf 'GET /ready HTTP/1.0\r\n\r\n' >&3 && head -1 <&3 | grep -q ' 200'; } 2>/dev/null
+  { exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /ready HTTP/1.0\r\n\r\n' >&3 && head -1 <&3 | grep -q ' 200'; } 2>/dev/null
 }
-for _ in $(seq 1 150); do ready && break; sleep 0.2; done
-ready || { echo "broker did not become ready"; exit 1; }
+URLS=""
+for i in $(seq 0 $((NODES - 1))); do
+  P=$((PORT + i))
+  echo "==> broker node $i on $HOST:$P"
+  PLEXUS_DATABASE__URL=$DB_URL PLEXUS_HTTP__LISTEN=$HOST:$P PLEXUS_REDIS__URL=$REDIS_URL PLEXUS_NODE__ID=node-$i plexus-broker &
+  BROKER_PIDS="$BROKER_PIDS $!"
+  for _ in $(seq 1 150); do ready "$P" && break; sleep 0.2; done
+  ready "$P" || { echo "broker node $i did not become ready"; exit 1; }
+  URLS="$URLS${URLS:+,}ws://127.0.0.1:$P"
+done
 URL=ws://127.0.0.1:$PORT
+LAST=ws://127.0.0.1:$((PORT + NODES - 1))
 
 DEMO=$PLEXUS_STATE/demo
 rm -rf "$DEMO"; mkdir -p "$DEMO"
@@ -54,8 +76,8 @@ alice mesh create demo --broker "$URL" --display-name alice
 alice inbox --follow > "$DEMO/alice.log" 2>&1 &
 FOLLOW_PID=$!
 CODE=$(alice --json invite create | sed -n 's/.*"code":"\([A-Z0-9]*\)".*/\1/p')
-echo "==> bob joins with invite $CODE"
-bob join "$CODE" --broker "$URL" --name bob
+echo "==> bob joins with invite $CODE (on node $((NODES - 1)))"
+bob join "$CODE" --broker "$LAST" --name bob
 echo "==> bob -> alice (now), then bob -> everyone"
 bob send alice "hello from bob" --priority now
 bob send '*' "hi all" --priority next
@@ -70,13 +92,14 @@ bob peers
 
 IP=$(hostname -I 2>/dev/null | awk '{print $1}')
 INVITE=$(alice --json invite create --uses 5 | sed -n 's/.*"code":"\([A-Z0-9]*\)".*/\1/p')
+REMOTE=$(echo "$URLS" | sed "s/127.0.0.1/${IP:-<this-host>}/g")
 cat <<TXT
 
-Plexus is running: ws://${IP:-<this-host>}:$PORT  (metrics: http://127.0.0.1:$PORT/metrics)
+Plexus is running with $NODES node(s): $URLS  (metrics: http://127.0.0.1:$PORT/metrics)
 On another machine (with the plexus binary), join the demo mesh:
-    plexus join $INVITE --broker ws://${IP:-<this-host>}:$PORT --name <your-name>
+    plexus join $INVITE --broker $REMOTE --name <your-name>
     plexus inbox --follow
 Here, talk as alice with:  PLEXUS_HOME=$DEMO/alice $BIN/plexus send <name> "text"
-Ctrl-C stops the broker (and Postgres, if this script started it).
+Ctrl-C stops the broker(s) (and Postgres/Redis, if this script started them).
 TXT
-wait "$BROKER_PID"
+wait

@@ -114,3 +114,85 @@ async fn a_killed_node_is_reaped_once_and_its_peers_resume_elsewhere() {
     bob.json(&["send", "alice", "after the failover", "--priority", "now"]);
     assert!(alice_f.wait_text("after the failover", T).await, "alice did not resume on the surviving node");
 }
+
+/// A private Redis for tests that restart it.
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> OwnRedis {
+        let port = plexus_e2e::free_port();
+        let dir = std::env::temp_dir().join(format!("plexus-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = OwnRedis { port, dir, child: None };
+        r.spawn().await;
+        r
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let port = self.port;
+        let up = wait_until(T, || std::net::TcpStream::connect(("127.0.0.1", port)).ok()).await;
+        assert!(up.is_some(), "redis did not start");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_traffic_loses_and_doubles_nothing() {
+    let db = TestDb::create().await;
+    let mut redis = OwnRedis::start().await;
+    let url = redis.url();
+    let nodes = Broker::cluster_with(&db, 2, &[("PLEXUS_REDIS__URL", &url)]).await;
+    let mesh = Mesh::create(&nodes[0], &["alice", "bob"]).await;
+    let (alice, bob) = (&mesh.peers[0], &mesh.peers[1]);
+    alice.set_brokers(&[&nodes[0].url]);
+    bob.set_brokers(&[&nodes[1].url]);
+    let bob_f = bob.spawn_json(&["inbox", "--follow"]);
+    assert!(wait_until(T, || (names(&alice.json(&["peers"])) == ["bob"]).then_some(())).await.is_some());
+
+    const N: usize = 60;
+    for i in 0..N {
+        if i == N / 3 {
+            redis.kill();
+        }
+        if i == 2 * N / 3 {
+            redis.spawn().await;
+        }
+        // Sends keep working while Redis is down: they only need Postgres.
+        alice.json(&["send", "bob", &format!("r-{i}"), "--priority", "now"]);
+    }
+    let all = wait_until(Duration::from_secs(30), || (bob_f.texts().len() >= N).then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let texts = bob_f.texts();
+    let missing: Vec<usize> = (0..N).filter(|i| !texts.contains(&format!("r-{i}"))).collect();
+    assert!(all.is_some() && missing.is_empty(), "lost across the Redis restart: {missing:?}");
+    assert_eq!(texts.len(), N, "doubled across the Redis restart: {texts:?}");
+}
