@@ -28,11 +28,70 @@ async fn kill9_while_sending_1000_loses_and_doubles_nothing() {
     let db = TestDb::create().await;
     let mut broker = Broker::start(&db).await;
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
+    let url = broker.url.clone();
+    let receiver = mesh.peers[1].spawn_json(&["inbox", "--follow"]);
+    let (retries, receiver) = send_through_a_kill(&db, &mesh, receiver, url, || {
+        let b = &mut broker;
+        async move {
+            b.kill9();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b.restart().await;
+        }
+    })
+    .await;
+    assert!(retries > 0, "the kill did not interrupt the sender; the test proved nothing");
+    drop(receiver);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_the_receivers_node_under_load_in_a_cluster() {
+    let db = TestDb::create().await;
+    let mut nodes = plexus_e2e::Broker::cluster_with(&db, 2, &[("PLEXUS_REDIS__NODE_TTL_SECS", "2")]).await;
+    let mesh = Mesh::create(&nodes[0], &["alice", "bob"]).await;
+    mesh.peers[1].set_brokers(&[&nodes[0].url, &nodes[1].url]);
+    let receiver = mesh.peers[1].spawn_json(&["inbox", "--follow"]);
+    // Find the node the receiver landed on: the only one with a session.
+    let sessions = |port: u16| {
+        plexus_e2e::http_get(port, "/metrics")
+            .and_then(|(_, m)| m.lines().find(|l| l.starts_with("plexus_sessions ")).map(str::to_owned))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<i64>().ok()))
+            .unwrap_or(0)
+    };
+    let (p0, p1) = (nodes[0].port, nodes[1].port);
+    let home = wait_until(Duration::from_secs(20), || match (sessions(p0), sessions(p1)) {
+        (1, 0) => Some(0),
+        (0, 1) => Some(1),
+        _ => None,
+    })
+    .await
+    .expect("receiver present on one node");
+    let other = 1 - home;
+    // The sender uses the surviving node only.
+    let url = nodes[other].url.clone();
+    let (_, receiver) = send_through_a_kill(&db, &mesh, receiver, url, || {
+        let n = &mut nodes[home];
+        async move { n.kill9() }
+    })
+    .await;
+    drop(receiver);
+}
+
+/// Alice sends N messages to Bob over `url`, retrying unacknowledged ones with the same id;
+/// after a third are acknowledged, `kill` runs. Then every message must reach Bob's follower
+/// exactly once and be stored once. Returns the sender's retry count.
+async fn send_through_a_kill<F, Fut>(
+    db: &TestDb,
+    mesh: &Mesh,
+    receiver: plexus_e2e::Follower,
+    url: String,
+    kill: F,
+) -> (u32, plexus_e2e::Follower)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let (alice, bob) = (&mesh.peers[0], &mesh.peers[1]);
     let bob_profile = bob.profile();
-    let receiver = bob.spawn_json(&["inbox", "--follow"]);
-
-    let url = broker.url.clone();
     let profile = alice.profile();
     let acked = Arc::new(AtomicUsize::new(0));
     let acked_by_sender = acked.clone();
@@ -98,11 +157,8 @@ async fn kill9_while_sending_1000_loses_and_doubles_nothing() {
     assert!(wait_until(Duration::from_secs(60), || (acked.load(Ordering::SeqCst) >= N / 3).then_some(()))
         .await
         .is_some());
-    broker.kill9();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    broker.restart().await;
+    kill().await;
     let retries = tokio::time::timeout(Duration::from_secs(120), sender).await.expect("sender finished").unwrap();
-    assert!(retries > 0, "the kill did not interrupt the sender; the test proved nothing");
 
     let all = wait_until(Duration::from_secs(60), || (receiver.texts().len() >= N).then_some(())).await;
     // Give any duplicate a moment to show up before counting.
@@ -121,4 +177,5 @@ async fn kill9_while_sending_1000_loses_and_doubles_nothing() {
     );
     assert!(doubled.is_empty(), "surfaced twice: {doubled:?}");
     assert_eq!(db.scalar_i64("SELECT count(*) FROM events").await, N as i64, "a resend was stored twice");
+    (retries, receiver)
 }
