@@ -59,6 +59,14 @@ struct Args {
     /// Seconds to wait for stragglers after the last ack.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+    /// `direct` (peer i → peer i+1), `group` (peer 0 → @bench, every other peer in the group)
+    /// or `storm` (connect every peer, SIGKILL --kill-pid, time until the killed node's
+    /// sessions are back on the other brokers).
+    #[arg(long, default_value = "direct")]
+    mode: String,
+    /// Storm mode: pid of the broker listed first in --broker, killed once all peers are on.
+    #[arg(long)]
+    kill_pid: Option<u32>,
     /// Operator token, if the broker gates mesh creation.
     #[arg(long, env = "PLEXUS_OPERATOR_TOKEN")]
     operator_token: Option<String>,
@@ -173,6 +181,18 @@ async fn main() -> Result<()> {
     };
     let peers = setup(&args).await.context("setting up the mesh")?;
     let tls = TlsOptions::default();
+    if args.mode == "storm" {
+        return storm(&args, &peers).await;
+    }
+    let group_mode = match args.mode.as_str() {
+        "direct" => false,
+        "group" => true,
+        _ => bail!("--mode is direct, group or storm"),
+    };
+    let bench_group = SessionProfile {
+        groups: vec![plexus_proto::types::GroupRole { name: "bench".into(), role: None }],
+        ..SessionProfile::default()
+    };
 
     // Connect every peer's session first, so all are present before traffic starts.
     let mut conns = Vec::with_capacity(peers.len());
@@ -185,7 +205,7 @@ async fn main() -> Result<()> {
             p.session.public_key(),
             SessionMode::Session,
             None,
-            SessionProfile::default(),
+            if group_mode { bench_group.clone() } else { SessionProfile::default() },
         )?;
         conn.call(&hello).await?;
         conns.push(conn);
@@ -246,14 +266,17 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut senders = Vec::new();
-    for i in 0..peers.len() {
+    let mesh_key = plexus_crypto::generate_mesh_key();
+    let senders_n = if group_mode { 1 } else { peers.len() };
+    let per_message_deliveries = if group_mode { peers.len() as u64 - 1 } else { 1 };
+    for i in 0..senders_n {
         let to = &peers[(i + 1) % peers.len()].profile;
-        let to_member = to.member_id;
+        let target = if group_mode { Target::Group("bench".into()) } else { Target::Member(to.member_id) };
         let to_key = to.member_key().map_err(anyhow::Error::msg)?.public_key().to_vec();
         // The broker never opens bodies, so one sealed body per sender is as good as one per
         // message for measuring the broker, and keeps the generator's CPU off the scale.
-        let (sealing, nonce, ciphertext) =
-            seal_for(SealTo::Member(&to_key), &peers[i].session, &vec![b'x'; args.payload])?;
+        let seal_to = if group_mode { SealTo::Mesh(&mesh_key) } else { SealTo::Member(&to_key) };
+        let (sealing, nonce, ciphertext) = seal_for(seal_to, &peers[i].session, &vec![b'x'; args.payload])?;
         let conn = conns[i].clone();
         let (sent_at, acked, failed) = (sent_at.clone(), acked.clone(), failed.clone());
         let (m, window) = (args.messages, args.window.max(1));
@@ -276,7 +299,7 @@ async fn main() -> Result<()> {
                 let id = Uuid::new_v4();
                 let send = ops::Send {
                     id,
-                    target: Target::Member(to_member),
+                    target: target.clone(),
                     priority,
                     reply_to: None,
                     subtype: None,
@@ -304,7 +327,9 @@ async fn main() -> Result<()> {
     }
     let send_secs = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
-    while received.load(Ordering::Relaxed) < acked.load(Ordering::Relaxed) && Instant::now() < deadline {
+    while received.load(Ordering::Relaxed) < acked.load(Ordering::Relaxed) * per_message_deliveries
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total_secs = started.elapsed().as_secs_f64();
@@ -324,7 +349,10 @@ async fn main() -> Result<()> {
         "send_failed": failed.load(Ordering::Relaxed),
         "received": received_n,
         "duplicates": duplicates.load(Ordering::Relaxed),
-        "delivered_pct": if acked_n == 0 { 0.0 } else { 100.0 * received_n as f64 / acked_n as f64 },
+        "mode": args.mode,
+        "deliveries_expected": acked_n * per_message_deliveries,
+        "delivered_pct": if acked_n == 0 { 0.0 } else { 100.0 * received_n as f64 / (acked_n * per_message_deliveries) as f64 },
+        "deliveries_per_sec": received_n as f64 / total_secs,
         "send_seconds": send_secs,
         "total_seconds": total_secs,
         "durable_msgs_per_sec": acked_n as f64 / send_secs,
@@ -338,6 +366,91 @@ async fn main() -> Result<()> {
     println!("{report}");
     for c in conns.drain(..) {
         c.close().await;
+    }
+    Ok(())
+}
+
+/// Storm mode: every peer holds a session; the node at `--broker[0]` is killed; each of its
+/// sessions reconnects (jittered backoff) to the other brokers. Reports how long until all of
+/// them said hello again.
+async fn storm(args: &Args, peers: &[Peer]) -> Result<()> {
+    let Some(pid) = args.kill_pid else { bail!("--mode storm needs --kill-pid of the first broker") };
+    if args.broker.len() < 2 {
+        bail!("--mode storm needs at least two brokers");
+    }
+    let tls = TlsOptions::default();
+    let victims: Vec<usize> = (0..peers.len()).filter(|i| i % args.broker.len() == 0).collect();
+    let resumed: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let connected = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, p) in peers.iter().enumerate() {
+        let brokers = args.broker.clone();
+        let (profile, key) = (p.profile.clone(), p.session.clone());
+        let (resumed, killed_at, connected, tls) = (resumed.clone(), killed_at.clone(), connected.clone(), tls.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut backoff = plexus_cli::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+            let mut first = true;
+            let mut start = i % brokers.len();
+            loop {
+                let attempt = async {
+                    let conn = Connection::open(&brokers[start], &tls).await?;
+                    let hello = signed_hello(
+                        &profile,
+                        profile.session_id,
+                        key.public_key(),
+                        SessionMode::Session,
+                        None,
+                        SessionProfile::default(),
+                    )?;
+                    conn.call(&hello).await?;
+                    Ok::<_, plexus_cli::client::ClientError>(conn)
+                };
+                match attempt.await {
+                    Ok(mut conn) => {
+                        backoff.reset();
+                        if first {
+                            connected.fetch_add(1, Ordering::SeqCst);
+                            first = false;
+                        } else if let Some(t) = *killed_at.lock().unwrap_or_else(|p| p.into_inner()) {
+                            resumed.lock().unwrap_or_else(|p| p.into_inner()).push(t.elapsed().as_secs_f64() * 1000.0);
+                            return;
+                        }
+                        while conn.next_push().await.is_some() {}
+                        start = (start + 1) % brokers.len();
+                    }
+                    Err(_) => {
+                        start = (start + 1) % brokers.len();
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                }
+            }
+        }));
+    }
+    while connected.load(Ordering::SeqCst) < peers.len() as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    *killed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status()?;
+    let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+    while resumed.lock().unwrap_or_else(|p| p.into_inner()).len() < victims.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut times = resumed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "{}",
+        json!({
+            "mode": "storm",
+            "brokers": args.broker,
+            "sessions": peers.len(),
+            "sessions_on_killed_node": victims.len(),
+            "resumed": times.len(),
+            "resume_ms": {"p50": percentile(&times, 0.5), "p99": percentile(&times, 0.99), "max": times.last().copied().unwrap_or(0.0)},
+        })
+    );
+    for t in tasks {
+        t.abort();
     }
     Ok(())
 }
