@@ -53,7 +53,7 @@ struct Args {
     /// now, next or low (low is never pushed: use now or next).
     #[arg(long, default_value = "now")]
     priority: String,
-    /// Offered load in messages per second over all peers (0 = as fast as the window allows).
+    /// Offered load in messages per second over all senders (0 = as fast as the window allows).
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// Seconds to wait for stragglers after the last ack.
@@ -281,8 +281,8 @@ async fn main() -> Result<()> {
         let (sent_at, acked, failed) = (sent_at.clone(), acked.clone(), failed.clone());
         let (m, window) = (args.messages, args.window.max(1));
         // Open loop: each peer sends at rate/peers, phase-shifted so peers do not fire together.
-        let interval = (args.rate > 0).then(|| Duration::from_secs_f64(peers.len() as f64 / args.rate as f64));
-        let phase = interval.map(|iv| iv.mul_f64(i as f64 / peers.len() as f64)).unwrap_or_default();
+        let interval = (args.rate > 0).then(|| Duration::from_secs_f64(senders_n as f64 / args.rate as f64));
+        let phase = interval.map(|iv| iv.mul_f64(i as f64 / senders_n as f64)).unwrap_or_default();
         senders.push(tokio::spawn(async move {
             let sem = Arc::new(tokio::sync::Semaphore::new(window));
             let mut inflight = Vec::with_capacity(m);
