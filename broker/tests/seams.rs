@@ -94,9 +94,12 @@ async fn presence_suite(a: &dyn PresenceDirectory, b: &dyn PresenceDirectory) {
     let mesh = Uuid::new_v4();
     let p1 = peer("ann");
     let p2 = peer("bo");
-    assert!(a.upsert(mesh, p1.clone()).await, "first upsert is new");
-    assert!(!a.upsert(mesh, p1.clone()).await, "second upsert is not");
-    assert!(b.upsert(mesh, p2.clone()).await);
+    assert_eq!(a.upsert(mesh, p1.clone()).await, None, "first upsert is new");
+    let mut changed = p1.clone();
+    changed.status = Status::Working;
+    assert_eq!(a.upsert(mesh, changed).await, Some(p1.clone()), "an upsert returns what it replaced");
+    a.upsert(mesh, p1.clone()).await;
+    assert_eq!(b.upsert(mesh, p2.clone()).await, None);
     let listed = b.list(mesh).await;
     assert_eq!(listed, vec![p1.clone(), p2.clone()], "both nodes see both sessions, sorted by name");
     assert!(b.remove(mesh, p2.session_id).await, "the owning node removes");
@@ -220,14 +223,14 @@ async fn redis_presence_only_the_owning_node_removes_and_dead_nodes_are_reaped_o
     }
     let mesh = Uuid::new_v4();
     let moved = peer("moved");
-    assert!(na.upsert(mesh, moved.clone()).await);
+    assert!(na.upsert(mesh, moved.clone()).await.is_none());
     // The session reconnects to b before a notices; a's late cleanup must not remove it.
-    assert!(!nb.upsert(mesh, moved.clone()).await, "a session that moved is not new");
+    assert!(nb.upsert(mesh, moved.clone()).await.is_some(), "a session that moved is not new");
     assert!(!na.remove(mesh, moved.session_id).await);
     assert_eq!(nc.list(mesh).await.len(), 1);
 
     let stays = peer("stays-on-a");
-    assert!(na.upsert(mesh, stays.clone()).await);
+    assert!(na.upsert(mesh, stays.clone()).await.is_none());
     assert_eq!(nb.live_nodes().await.unwrap(), 3);
     // a dies (stops heartbeating); b and c both try to reap.
     tokio::time::sleep(Duration::from_millis(450)).await;

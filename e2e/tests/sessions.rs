@@ -190,3 +190,38 @@ async fn joins_leaves_and_status_are_events_and_peers_lists_them() {
     let peers = a.conn.call(&ops::Peers {}).await.unwrap();
     assert!(peers.peers.iter().all(|p| p.session_id != b.session_id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_reconnects_unchanged_causes_no_presence_flap() {
+    let db = TestDb::create().await;
+    let broker = Broker::start(&db).await;
+    let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
+    let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
+    let mut a =
+        raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let key = plexus_crypto::BoxKeypair::generate().unwrap();
+    let sid = uuid::Uuid::new_v4();
+    let first =
+        raw_session(&broker.url, &bob, Some((sid, key.clone())), SessionMode::Session, None, SessionProfile::default())
+            .await
+            .unwrap();
+    // The same session connects again (as after a network blip) and takes over.
+    let second =
+        raw_session(&broker.url, &bob, Some((sid, key)), SessionMode::Session, None, SessionProfile::default())
+            .await
+            .unwrap();
+    let closed = plexus_e2e::wait_until(Duration::from_secs(10), || first.conn.closed()).await;
+    assert_eq!(closed, Some(Some(plexus_proto::CloseCode::SessionReplaced)));
+    let mut changes = Vec::new();
+    while let Ok(Some(push)) = tokio::time::timeout(Duration::from_millis(800), a.conn.next_push()).await {
+        if let Some(ev) = push_as::<PeerEvent>(&push) {
+            if ev.peer.session_id == sid {
+                changes.push(ev.change);
+            }
+        }
+    }
+    assert_eq!(changes, vec![PeerChange::Joined], "a reconnect must not show as leave/join or update");
+    let peers = a.conn.call(&ops::Peers {}).await.unwrap();
+    assert_eq!(peers.peers.iter().filter(|p| p.session_id == sid).count(), 1, "no ghost duplicate");
+    drop(second);
+}

@@ -217,12 +217,27 @@ impl SessionState {
 
     async fn announce(&self, change: PeerChange) {
         let peer = self.peer_info();
-        let fresh = self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
-        // A session already listed (it reconnected before its old entry was reaped) updates
-        // rather than joins again: peers see no leave/join flap.
-        let change = if change == PeerChange::Joined && !fresh { PeerChange::Updated } else { change };
+        let previous = self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
+        // A session already listed (it reconnected before its old entry was reaped, perhaps on
+        // another node) is not a join; if nothing peers can see changed, it is not an event at
+        // all. This is what keeps a reconnect storm from fanning out n² presence pushes.
+        let change = match (&previous, change) {
+            (Some(old), _) if same_for_peers(old, &peer) => return,
+            (Some(_), PeerChange::Joined) => PeerChange::Updated,
+            (_, change) => change,
+        };
         self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change, peer })));
     }
+}
+
+/// Whether two entries of one session look the same to its peers (connection time and the
+/// moment the status was set do not count).
+fn same_for_peers(a: &PeerInfo, b: &PeerInfo) -> bool {
+    a.display_name == b.display_name
+        && a.session_pubkey == b.session_pubkey
+        && a.status == b.status
+        && a.status_source == b.status_source
+        && a.profile == b.profile
 }
 
 /// Remove a session from presence and publish its leave (used on stop and on crash).

@@ -42,9 +42,9 @@ pub struct MemoryPresence {
 
 #[async_trait::async_trait]
 impl PresenceDirectory for MemoryPresence {
-    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> bool {
+    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> Option<PeerInfo> {
         let mut m = self.meshes.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(mesh_id).or_default().insert(peer.session_id, peer).is_none()
+        m.entry(mesh_id).or_default().insert(peer.session_id, peer)
     }
 
     async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool {

@@ -77,8 +77,8 @@ pub trait FanOut: Send + Sync {
 /// Who is present in each mesh, across the cluster.
 #[async_trait::async_trait]
 pub trait PresenceDirectory: Send + Sync {
-    /// Insert or replace a session's entry; true when it was not present before.
-    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> bool;
+    /// Insert or replace a session's entry; returns the entry it replaced (`None`: new).
+    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> Option<PeerInfo>;
     /// Remove a session; true when it was present.
     async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool;
     /// Every present session of the mesh.

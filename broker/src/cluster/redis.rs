@@ -326,6 +326,14 @@ impl RedisPresence {
     }
 }
 
+// Write a session's presence for `node`; returns the entry it replaced (or nil).
+const UPSERT: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[4])
+return old";
+
 // Remove a session's presence only if `node` holds it; returns the removed entry (or nil).
 const REMOVE_IF_OWNER: &str = r"
 redis.call('SREM', KEYS[3], ARGV[3])
@@ -337,25 +345,28 @@ return entry";
 
 #[async_trait::async_trait]
 impl PresenceDirectory for RedisPresence {
-    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> bool {
+    async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> Option<PeerInfo> {
         let field = peer.session_id.to_string();
         let Ok(bytes) = rmp_serde::to_vec_named(&PresenceEntry { node: self.node_id.clone(), peer }) else {
-            return false;
+            return None;
         };
         let mut conn = self.conn.clone();
-        let result: redis::RedisResult<(i64, i64, i64)> = redis::pipe()
-            .atomic()
-            .hset(self.key(mesh_id), &field, bytes)
-            .hset(self.node_key(mesh_id), &field, &self.node_id)
-            .sadd(format!("{}node-sessions:{}", self.prefix, self.node_id), format!("{mesh_id}/{field}"))
-            .query_async(&mut conn)
+        let old: redis::RedisResult<Option<Vec<u8>>> = redis::Script::new(UPSERT)
+            .key(self.key(mesh_id))
+            .key(self.node_key(mesh_id))
+            .key(format!("{}node-sessions:{}", self.prefix, self.node_id))
+            .arg(&field)
+            .arg(bytes)
+            .arg(&self.node_id)
+            .arg(format!("{mesh_id}/{field}"))
+            .invoke_async(&mut conn)
             .await;
-        match result {
-            Ok((n, _, _)) => n == 1,
+        match old {
+            Ok(old) => old.and_then(|b| rmp_serde::from_slice::<PresenceEntry>(&b).ok()).map(|e| e.peer),
             Err(e) => {
                 crate::metrics::redis_errors().inc();
                 tracing::warn!(error = %e, "presence upsert failed");
-                false
+                None
             }
         }
     }
