@@ -45,8 +45,6 @@ pub struct Broker {
     pub presence: Arc<dyn PresenceDirectory>,
     /// Lock primitive.
     pub locks: Arc<dyn LockService>,
-    /// Redis command connection (cluster mode), for readiness checks.
-    pub redis: Option<redis::aio::ConnectionManager>,
     /// Status engine rules.
     pub rules: StatusRules,
     /// The broker's own multi-threaded runtime (actors, dispatchers, writers).
@@ -71,7 +69,7 @@ impl Broker {
         let version = store::migrate::migrate(&pool).await?;
         tracing::info!(%node_id, schema = version, "database ready");
 
-        let crate::cluster::Seams { fanout, presence, locks, redis, cluster } =
+        let crate::cluster::Seams { fanout, presence, locks, cluster } =
             crate::cluster::Seams::build(&cfg.redis, &node_id).await?;
         let publish = fanout.clone();
         let log = LogWriter::start(
@@ -102,7 +100,6 @@ impl Broker {
             fanout,
             presence,
             locks,
-            redis,
             rules,
             rt: tokio::runtime::Handle::current(),
             node: std::sync::OnceLock::new(),

@@ -183,6 +183,12 @@ async fn redis_restart_mid_traffic_loses_and_doubles_nothing() {
         if i == N / 3 {
             redis.kill();
         }
+        if i == N / 3 + 5 {
+            // Degraded, not down: the nodes stay ready while Redis is gone.
+            for n in &nodes {
+                assert_eq!(plexus_e2e::http_get(n.port, "/ready").map(|r| r.0), Some(200));
+            }
+        }
         if i == 2 * N / 3 {
             redis.spawn().await;
         }

@@ -72,6 +72,11 @@ pub trait FanOut: Send + Sync {
     fn subscribe(&self, mesh_id: Uuid, sink: EventSink);
     /// Stop routing the mesh's events to this node.
     fn unsubscribe(&self, mesh_id: Uuid);
+    /// Whether the fan-out has been established once (the node may then report ready; later
+    /// outages degrade to catch-up from the log instead of failing readiness).
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 /// Who is present in each mesh, across the cluster.
@@ -112,8 +117,6 @@ pub struct Seams {
     pub presence: Arc<dyn PresenceDirectory>,
     /// Locks.
     pub locks: Arc<dyn LockService>,
-    /// The Redis command connection, in cluster mode.
-    pub redis: Option<::redis::aio::ConnectionManager>,
     /// The Redis presence directory (for heartbeats and reaping), in cluster mode.
     pub cluster: Option<Arc<redis::RedisPresence>>,
 }
@@ -127,7 +130,6 @@ impl Seams {
                 fanout: Arc::new(memory::MemoryFanOut::default()),
                 presence: Arc::new(memory::MemoryPresence::default()),
                 locks: Arc::new(memory::MemoryLocks::default()),
-                redis: None,
                 cluster: None,
             });
         }
@@ -140,7 +142,6 @@ impl Seams {
             fanout: Arc::new(redis::RedisFanOut::start(client, conn.clone(), node_id.to_owned(), cfg.prefix.clone())),
             presence: presence.clone(),
             locks: Arc::new(redis::RedisLocks::new(conn.clone(), cfg.prefix.clone())),
-            redis: Some(conn),
             cluster: Some(presence),
         })
     }

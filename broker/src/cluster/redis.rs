@@ -61,6 +61,7 @@ pub async fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), Re
 
 /// Fan-out over Redis pub/sub.
 pub struct RedisFanOut {
+    established: Arc<std::sync::atomic::AtomicBool>,
     node_id: String,
     prefix: String,
     sinks: Arc<Mutex<HashMap<Uuid, EventSink>>>,
@@ -75,8 +76,16 @@ impl RedisFanOut {
         let (publish, publish_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         tokio::spawn(run_publisher(conn, prefix.clone(), publish_rx));
-        tokio::spawn(run_subscriber(client, node_id.clone(), prefix.clone(), sinks.clone(), control_rx));
-        RedisFanOut { node_id, prefix, sinks, publish, control }
+        let established = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(run_subscriber(
+            client,
+            node_id.clone(),
+            prefix.clone(),
+            sinks.clone(),
+            control_rx,
+            established.clone(),
+        ));
+        RedisFanOut { established, node_id, prefix, sinks, publish, control }
     }
 
     fn channel(&self, mesh_id: Uuid) -> String {
@@ -109,6 +118,10 @@ impl FanOut for RedisFanOut {
         if self.sinks.lock().unwrap_or_else(|p| p.into_inner()).remove(&mesh_id).is_some() {
             let _ = self.control.send(SubControl::Unsubscribe(self.channel(mesh_id)));
         }
+    }
+
+    fn ready(&self) -> bool {
+        self.established.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -144,6 +157,7 @@ async fn run_subscriber(
     prefix: String,
     sinks: Arc<Mutex<HashMap<Uuid, EventSink>>>,
     mut control: mpsc::UnboundedReceiver<SubControl>,
+    established: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut delay = Duration::from_millis(100);
     let mut first = true;
@@ -171,6 +185,7 @@ async fn run_subscriber(
         }
         delay = Duration::from_millis(100);
         crate::metrics::redis_connected().set(1);
+        established.store(true, std::sync::atomic::Ordering::SeqCst);
         if !first {
             // Events published while we were disconnected are in the log: every router catches up.
             let all: Vec<EventSink> = sinks.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();

@@ -22,12 +22,11 @@ async fn ready(broker: web::Data<Arc<Broker>>) -> HttpResponse {
     if let Err(e) = pg {
         return HttpResponse::ServiceUnavailable().body(format!("postgres: {e}\n"));
     }
-    if let Some(conn) = &broker.redis {
-        let mut conn = conn.clone();
-        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
-        if let Err(e) = pong {
-            return HttpResponse::ServiceUnavailable().body(format!("redis: {e}\n"));
-        }
+    // Cluster mode: not ready until the pub/sub subscription is up. A later Redis outage keeps
+    // the node ready (it serves its local sessions and catches up from the log; the
+    // plexus_redis_connected gauge is what alerts), instead of taking every node out at once.
+    if !broker.fanout.ready() {
+        return HttpResponse::ServiceUnavailable().body("redis: pub/sub not established yet\n");
     }
     HttpResponse::Ok().content_type("text/plain").body("ready\n")
 }
