@@ -51,6 +51,8 @@ pub struct Broker {
     pub rt: tokio::runtime::Handle,
     /// Root actor (set once right after start).
     node: std::sync::OnceLock<ActorRef<NodeMsg>>,
+    /// Replay batches allowed to run at once.
+    pub replay_slots: tokio::sync::Semaphore,
     /// Whether migrations are done and the node accepts sessions.
     pub ready: AtomicBool,
     next_conn_id: AtomicU64,
@@ -102,6 +104,7 @@ impl Broker {
             locks,
             rules,
             rt: tokio::runtime::Handle::current(),
+            replay_slots: tokio::sync::Semaphore::new(cfg.delivery.max_concurrent_replays),
             node: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),

@@ -140,6 +140,9 @@ pub struct DeliveryConfig {
     pub retention_interval_secs: u64,
     /// Most messages replayed per batch on reconnect (replay is paced in batches).
     pub replay_batch: u32,
+    /// Replay batches running at once on this node; more wait their turn, so a reconnect
+    /// storm cannot drain the database pool (hellos stay cheap).
+    pub max_concurrent_replays: usize,
 }
 
 /// Logging.
@@ -193,6 +196,9 @@ impl Config {
         }
         if self.database.pool_size < 2 || self.database.log_writers == 0 || self.database.max_batch == 0 {
             return Err(ConfigError::Value("database.pool_size >= 2, log_writers >= 1, max_batch >= 1".into()));
+        }
+        if self.delivery.max_concurrent_replays == 0 {
+            return Err(ConfigError::Value("delivery.max_concurrent_replays must be at least 1".into()));
         }
         if self.redis.node_ttl_secs < 2 {
             return Err(ConfigError::Value("redis.node_ttl_secs must be at least 2".into()));

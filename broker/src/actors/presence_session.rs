@@ -440,7 +440,10 @@ impl PresenceSession {
         let batch = state.broker.cfg.delivery.replay_batch.max(1);
         let mut after = state.spec.watermark;
         loop {
-            match store::log::unacked_for(&state.broker.pool, &who, after, batch).await {
+            let slot = state.broker.replay_slots.acquire().await;
+            let fetched = store::log::unacked_for(&state.broker.pool, &who, after, batch).await;
+            drop(slot);
+            match fetched {
                 Ok(messages) => {
                     let n = messages.len();
                     for m in messages {
