@@ -392,6 +392,31 @@ pub struct RawSession {
     pub welcome: ops::Welcome,
 }
 
+impl RawSession {
+    /// Seal `text` to `to` with this session's key and send it at priority `now`.
+    pub async fn send_sealed(
+        &self,
+        id: Uuid,
+        target: plexus_proto::types::Target,
+        to: plexus_cli::seal::SealTo<'_>,
+        text: &[u8],
+        reply_to: Option<Uuid>,
+    ) -> Result<ops::Sent, plexus_cli::client::ClientError> {
+        let (sealing, nonce, ciphertext) = plexus_cli::seal::seal_for(to, &self.key, text).expect("seal");
+        let send = ops::Send {
+            id,
+            target,
+            priority: plexus_proto::types::Priority::Now,
+            reply_to,
+            subtype: None,
+            sealing,
+            nonce,
+            ciphertext,
+        };
+        self.conn.call(&send).await
+    }
+}
+
 /// Open a raw connection (no hello).
 pub async fn raw_connect(broker: &Broker) -> Connection {
     Connection::open(&broker.url, &TlsOptions::default()).await.expect("connect")

@@ -265,20 +265,7 @@ async fn members_cannot_reach_other_meshes_and_removed_members_are_cut_off() {
     // A message of mesh B is invisible from mesh A.
     let zs = raw_session(&broker.url, &zed, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
     let id = Uuid::new_v4();
-    let (sealing, nonce, ciphertext) =
-        plexus_cli::seal::seal_for(plexus_cli::seal::SealTo::Mesh(&zed.mesh_key().unwrap()), &zs.key, b"secret")
-            .unwrap();
-    zs.conn
-        .call(&ops::Send {
-            id,
-            target: Target::All,
-            priority: Priority::Now,
-            reply_to: None,
-            subtype: None,
-            sealing,
-            nonce,
-            ciphertext,
-        })
+    zs.send_sealed(id, Target::All, plexus_cli::seal::SealTo::Mesh(&zed.mesh_key().unwrap()), b"secret", None)
         .await
         .unwrap();
     let als =

@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use plexus_cli::{
     client::push_as,
-    seal::{open, seal_for, SealTo},
+    seal::{open, SealTo},
 };
 use plexus_e2e::{raw_session, Broker, Mesh, RawSession, TestDb};
 use plexus_proto::{
     ops,
     push::{Message, PeerChange, PeerEvent},
-    types::{DeliveryState, Priority, SessionMode, SessionProfile, Target},
+    types::{DeliveryState, SessionMode, SessionProfile, Target},
 };
 use uuid::Uuid;
 
@@ -48,40 +48,15 @@ async fn a_reply_reaches_exactly_the_sending_session() {
         raw_session(&broker.url, &bob, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
 
     let bob_pk = bob.member_key().unwrap().public_key().to_vec();
-    let (sealing, nonce, ciphertext) = seal_for(SealTo::Member(&bob_pk), &a1.key, b"question").unwrap();
     let q = Uuid::new_v4();
-    a1.conn
-        .call(&ops::Send {
-            id: q,
-            target: Target::Member(bob.member_id),
-            priority: Priority::Now,
-            reply_to: None,
-            subtype: None,
-            sealing,
-            nonce,
-            ciphertext,
-        })
-        .await
-        .unwrap();
+    a1.send_sealed(q, Target::Member(bob.member_id), SealTo::Member(&bob_pk), b"question", None).await.unwrap();
     let got = next_message(&mut b).await.expect("bob got the question");
     assert_eq!(open(&got, &b.key, &bob.member_key().unwrap(), None).unwrap(), b"question");
     assert_eq!(got.sender_session, a1.session_id);
 
-    let (sealing, nonce, ciphertext) = seal_for(SealTo::Session(&got.sender_pubkey), &b.key, b"answer").unwrap();
     // Whatever target the client names, a reply goes to the original sender's session.
-    b.conn
-        .call(&ops::Send {
-            id: Uuid::new_v4(),
-            target: Target::Member(alice.member_id),
-            priority: Priority::Now,
-            reply_to: Some(q),
-            subtype: None,
-            sealing,
-            nonce,
-            ciphertext,
-        })
-        .await
-        .unwrap();
+    let to = SealTo::Session(&got.sender_pubkey);
+    b.send_sealed(Uuid::new_v4(), Target::Member(alice.member_id), to, b"answer", Some(q)).await.unwrap();
     let reply = next_message(&mut a1).await.expect("a1 got the reply");
     assert_eq!(open(&reply, &a1.key, &alice.member_key().unwrap(), None).unwrap(), b"answer");
     assert!(no_message(&mut a2).await, "the sibling session saw the reply");
@@ -103,20 +78,7 @@ async fn per_recipient_states_move_queued_pushed_acked_read() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let id = Uuid::new_v4();
-    let (sealing, nonce, ciphertext) = seal_for(SealTo::Mesh(&alice.mesh_key().unwrap()), &a.key, b"to all").unwrap();
-    a.conn
-        .call(&ops::Send {
-            id,
-            target: Target::All,
-            priority: Priority::Now,
-            reply_to: None,
-            subtype: None,
-            sealing,
-            nonce,
-            ciphertext,
-        })
-        .await
-        .unwrap();
+    a.send_sealed(id, Target::All, SealTo::Mesh(&alice.mesh_key().unwrap()), b"to all", None).await.unwrap();
     let m = next_message(&mut b).await.unwrap();
 
     let state_of =
