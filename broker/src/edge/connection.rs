@@ -32,7 +32,8 @@ pub async fn run(broker: Arc<Broker>, mut session: Session, stream: MessageStrea
     let (req_tx, req_rx) = mpsc::channel(256);
     let dispatcher = broker.rt.spawn(super::dispatch::run(broker.clone(), conn.clone(), req_rx));
 
-    let mut ping = tokio::time::interval(Duration::from_secs(broker.cfg.http.ping_interval_secs.max(1)));
+    let every = Duration::from_secs(broker.cfg.http.ping_interval_secs.max(1));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let idle_timeout = Duration::from_secs(broker.cfg.http.idle_timeout_secs.max(2));
     let mut last_heard = Instant::now();
 
