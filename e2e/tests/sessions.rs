@@ -75,7 +75,12 @@ async fn per_recipient_states_move_queued_pushed_acked_read() {
     let c =
         raw_session(&broker.url, &carol, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
     c.conn.close().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let carol_gone = plexus_e2e::wait_until_async(Duration::from_secs(10), || async {
+        let peers = a.conn.call(&ops::Peers {}).await.ok()?;
+        peers.peers.iter().all(|p| p.session_id != c.session_id).then_some(())
+    })
+    .await;
+    assert!(carol_gone.is_some(), "carol's session did not leave");
 
     let id = Uuid::new_v4();
     a.send_sealed(id, Target::All, SealTo::Mesh(&alice.mesh_key().unwrap()), b"to all", None).await.unwrap();
