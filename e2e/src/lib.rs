@@ -456,3 +456,8 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A session with a fresh id and the default profile, in `mode`.
+pub async fn session_for(broker_url: &str, profile: &Profile, mode: SessionMode) -> RawSession {
+    raw_session(broker_url, profile, None, mode, None, SessionProfile::default()).await.expect("session")
+}

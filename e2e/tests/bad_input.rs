@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use plexus_cli::client::ClientError;
-use plexus_e2e::{raw_connect, raw_session, wait_until, Broker, Mesh, TestDb};
+use plexus_e2e::{raw_connect, raw_session, session_for, wait_until, Broker, Mesh, TestDb};
 use plexus_proto::{
     limits, ops, signing,
     types::{Priority, Role, Sealing, SessionMode, SessionProfile, Target},
@@ -66,7 +66,7 @@ async fn oversize_fields_and_sqlish_strings() {
     let mesh = Mesh::create(&broker, &["alice"]).await;
     let p = mesh.peers[0].profile();
     let before = counts(&db).await;
-    let s = raw_session(&broker.url, &p, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
+    let s = session_for(&broker.url, &p, SessionMode::Control).await;
     let big = ops::Send {
         id: Uuid::new_v4(),
         target: Target::All,
@@ -209,7 +209,7 @@ async fn invites_expired_revoked_exhausted_forged() {
     let broker = Broker::start(&db).await;
     let mesh = Mesh::create(&broker, &["alice"]).await;
     let p = mesh.peers[0].profile();
-    let s = raw_session(&broker.url, &p, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
+    let s = session_for(&broker.url, &p, SessionMode::Control).await;
 
     assert_eq!(code_of(make_invite(&s.conn, &p, "PASTCODE1", 1, -1000).await), ErrorCode::InvalidField);
     make_invite(&s.conn, &p, "SHORTLIVED", 5, 300).await.unwrap();
@@ -263,18 +263,17 @@ async fn members_cannot_reach_other_meshes_and_removed_members_are_cut_off() {
     );
 
     // A message of mesh B is invisible from mesh A.
-    let zs = raw_session(&broker.url, &zed, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
+    let zs = session_for(&broker.url, &zed, SessionMode::Control).await;
     let id = Uuid::new_v4();
     zs.send_sealed(id, Target::All, plexus_cli::seal::SealTo::Mesh(&zed.mesh_key().unwrap()), b"secret", None)
         .await
         .unwrap();
-    let als =
-        raw_session(&broker.url, &alice, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
+    let als = session_for(&broker.url, &alice, SessionMode::Control).await;
     assert_eq!(code_of(als.conn.call(&ops::MessageStatus { id }).await), ErrorCode::NotFound);
     assert_eq!(code_of(als.conn.call(&ops::MemberRemove { member_id: zed.member_id }).await), ErrorCode::NotFound);
 
     // A plain member may not remove anyone.
-    let bs = raw_session(&broker.url, &bob, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let bs = session_for(&broker.url, &bob, SessionMode::Session).await;
     assert_eq!(code_of(bs.conn.call(&ops::MemberRemove { member_id: alice.member_id }).await), ErrorCode::Forbidden);
 
     // Removing bob closes his live session with a typed code and he cannot come back.

@@ -6,7 +6,7 @@ use plexus_cli::{
     client::push_as,
     seal::{open, SealTo},
 };
-use plexus_e2e::{raw_session, Broker, Mesh, RawSession, TestDb};
+use plexus_e2e::{raw_session, session_for, Broker, Mesh, RawSession, TestDb};
 use plexus_proto::{
     ops,
     push::{Message, PeerChange, PeerEvent},
@@ -40,12 +40,9 @@ async fn a_reply_reaches_exactly_the_sending_session() {
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
     let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
     // Two windows of alice, one of bob.
-    let mut a1 =
-        raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
-    let mut a2 =
-        raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
-    let mut b =
-        raw_session(&broker.url, &bob, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let mut a1 = session_for(&broker.url, &alice, SessionMode::Session).await;
+    let mut a2 = session_for(&broker.url, &alice, SessionMode::Session).await;
+    let mut b = session_for(&broker.url, &bob, SessionMode::Session).await;
 
     let bob_pk = bob.member_key().unwrap().public_key().to_vec();
     let q = Uuid::new_v4();
@@ -68,12 +65,9 @@ async fn per_recipient_states_move_queued_pushed_acked_read() {
     let broker = Broker::start(&db).await;
     let mesh = Mesh::create(&broker, &["alice", "bob", "carol"]).await;
     let (alice, bob, carol) = (mesh.peers[0].profile(), mesh.peers[1].profile(), mesh.peers[2].profile());
-    let a =
-        raw_session(&broker.url, &alice, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap();
-    let mut b =
-        raw_session(&broker.url, &bob, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
-    let c =
-        raw_session(&broker.url, &carol, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let a = session_for(&broker.url, &alice, SessionMode::Control).await;
+    let mut b = session_for(&broker.url, &bob, SessionMode::Session).await;
+    let c = session_for(&broker.url, &carol, SessionMode::Session).await;
     c.conn.close().await;
     let carol_gone = plexus_e2e::wait_until_async(Duration::from_secs(10), || async {
         let peers = a.conn.call(&ops::Peers {}).await.ok()?;
@@ -116,8 +110,7 @@ async fn joins_leaves_and_status_are_events_and_peers_lists_them() {
     let broker = Broker::start(&db).await;
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
     let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
-    let mut a =
-        raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let mut a = session_for(&broker.url, &alice, SessionMode::Session).await;
     let sp = SessionProfile {
         summary: Some("reviewing".into()),
         groups: vec![plexus_proto::types::GroupRole { name: "eng".into(), role: Some("lead".into()) }],
@@ -164,8 +157,7 @@ async fn a_session_that_reconnects_unchanged_causes_no_presence_flap() {
     let broker = Broker::start(&db).await;
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
     let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
-    let mut a =
-        raw_session(&broker.url, &alice, None, SessionMode::Session, None, SessionProfile::default()).await.unwrap();
+    let mut a = session_for(&broker.url, &alice, SessionMode::Session).await;
     let key = plexus_crypto::BoxKeypair::generate().unwrap();
     let sid = uuid::Uuid::new_v4();
     let first =

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
 use plexus_cli::seal::SealTo;
-use plexus_e2e::{http_get, raw_session, Broker, Mesh, TestDb};
+use plexus_e2e::{http_get, session_for, Broker, Mesh, TestDb};
 use plexus_proto::{
     encode_body, encode_request, ops,
     types::{SessionMode, SessionProfile, Target},
@@ -46,9 +46,7 @@ async fn a_peer_that_stops_reading_is_closed_as_slow_consumer() {
     }
 
     // Alice floods the mesh (pipelined sends from a few tasks).
-    let a = Arc::new(
-        raw_session(&broker.url, &alice, None, SessionMode::Control, None, SessionProfile::default()).await.unwrap(),
-    );
+    let a = Arc::new(session_for(&broker.url, &alice, SessionMode::Control).await);
     let mesh_key = alice.mesh_key().unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
