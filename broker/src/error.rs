@@ -61,6 +61,9 @@ pub enum OpError {
     /// Operator token missing or wrong.
     #[error("creating a mesh on this broker needs the operator token")]
     OperatorToken,
+    /// Version mismatch, held elsewhere, or a step the object's state does not allow.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A value that passed the codec is still unacceptable.
     #[error("invalid {0}")]
     Invalid(&'static str),
@@ -93,6 +96,7 @@ impl OpError {
             OpError::InviteExhausted => ErrorCode::InviteExhausted,
             OpError::OperatorToken => ErrorCode::OperatorTokenRequired,
             OpError::Invalid(_) => ErrorCode::InvalidField,
+            OpError::Conflict(_) => ErrorCode::Conflict,
             OpError::Store(crate::store::StoreError::Pool(_)) => ErrorCode::Unavailable,
             OpError::Store(_) => ErrorCode::Internal,
             OpError::Internal(_) => ErrorCode::Internal,

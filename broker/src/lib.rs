@@ -7,6 +7,7 @@
 //! - [`actors`] — the ractor tree: NodeSupervisor → MeshSupervisor → MeshActor, PresenceSession.
 //! - [`cluster`] — fan-out, presence directory and lock seams (in-memory for one node).
 //! - [`store`] — Postgres: migrations, meshes/members/invites, the event log, receipts.
+//! - [`coord`] — coordination policy: task workflow steps, thread hand-offs (pure).
 //! - [`status`] — the status engine (pure).
 //! - [`routing`] — target matching and priority gating (pure).
 //! - [`metrics`] — Prometheus metrics.
@@ -16,6 +17,7 @@ pub mod actors;
 pub mod app;
 pub mod cluster;
 pub mod config;
+pub mod coord;
 pub mod edge;
 pub mod error;
 pub mod metrics;

@@ -21,16 +21,19 @@ use plexus_proto::{
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::{Cli, Command, InboxArgs, InviteCmd, JoinArgs, MemberCmd, MeshCmd, MessageCmd, SendArgs, StatusCmd};
+use crate::{
+    coord_cmds::{self, CoordCmd},
+    Cli, Command, InboxArgs, InviteCmd, JoinArgs, MemberCmd, MeshCmd, MessageCmd, SendArgs, StatusCmd,
+};
 
-struct Ctx {
+pub(crate) struct Ctx {
     home: PathBuf,
     mesh: Option<String>,
     json: bool,
 }
 
 impl Ctx {
-    fn emit(&self, value: Value, text: impl FnOnce() -> String) {
+    pub(crate) fn emit(&self, value: Value, text: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
         } else {
@@ -78,7 +81,7 @@ async fn connect(
     Ok((conn, welcome))
 }
 
-async fn control(ctx: &Ctx) -> Result<(Profile, Connection, ops::Welcome)> {
+pub(crate) async fn control(ctx: &Ctx) -> Result<(Profile, Connection, ops::Welcome)> {
     let mut p = ctx.profile()?;
     let (conn, welcome) = connect(&p, SessionMode::Control, None, session_profile(&p, Status::Idle, &[])).await?;
     adopt_mesh_key(ctx, &mut p, welcome.sealed_mesh_key.as_deref());
@@ -111,7 +114,7 @@ fn parse_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs(secs))
 }
 
-fn parse_priority(s: &str) -> Result<Priority> {
+pub(crate) fn parse_priority(s: &str) -> Result<Priority> {
     Ok(match s {
         "now" => Priority::Now,
         "next" => Priority::Next,
@@ -163,6 +166,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Message(MessageCmd::Status { id }) => message_status(&ctx, id).await,
         Command::Watch => watch(&ctx).await,
         Command::Doctor => doctor(&ctx).await,
+        Command::State(cmd) => coord_cmds::run(&ctx, CoordCmd::State(cmd)).await,
+        Command::Task(cmd) => coord_cmds::run(&ctx, CoordCmd::Task(cmd)).await,
+        Command::Thread(cmd) => coord_cmds::run(&ctx, CoordCmd::Thread(cmd)).await,
+        Command::Remember { text, tags } => coord_cmds::run(&ctx, CoordCmd::Remember { body: text, tags }).await,
+        Command::Recall { query, limit } => coord_cmds::run(&ctx, CoordCmd::Recall { query, limit }).await,
+        Command::Forget { number } => coord_cmds::run(&ctx, CoordCmd::Forget { number }).await,
+        Command::Search { query, limit } => coord_cmds::run(&ctx, CoordCmd::Search { query, limit }).await,
     }
 }
 
@@ -410,7 +420,7 @@ async fn members(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn find_member<'a>(
+pub(crate) fn find_member<'a>(
     list: &'a [plexus_proto::types::MemberInfo],
     who: &str,
 ) -> Result<&'a plexus_proto::types::MemberInfo> {
@@ -492,6 +502,10 @@ fn message_json(m: &Message, text: &str) -> Value {
         "priority": m.priority.as_str(), "subtype": m.subtype, "reply_to": m.reply_to,
         "target": match &m.target { Target::Session(_) => "session".to_owned(), Target::Member(_) => "member".to_owned(), Target::Group(g) => format!("@{g}"), Target::All => "*".to_owned() },
         "text": text, "sent_at_ms": m.sent_at_ms,
+        // Coordination events (broker-written, unsealed) carry their object too.
+        "event": (m.sealing == plexus_proto::types::Sealing::Plain)
+            .then(|| serde_json::from_slice::<Value>(&m.ciphertext).ok())
+            .flatten(),
     })
 }
 

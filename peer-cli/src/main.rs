@@ -1,6 +1,7 @@
 //! `plexus`: the peer CLI. Every command prints text for people and JSON with `--json`.
 
 mod commands;
+mod coord_cmds;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,44 @@ pub enum Command {
     Message(MessageCmd),
     /// Live tail of every mesh event.
     Watch,
+    /// Shared key-value state with versions and compare-and-set.
+    #[command(subcommand)]
+    State(coord_cmds::StateCmd),
+    /// Tasks: create, claim, submit for review, approve or request changes.
+    #[command(subcommand)]
+    Task(coord_cmds::TaskCmd),
+    /// Threads that wait on someone: open, reply, resolve, list.
+    #[command(subcommand)]
+    Thread(coord_cmds::ThreadCmd),
+    /// Remember a note for the whole mesh.
+    Remember {
+        /// Text.
+        text: String,
+        /// Tags (comma-separated; weighted above the text in recall).
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+    },
+    /// Full-text recall of memories, most relevant first.
+    Recall {
+        /// Words (web-search syntax: "exact phrase", -exclude, or).
+        query: String,
+        /// Most shown.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Forget a memory (its author or an admin).
+    Forget {
+        /// Memory number.
+        number: u64,
+    },
+    /// Search memories, tasks and threads at once.
+    Search {
+        /// Words (same syntax as recall).
+        query: String,
+        /// Most shown.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Check configuration, keys, broker reachability and clock skew.
     Doctor,
 }

@@ -51,5 +51,10 @@ pub fn open(
             Some(k) => crypto::open_with_mesh_key(k, &msg.nonce, &msg.ciphertext),
             None => Err(crypto::CryptoError::OpenFailed),
         },
+        // A broker-written coordination event: the body is its JSON, shown as the summary.
+        Sealing::Plain => match serde_json::from_slice::<plexus_proto::coord::CoordEvent>(&msg.ciphertext) {
+            Ok(event) => Ok(event.summary.into_bytes()),
+            Err(_) => Err(crypto::CryptoError::OpenFailed),
+        },
     }
 }

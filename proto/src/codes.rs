@@ -45,6 +45,9 @@ pub enum ErrorCode {
     InviteExhausted,
     /// Creating meshes on this broker needs an operator token, and none or a wrong one was given.
     OperatorTokenRequired,
+    /// The object changed since it was read (version mismatch), is held by someone else, or is
+    /// in a state that does not allow this step; re-read before retrying.
+    Conflict,
     /// The broker failed internally; the request may be retried.
     Internal,
     /// A dependency (database) is unavailable; the request may be retried.
@@ -75,6 +78,7 @@ impl From<ErrorCode> for u16 {
             ErrorCode::InviteRevoked => 23,
             ErrorCode::InviteExhausted => 24,
             ErrorCode::OperatorTokenRequired => 25,
+            ErrorCode::Conflict => 26,
             ErrorCode::Internal => 30,
             ErrorCode::Unavailable => 31,
             ErrorCode::Unknown(n) => n,
@@ -104,6 +108,7 @@ impl From<u16> for ErrorCode {
             23 => ErrorCode::InviteRevoked,
             24 => ErrorCode::InviteExhausted,
             25 => ErrorCode::OperatorTokenRequired,
+            26 => ErrorCode::Conflict,
             30 => ErrorCode::Internal,
             31 => ErrorCode::Unavailable,
             other => ErrorCode::Unknown(other),

@@ -6,6 +6,7 @@
 //! - [`envelope`] — the frames on the wire: [`Request`], [`ServerFrame`] (response or push),
 //!   encoding with MessagePack named fields, and the frame size limit.
 //! - [`ops`] — one typed body per request op and its reply, tied together by the [`Op`] trait.
+//! - [`coord`] — coordination ops (state, tasks, threads, memory, search) and their events.
 //! - [`push`] — one typed body per push kind ([`PushBody`]).
 //! - [`types`] — shared value types: targets, priorities, statuses, roles, cursors.
 //! - [`codes`] — stable numeric [`ErrorCode`] and [`CloseCode`].
@@ -17,6 +18,7 @@
 //! Golden-bytes tests in `tests/golden.rs` pin the format.
 
 pub mod codes;
+pub mod coord;
 pub mod envelope;
 pub mod limits;
 pub mod ops;
@@ -31,6 +33,11 @@ pub use envelope::{
 };
 pub use ops::Op;
 pub use push::PushBody;
+
+/// The static name of a known op (for metrics labels and dispatch), or `None`.
+pub fn known_op(name: &str) -> Option<&'static str> {
+    ops::ALL_OPS.iter().chain(coord::COORD_OPS).copied().find(|o| *o == name)
+}
 
 /// Version of the wire protocol. A hello carrying another version is refused with
 /// [`ErrorCode::UnsupportedVersion`]; additive changes (new optional fields, new ops) do not

@@ -267,6 +267,8 @@ impl Op for Send {
             Sealing::MeshKey => multicast,
             Sealing::BoxSession => matches!(self.target, Target::Session(_)) || self.reply_to.is_some(),
             Sealing::BoxMember => matches!(self.target, Target::Member(_)),
+            // Only the broker writes unsealed (coordination) events.
+            Sealing::Plain => false,
         };
         if !ok {
             return Err(ProtoError::Invalid { field: "sealing", reason: "does not fit the target" });

@@ -157,6 +157,9 @@ pub enum Sealing {
     BoxMember,
     /// `crypto_secretbox` with the mesh key (groups and broadcasts).
     MeshKey,
+    /// Not sealed: a JSON [`crate::coord::CoordEvent`] written by the broker. Peers may not
+    /// send it.
+    Plain,
 }
 
 /// Per-recipient delivery state, in order.

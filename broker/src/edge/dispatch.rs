@@ -75,7 +75,7 @@ pub fn respond<T: Serialize>(conn: &ConnHandle, id: u64, op: &str, result: Resul
 }
 
 fn metric_op(op: &str) -> &'static str {
-    ops::ALL_OPS.iter().copied().find(|o| *o == op).unwrap_or("unknown")
+    plexus_proto::known_op(op).unwrap_or("unknown")
 }
 
 /// Serve requests until the connection's request channel closes.
@@ -127,11 +127,11 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
                     Err(e) => respond::<()>(&conn, req.id, op, Err(e)),
                 }
             }
-            (name, Some(a)) if ops::ALL_OPS.contains(&name) => {
+            (name, Some(a)) if plexus_proto::known_op(name).is_some() => {
                 let (b, c, a) = (broker.clone(), conn.clone(), a.clone());
                 tokio::spawn(async move { handlers::authed(&b, &c, &a, op, &req).await });
             }
-            (name, None) if ops::ALL_OPS.contains(&name) => {
+            (name, None) if plexus_proto::known_op(name).is_some() => {
                 respond::<()>(&conn, req.id, op, Err(OpError::NotAuthenticated));
             }
             (name, _) => respond::<()>(&conn, req.id, op, Err(OpError::UnknownOp(name.chars().take(32).collect()))),

@@ -7,8 +7,10 @@
 //! - [`dispatch`] — the connection's request loop on the broker runtime: hello first, then
 //!   ops; sends keep their order, everything else runs concurrently.
 //! - [`ops`] — one handler per op.
+//! - [`coord_ops`] — handlers of the coordination ops (state, tasks, threads, memory, search).
 
 pub mod connection;
+pub mod coord_ops;
 pub mod dispatch;
 pub mod http;
 pub mod ops;

@@ -278,7 +278,11 @@ pub async fn authed(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static
         ops::InviteRevoke::NAME => respond(conn, req.id, op, invite_revoke(broker, a, req).await),
         ops::MemberRemove::NAME => respond(conn, req.id, op, member_remove(broker, a, req).await),
         ops::KeyGrant::NAME => respond(conn, req.id, op, key_grant(broker, a, req).await),
-        other => respond::<()>(conn, req.id, op, Err(OpError::UnknownOp(other.to_owned()))),
+        other => {
+            if !super::coord_ops::handle(broker, conn, a, op, req).await {
+                respond::<()>(conn, req.id, op, Err(OpError::UnknownOp(other.to_owned())));
+            }
+        }
     }
 }
 

@@ -351,6 +351,62 @@ async fn insert_events(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Append one message inside the caller's transaction, so a coordination change and its event
+/// commit together or not at all. Takes its sequence under the mesh row's lock like the group
+/// writer does, so commit order still equals sequence order. Publish the returned message only
+/// after the transaction commits.
+pub async fn append_in(tx: &deadpool_postgres::Transaction<'_>, m: &NewMessage) -> Result<Arc<Message>, StoreError> {
+    let bump = tx.prepare_cached("UPDATE meshes SET head_seq = head_seq + 1 WHERE id = $1 RETURNING head_seq").await?;
+    let seq: i64 = tx.query_opt(&bump, &[&m.mesh_id]).await?.ok_or(StoreError::Corrupt("unknown mesh"))?.get(0);
+    let (tk, tid, tg) = target_to_row(&m.target);
+    let now = SystemTime::now();
+    tx.execute(
+        "INSERT INTO events (mesh_id, seq, id, kind, priority, target_kind, target_id, target_group, reply_to,
+             subtype, sender_member, sender_session, sender_name, sender_pubkey, sender_member_pubkey,
+             sealing, nonce, ciphertext, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        &[
+            &m.mesh_id,
+            &seq,
+            &m.id,
+            &KIND_MESSAGE,
+            &priority_to_i16(m.priority),
+            &tk,
+            &tid,
+            &tg,
+            &m.reply_to,
+            &m.subtype,
+            &m.sender_member,
+            &m.sender_session,
+            &m.sender_name,
+            &m.sender_pubkey,
+            &m.sender_member_pubkey,
+            &sealing_to_i16(m.sealing),
+            &m.nonce,
+            &m.ciphertext,
+            &now,
+        ],
+    )
+    .await?;
+    Ok(Arc::new(Message {
+        seq: seq as u64,
+        id: m.id,
+        sender_member: m.sender_member,
+        sender_session: m.sender_session,
+        sender_name: m.sender_name.clone(),
+        sender_pubkey: m.sender_pubkey.clone(),
+        sender_member_pubkey: m.sender_member_pubkey.clone(),
+        target: m.target.clone(),
+        priority: m.priority,
+        reply_to: m.reply_to,
+        subtype: m.subtype.clone(),
+        sealing: m.sealing,
+        nonce: m.nonce.clone(),
+        ciphertext: m.ciphertext.clone(),
+        sent_at_ms: millis(now),
+    }))
+}
+
 const MESSAGE_COLS: &str = "e.seq, e.id, e.priority, e.target_kind, e.target_id, e.target_group, e.reply_to, e.subtype,
     e.sender_member, e.sender_session, e.sender_name, e.sender_pubkey, e.sender_member_pubkey, e.sealing, e.nonce,
     e.ciphertext, e.created_at";

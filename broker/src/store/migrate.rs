@@ -6,7 +6,10 @@ use deadpool_postgres::Pool;
 use super::StoreError;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "core", include_str!("../../../migrations/0001_core.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "core", include_str!("../../../migrations/0001_core.sql")),
+    (2, "coordination", include_str!("../../../migrations/0002_coordination.sql")),
+];
 
 /// Advisory-lock key for migrations ("plexus" in ASCII).
 const MIGRATION_LOCK: i64 = 0x706c_6578_7573;

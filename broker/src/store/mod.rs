@@ -4,8 +4,10 @@
 //! - [`migrate`] — numbered plain-SQL migrations under an advisory lock.
 //! - [`meshes`] — meshes, members, invites, sessions, hello nonces.
 //! - [`log`] — the event log: the group-committing writer, replay and inbox queries.
+//! - [`coord`] — coordination rows: state, tasks, threads, memories, search.
 //! - [`receipts`] — per-recipient delivery state, written in batches.
 
+pub mod coord;
 pub mod log;
 pub mod meshes;
 pub mod migrate;
@@ -93,6 +95,7 @@ pub(crate) fn sealing_to_i16(s: Sealing) -> i16 {
         Sealing::BoxSession => 0,
         Sealing::BoxMember => 1,
         Sealing::MeshKey => 2,
+        Sealing::Plain => 3,
     }
 }
 
@@ -101,6 +104,7 @@ pub(crate) fn sealing_from_i16(n: i16) -> Result<Sealing, StoreError> {
         0 => Sealing::BoxSession,
         1 => Sealing::BoxMember,
         2 => Sealing::MeshKey,
+        3 => Sealing::Plain,
         _ => return Err(StoreError::Corrupt("sealing")),
     })
 }
