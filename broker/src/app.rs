@@ -55,6 +55,8 @@ pub struct Broker {
     pub replay_slots: tokio::sync::Semaphore,
     /// Whether migrations are done and the node accepts sessions.
     pub ready: AtomicBool,
+    /// Wakes this node's queued lock acquires when a lock here was released or granted.
+    pub lock_wake: tokio::sync::Notify,
     next_conn_id: AtomicU64,
 }
 
@@ -107,12 +109,14 @@ impl Broker {
             replay_slots: tokio::sync::Semaphore::new(cfg.delivery.max_concurrent_replays),
             node: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
+            lock_wake: tokio::sync::Notify::new(),
             next_conn_id: AtomicU64::new(1),
             cfg,
         });
         let (node, _) = Actor::spawn(None, NodeSupervisor, broker.clone()).await?;
         let _ = broker.node.set(node);
         spawn_housekeeping(broker.clone());
+        crate::coord::locks::spawn_sweeper(broker.clone());
         match cluster {
             Some(directory) => spawn_cluster_membership(broker.clone(), directory),
             None => crate::metrics::cluster_size().set(1),
@@ -193,6 +197,7 @@ fn spawn_cluster_membership(broker: Arc<Broker>, directory: Arc<crate::cluster::
             match directory.reap_dead_nodes().await {
                 Ok(gone) => {
                     for (mesh_id, peer) in gone {
+                        crate::coord::locks::session_ended(&broker, mesh_id, peer.session_id).await;
                         let event =
                             plexus_proto::push::PeerEvent { change: plexus_proto::push::PeerChange::Left, peer };
                         broker.fanout.publish(mesh_id, MeshEvent::Peer(Arc::new(event)));

@@ -40,6 +40,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     /// Delivery and retention.
     pub delivery: DeliveryConfig,
+    /// Locks, tasks, reminders.
+    pub coordination: CoordinationConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -143,6 +145,18 @@ pub struct DeliveryConfig {
     /// Replay batches running at once on this node; more wait their turn, so a reconnect
     /// storm cannot drain the database pool (hellos stay cheap).
     pub max_concurrent_replays: usize,
+}
+
+/// Coordination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinationConfig {
+    /// How long a session's locks outlive its presence (a reconnect within it keeps them).
+    pub lock_grace_secs: u64,
+    /// How often each node looks for expired locks and overdue queue entries.
+    pub lock_sweep_interval_ms: u64,
+    /// How often a queued acquire checks for a grant made on another node.
+    pub lock_wait_poll_ms: u64,
 }
 
 /// Logging.

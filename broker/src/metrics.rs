@@ -130,6 +130,15 @@ metric!(
     IntGauge,
     register_int_gauge!("plexus_pg_pool_waiting", "Tasks waiting for a Postgres connection")
 );
+metric!(
+    lock_wait_seconds,
+    Histogram,
+    register_histogram!(
+        "plexus_lock_wait_seconds",
+        "Time from a lock acquire to its grant (0 when granted at once)",
+        vec![0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0]
+    )
+);
 
 /// Touch every metric so `/metrics` lists them before any traffic.
 pub fn init() {
@@ -152,6 +161,7 @@ pub fn init() {
     pg_pool_size();
     pg_pool_available();
     pg_pool_waiting();
+    lock_wait_seconds();
 }
 
 /// Render the default registry as Prometheus text.

@@ -209,6 +209,10 @@ impl Connection {
 
     /// Send a request with an explicit version, op name and raw body; wait for the response.
     pub async fn request_raw(&self, v: u16, op: &str, body: Vec<u8>) -> Result<Response, ClientError> {
+        self.request_within(v, op, body, CALL_TIMEOUT).await
+    }
+
+    async fn request_within(&self, v: u16, op: &str, body: Vec<u8>, limit: Duration) -> Result<Response, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(&Request { v, id, op: op.to_owned(), body })
             .map_err(|e| ClientError::Proto(e.to_string()))?;
@@ -218,12 +222,12 @@ impl Connection {
             self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             return Err(ClientError::Closed(self.closed().flatten()));
         }
-        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+        match tokio::time::timeout(limit, rx).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(ClientError::Closed(self.wait_closed().await)),
             Err(_) => {
                 self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                Err(ClientError::Timeout(CALL_TIMEOUT))
+                Err(ClientError::Timeout(limit))
             }
         }
     }
@@ -236,8 +240,14 @@ impl Connection {
 
     /// Call an op and decode its reply.
     pub async fn call<O: Op>(&self, body: &O) -> Result<O::Reply, ClientError> {
+        self.call_waiting(body, Duration::ZERO).await
+    }
+
+    /// Call an op the broker may hold for up to `server_wait` (a lock acquire that waits in the
+    /// queue); the reply timeout is that plus the usual call timeout.
+    pub async fn call_waiting<O: Op>(&self, body: &O, server_wait: Duration) -> Result<O::Reply, ClientError> {
         let bytes = encode_body(body).map_err(|e| ClientError::Proto(e.to_string()))?;
-        let r = self.request_raw(PROTOCOL_VERSION, O::NAME, bytes).await?;
+        let r = self.request_within(PROTOCOL_VERSION, O::NAME, bytes, CALL_TIMEOUT + server_wait).await?;
         if let Some(err) = r.err {
             return Err(ClientError::Remote { code: err.code, message: err.message });
         }

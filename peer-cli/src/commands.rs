@@ -100,7 +100,7 @@ fn adopt_mesh_key(ctx: &Ctx, p: &mut Profile, sealed: Option<&[u8]>) -> bool {
     false
 }
 
-fn parse_duration(s: &str) -> Result<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().with_context(|| format!("bad duration {s:?} (use e.g. 30m, 24h, 7d)"))?;
@@ -141,7 +141,7 @@ fn parse_source(s: &str) -> Result<StatusSource> {
     })
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -168,6 +168,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Doctor => doctor(&ctx).await,
         Command::State(cmd) => coord_cmds::run(&ctx, CoordCmd::State(cmd)).await,
         Command::Task(cmd) => coord_cmds::run(&ctx, CoordCmd::Task(cmd)).await,
+        Command::Lock(cmd) => coord_cmds::run(&ctx, CoordCmd::Lock(cmd)).await,
         Command::Thread(cmd) => coord_cmds::run(&ctx, CoordCmd::Thread(cmd)).await,
         Command::Remember { text, tags } => coord_cmds::run(&ctx, CoordCmd::Remember { body: text, tags }).await,
         Command::Recall { query, limit } => coord_cmds::run(&ctx, CoordCmd::Recall { query, limit }).await,

@@ -1,4 +1,4 @@
-//! `plexus state|task|thread|remember|recall|forget|search`: the coordination commands. Each
+//! `plexus state|lock|task|thread|remember|recall|forget|search`: the coordination commands. Each
 //! opens a control connection, makes one or two calls and prints text or `--json`.
 
 use anyhow::{anyhow, bail, Result};
@@ -7,7 +7,7 @@ use plexus_proto::coord::{self as c, Complexity, HitKind, StateEntry, Task, Task
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::commands::{control, find_member, parse_priority, Ctx};
+use crate::commands::{control, find_member, parse_duration, parse_priority, Ctx};
 
 #[derive(Subcommand)]
 pub enum StateCmd {
@@ -43,6 +43,48 @@ pub enum StateCmd {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+}
+
+#[derive(Subcommand)]
+pub enum LockCmd {
+    /// Lock a path or glob (`*` within a segment, `?` one character, `**` any segments).
+    Acquire {
+        /// Path or glob, e.g. src/auth/login.rs or src/auth/**.
+        pattern: String,
+        /// Shared instead of exclusive (others may hold overlapping shared locks).
+        #[arg(long)]
+        shared: bool,
+        /// Lifetime unless renewed, e.g. 90s, 10m, 2h.
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+        /// Wait in the queue this long if it is held (e.g. 30s); default: fail at once.
+        #[arg(long)]
+        wait: Option<String>,
+        /// Why (shown to others).
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+    /// Extend a lock you hold.
+    Renew {
+        /// Token printed by acquire.
+        token: u64,
+        /// New lifetime from now.
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+    },
+    /// Release a lock you hold; --force (admins) releases anyone's and tells the holder.
+    Release {
+        /// Token.
+        token: u64,
+        /// Admin force-release.
+        #[arg(long)]
+        force: bool,
+        /// Why (shown to the holder on force-release).
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+    /// List held locks and the queue.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -203,6 +245,8 @@ pub enum ThreadCmd {
 pub enum CoordCmd {
     /// `state …`
     State(StateCmd),
+    /// `lock …`
+    Lock(LockCmd),
     /// `task …`
     Task(TaskCmd),
     /// `thread …`
@@ -241,6 +285,16 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 
 fn state_line(e: &StateEntry) -> String {
     format!("{} = {}  (v{}, by {})", e.key, e.value, e.version, e.updated_by_name)
+}
+
+fn lock_line(l: &c::LockInfo) -> String {
+    let reason = l.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default();
+    let left = l.expires_at_ms.saturating_sub(crate::commands::now_ms()) / 1000;
+    format!("{:<5} {:<9} {} @{} (expires in {left}s){reason}", l.token, l.mode.as_str(), l.pattern, l.holder_name)
+}
+
+fn millis(d: &str) -> Result<u64> {
+    Ok(parse_duration(d)?.as_millis() as u64)
 }
 
 fn task_line(t: &Task) -> String {
@@ -289,6 +343,34 @@ pub async fn run(ctx: &Ctx, cmd: CoordCmd) -> Result<()> {
             let l = conn.call(&c::StateList { prefix, limit }).await?;
             ctx.emit(json!({ "entries": to_json(&l.entries), "more": l.more }), || {
                 l.entries.iter().map(state_line).collect::<Vec<_>>().join("\n")
+            });
+        }
+        CoordCmd::Lock(LockCmd::Acquire { pattern, shared, ttl, wait, reason }) => {
+            let mode = if shared { c::LockMode::Shared } else { c::LockMode::Exclusive };
+            let wait_ms = wait.as_deref().map(millis).transpose()?.unwrap_or(0);
+            let req = c::LockAcquire { pattern, mode, ttl_ms: millis(&ttl)?, wait_ms, reason };
+            let l = conn.call_waiting(&req, std::time::Duration::from_millis(wait_ms)).await?;
+            ctx.emit(to_json(&l), || format!("locked (token {}): {}", l.token, lock_line(&l)));
+        }
+        CoordCmd::Lock(LockCmd::Renew { token, ttl }) => {
+            let l = conn.call(&c::LockRenew { token, ttl_ms: millis(&ttl)? }).await?;
+            ctx.emit(to_json(&l), || format!("renewed: {}", lock_line(&l)));
+        }
+        CoordCmd::Lock(LockCmd::Release { token, force, reason }) => {
+            conn.call(&c::LockRelease { token, force, reason }).await?;
+            ctx.emit(json!({ "released": token }), || format!("released {token}"));
+        }
+        CoordCmd::Lock(LockCmd::List) => {
+            let l = conn.call(&c::LockList {}).await?;
+            ctx.emit(to_json(&l), || {
+                let mut out: Vec<String> = l.locks.iter().map(lock_line).collect();
+                out.extend(
+                    l.waiters.iter().map(|w| format!("  queued: {} {} @{}", w.mode.as_str(), w.pattern, w.name)),
+                );
+                if out.is_empty() {
+                    out.push("no locks held".into());
+                }
+                out.join("\n")
             });
         }
         CoordCmd::Task(cmd) => task(ctx, &conn, cmd, &members, &resolve_member).await?,

@@ -64,6 +64,9 @@ pub enum Command {
     /// Shared key-value state with versions and compare-and-set.
     #[command(subcommand)]
     State(coord_cmds::StateCmd),
+    /// Locks on paths and globs: acquire (optionally waiting), renew, release, list.
+    #[command(subcommand)]
+    Lock(coord_cmds::LockCmd),
     /// Tasks: create, claim, submit for review, approve or request changes.
     #[command(subcommand)]
     Task(coord_cmds::TaskCmd),

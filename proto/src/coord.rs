@@ -1,4 +1,4 @@
-//! Coordination ops — shared state, tasks, threads, memory and search — and the event bodies
+//! Coordination ops — shared state, locks, tasks, threads, memory and search — and the event bodies
 //! the broker appends to the mesh log when any of them changes.
 //!
 //! Coordination data is readable by the broker (it compares versions, checks transitions and
@@ -798,6 +798,219 @@ impl Op for Search {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Locks
+
+/// Longest lock pattern, in bytes.
+pub const MAX_PATTERN: usize = 512;
+/// Most wildcards (`*`, `**`, `?`) in one pattern.
+pub const MAX_WILDCARDS: usize = 16;
+/// Longest lock lifetime one grant or renew may ask for (24 h).
+pub const MAX_LOCK_TTL_MS: u64 = 24 * 3600 * 1000;
+/// Shortest lock lifetime (1 s).
+pub const MIN_LOCK_TTL_MS: u64 = 1000;
+/// Longest an acquire may wait in the queue (10 min).
+pub const MAX_LOCK_WAIT_MS: u64 = 600 * 1000;
+
+fn default_lock_ttl() -> u64 {
+    300_000
+}
+
+/// Check a lock pattern: a relative or absolute path where `*` matches within one segment,
+/// `?` one character, and `**` any number of segments. Character classes and braces are not
+/// supported (they would make overlap checks approximate), nor are `..` or empty segments.
+pub fn check_lock_pattern(pattern: &str) -> Result<(), ProtoError> {
+    let field = "pattern";
+    check_required(field, pattern, MAX_PATTERN)?;
+    if pattern.chars().any(|c| c.is_control()) {
+        return Err(ProtoError::Invalid { field, reason: "has control characters" });
+    }
+    if pattern.contains(['[', ']', '{', '}']) {
+        return Err(ProtoError::Invalid { field, reason: "only *, ** and ? are supported as wildcards" });
+    }
+    if pattern.contains("***") {
+        return Err(ProtoError::Invalid { field, reason: "*** is not a wildcard" });
+    }
+    if pattern.chars().filter(|c| *c == '*' || *c == '?').count() > MAX_WILDCARDS {
+        return Err(ProtoError::Invalid { field, reason: "too many wildcards" });
+    }
+    let body = pattern.strip_prefix('/').unwrap_or(pattern);
+    let body = body.strip_suffix('/').unwrap_or(body);
+    for segment in body.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(ProtoError::Invalid { field, reason: "empty, . or .. path segment" });
+        }
+        if segment.contains("**") && segment != "**" {
+            return Err(ProtoError::Invalid { field, reason: "** must be a whole path segment" });
+        }
+    }
+    Ok(())
+}
+
+/// Lock mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMode {
+    /// Nobody else may hold an overlapping lock.
+    #[default]
+    Exclusive,
+    /// Others may hold overlapping shared locks, not exclusive ones.
+    Shared,
+}
+
+impl LockMode {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Exclusive => "exclusive",
+            LockMode::Shared => "shared",
+        }
+    }
+}
+
+/// A held lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Fencing token: strictly increasing per mesh; also the lock's id.
+    pub token: u64,
+    /// Pattern.
+    pub pattern: String,
+    /// Mode.
+    pub mode: LockMode,
+    /// Holding member.
+    pub holder_member: Uuid,
+    /// Holding session.
+    pub holder_session: Uuid,
+    /// Holder's display name.
+    pub holder_name: String,
+    /// Why it is held.
+    pub reason: Option<String>,
+    /// Granted, ms since the epoch.
+    pub acquired_at_ms: u64,
+    /// Expires unless renewed, ms since the epoch.
+    pub expires_at_ms: u64,
+}
+
+/// Acquire a lock. Without `wait_ms` an overlapping incompatible lock fails at once with
+/// `Conflict`; with it the request queues (first come, first served) until granted or the
+/// wait runs out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockAcquire {
+    /// Path or glob.
+    pub pattern: String,
+    /// Mode.
+    #[serde(default)]
+    pub mode: LockMode,
+    /// Lifetime unless renewed.
+    #[serde(default = "default_lock_ttl")]
+    pub ttl_ms: u64,
+    /// How long to wait in the queue (0: do not wait).
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Shown to others in lists and conflicts.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Op for LockAcquire {
+    const NAME: &'static str = "lock_acquire";
+    type Reply = LockInfo;
+    fn validate(&self) -> Result<(), ProtoError> {
+        check_lock_pattern(&self.pattern)?;
+        check_ttl(self.ttl_ms)?;
+        if self.wait_ms > MAX_LOCK_WAIT_MS {
+            return Err(ProtoError::Invalid { field: "wait_ms", reason: "at most 10 minutes" });
+        }
+        if let Some(r) = &self.reason {
+            check_text("reason", r, MAX_TITLE)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_ttl(ttl_ms: u64) -> Result<(), ProtoError> {
+    if !(MIN_LOCK_TTL_MS..=MAX_LOCK_TTL_MS).contains(&ttl_ms) {
+        return Err(ProtoError::Invalid { field: "ttl_ms", reason: "between 1 s and 24 h" });
+    }
+    Ok(())
+}
+
+/// Extend a lock you hold. Fails with `Conflict` once it has expired or been released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRenew {
+    /// Token of the grant.
+    pub token: u64,
+    /// New lifetime from now.
+    #[serde(default = "default_lock_ttl")]
+    pub ttl_ms: u64,
+}
+
+impl Op for LockRenew {
+    const NAME: &'static str = "lock_renew";
+    type Reply = LockInfo;
+    fn validate(&self) -> Result<(), ProtoError> {
+        check_ttl(self.ttl_ms)
+    }
+}
+
+/// Release a lock you (your member) hold; with `force`, an admin releases anyone's and the
+/// holder is notified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRelease {
+    /// Token of the grant.
+    pub token: u64,
+    /// Admin force-release.
+    #[serde(default)]
+    pub force: bool,
+    /// Why (shown to the holder on force-release).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Op for LockRelease {
+    const NAME: &'static str = "lock_release";
+    type Reply = Done;
+    fn validate(&self) -> Result<(), ProtoError> {
+        if let Some(r) = &self.reason {
+            check_text("reason", r, MAX_TITLE)?;
+        }
+        Ok(())
+    }
+}
+
+/// A queued acquire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockWaiter {
+    /// Pattern.
+    pub pattern: String,
+    /// Mode.
+    pub mode: LockMode,
+    /// Who waits.
+    pub name: String,
+    /// Queued since, ms since the epoch.
+    pub since_ms: u64,
+    /// Gives up at, ms since the epoch.
+    pub deadline_ms: u64,
+}
+
+/// List held locks and the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LockList {}
+
+/// Reply to [`LockList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locks {
+    /// Held locks, oldest first.
+    pub locks: Vec<LockInfo>,
+    /// Waiting acquires, in queue order.
+    pub waiters: Vec<LockWaiter>,
+}
+
+impl Op for LockList {
+    const NAME: &'static str = "lock_list";
+    type Reply = Locks;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Events
 
 /// The JSON body of a coordination event in the mesh log. `summary` is one human line
@@ -838,6 +1051,13 @@ pub enum Change {
         /// The new post, if any.
         post: Option<ThreadPost>,
     },
+    /// A lock was acquired, released, expired or force-released.
+    Lock {
+        /// `acquired`, `released`, `expired` or `force_released`.
+        action: String,
+        /// The lock.
+        lock: LockInfo,
+    },
     /// A memory was stored (`memory`) or forgotten.
     Memory {
         /// Number.
@@ -866,6 +1086,10 @@ pub const COORD_OPS: &[&str] = &[
     Recall::NAME,
     Forget::NAME,
     Search::NAME,
+    LockAcquire::NAME,
+    LockRenew::NAME,
+    LockRelease::NAME,
+    LockList::NAME,
 ];
 
 // An event carries at most one value or text plus its object; JSON escaping of text without

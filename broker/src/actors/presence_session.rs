@@ -240,8 +240,9 @@ fn same_for_peers(a: &PeerInfo, b: &PeerInfo) -> bool {
         && a.profile == b.profile
 }
 
-/// Remove a session from presence and publish its leave (used on stop and on crash).
-pub async fn announce_gone(broker: &Broker, spec: &SessionSpec) {
+/// Remove a session from presence and publish its leave (used on stop and on crash); false
+/// when the entry was not this node's to remove (the session is present elsewhere).
+pub async fn announce_gone(broker: &Broker, spec: &SessionSpec) -> bool {
     if broker.presence.remove(spec.mesh_id, spec.session_id).await {
         crate::metrics::sessions().dec();
         let peer = PeerInfo {
@@ -256,7 +257,9 @@ pub async fn announce_gone(broker: &Broker, spec: &SessionSpec) {
             connected_at_ms: spec.connected_at_ms,
         };
         broker.fanout.publish(spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change: PeerChange::Left, peer })));
+        return true;
     }
+    false
 }
 
 impl Actor for PresenceSession {
@@ -286,6 +289,7 @@ impl Actor for PresenceSession {
         let _ = state.router.cast(MeshMsg::Register { addressing: state.addressing(), actor: myself.clone() });
         crate::metrics::sessions().inc();
         state.announce(PeerChange::Joined).await;
+        crate::coord::locks::session_started(&state.broker, state.spec.mesh_id, state.spec.session_id).await;
         Ok(state)
     }
 
@@ -308,8 +312,10 @@ impl Actor for PresenceSession {
         let _ = state.router.cast(MeshMsg::Unregister { session_id: state.spec.session_id, actor: myself.get_id() });
         if state.replaced {
             crate::metrics::sessions().dec();
-        } else {
-            announce_gone(&state.broker, &state.spec).await;
+        } else if announce_gone(&state.broker, &state.spec).await {
+            // Only when the entry was still ours: a session already present on another node
+            // keeps its locks.
+            crate::coord::locks::session_ended(&state.broker, state.spec.mesh_id, state.spec.session_id).await;
         }
         let cursor = state.cursor();
         if let Err(e) =

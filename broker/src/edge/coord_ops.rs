@@ -8,7 +8,7 @@ use plexus_proto::{
     coord::{self as c, Change, CoordEvent},
     ops::{Done, Op},
     push::Message,
-    types::{Priority, Role, Sealing, Target},
+    types::{Priority, Role, Target},
     Request,
 };
 use uuid::Uuid;
@@ -17,10 +17,12 @@ use super::dispatch::{body, respond, Authed};
 use crate::{
     actors::ConnHandle,
     app::Broker,
-    cluster::MeshEvent,
-    coord::{task_step, task_verb, waiting_after_reply, Actor},
+    coord::{
+        events::{self, Sender},
+        locks, task_step, task_verb, waiting_after_reply, Actor,
+    },
     error::OpError,
-    store::{self, coord as db, log::NewMessage, meshes},
+    store::{self, coord as db, meshes},
 };
 
 /// Run a coordination op, if `op` is one.
@@ -43,6 +45,34 @@ pub async fn handle(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static
         c::Recall::NAME => respond(conn, req.id, op, recall(broker, a, req).await),
         c::Forget::NAME => respond(conn, req.id, op, forget(broker, a, req).await),
         c::Search::NAME => respond(conn, req.id, op, search(broker, a, req).await),
+        c::LockAcquire::NAME => {
+            let result = match body::<c::LockAcquire>(req) {
+                Ok(b) => locks::acquire(broker, &sender(a), &b, || !conn.frames.is_closed()).await,
+                Err(e) => Err(e),
+            };
+            respond(conn, req.id, op, result)
+        }
+        c::LockRenew::NAME => {
+            let result = match body::<c::LockRenew>(req) {
+                Ok(b) => locks::renew(broker, &sender(a), &b).await,
+                Err(e) => Err(e),
+            };
+            respond(conn, req.id, op, result)
+        }
+        c::LockRelease::NAME => {
+            let result = match body::<c::LockRelease>(req) {
+                Ok(b) => locks::release(broker, &sender(a), a.role, &b).await.map(|()| Done {}),
+                Err(e) => Err(e),
+            };
+            respond(conn, req.id, op, result)
+        }
+        c::LockList::NAME => {
+            let result = match body::<c::LockList>(req) {
+                Ok(_) => locks::list(broker, a.mesh_id).await,
+                Err(e) => Err(e),
+            };
+            respond(conn, req.id, op, result)
+        }
         _ => return false,
     }
     true
@@ -52,7 +82,18 @@ fn actor(a: &Authed) -> Actor<'_> {
     Actor { member: a.member_id, name: &a.display_name, role: a.role }
 }
 
-/// Append the change's event in `tx` (broadcast to the mesh at `priority`).
+fn sender(a: &Authed) -> Sender {
+    Sender {
+        mesh_id: a.mesh_id,
+        member_id: a.member_id,
+        session_id: a.session_id,
+        name: a.display_name.clone(),
+        session_pubkey: a.session_pubkey.clone(),
+        member_pubkey: a.member_pubkey.clone(),
+    }
+}
+
+/// Append the change's event in `tx`, broadcast to the mesh at `priority`.
 async fn emit(
     tx: &deadpool_postgres::Transaction<'_>,
     a: &Authed,
@@ -60,37 +101,16 @@ async fn emit(
     priority: Priority,
     event: &CoordEvent,
 ) -> Result<Arc<Message>, OpError> {
-    let body = serde_json::to_vec(event).map_err(|_| OpError::Internal("event encoding"))?;
-    let msg = NewMessage {
-        mesh_id: a.mesh_id,
-        id: Uuid::new_v4(),
-        target: Target::All,
-        priority,
-        reply_to: None,
-        subtype: Some(subtype.to_owned()),
-        sender_member: a.member_id,
-        sender_session: a.session_id,
-        sender_name: a.display_name.clone(),
-        sender_pubkey: a.session_pubkey.clone(),
-        sender_member_pubkey: a.member_pubkey.clone(),
-        sealing: Sealing::Plain,
-        nonce: Vec::new(),
-        ciphertext: body,
-    };
-    Ok(store::log::append_in(tx, &msg).await?)
+    events::append(tx, &sender(a), Target::All, subtype, priority, event).await
 }
 
-/// Commit `tx` and publish the event it appended.
 async fn commit(
     broker: &Broker,
     mesh_id: Uuid,
     tx: deadpool_postgres::Transaction<'_>,
     msg: Arc<Message>,
 ) -> Result<(), OpError> {
-    tx.commit().await.map_err(store::StoreError::from)?;
-    crate::metrics::messages_routed().with_label_values(&[msg.priority.as_str(), "event"]).inc();
-    broker.fanout.publish(mesh_id, MeshEvent::Message(msg));
-    Ok(())
+    events::commit(broker, mesh_id, tx, vec![msg]).await
 }
 
 async fn member_name(broker: &Broker, mesh_id: Uuid, member: Uuid) -> Result<String, OpError> {

@@ -9,6 +9,7 @@ use super::StoreError;
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../../../migrations/0001_core.sql")),
     (2, "coordination", include_str!("../../../migrations/0002_coordination.sql")),
+    (3, "locks", include_str!("../../../migrations/0003_locks.sql")),
 ];
 
 /// Advisory-lock key for migrations ("plexus" in ASCII).

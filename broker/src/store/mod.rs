@@ -5,9 +5,11 @@
 //! - [`meshes`] — meshes, members, invites, sessions, hello nonces.
 //! - [`log`] — the event log: the group-committing writer, replay and inbox queries.
 //! - [`coord`] — coordination rows: state, tasks, threads, memories, search.
+//! - [`locks`] — held locks and the lock wait queue.
 //! - [`receipts`] — per-recipient delivery state, written in batches.
 
 pub mod coord;
+pub mod locks;
 pub mod log;
 pub mod meshes;
 pub mod migrate;

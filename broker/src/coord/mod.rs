@@ -1,6 +1,13 @@
-//! Coordination policy: which task steps are allowed from which status and by whom, and who
-//! may resolve threads or forget memories. Pure functions, so the whole table is unit-tested;
-//! the handlers in `edge::coord_ops` apply them under row locks.
+//! Coordination: the policy of task steps and thread hand-offs (pure functions, unit-tested
+//! here), and the services the op handlers in `edge::coord_ops` share.
+//!
+//! - [`glob`] — whether two lock patterns can name the same path.
+//! - [`events`] — appending a change's event in its transaction and publishing it after commit.
+//! - [`locks`] — the lock table: grants, the FIFO wait queue, expiry and session hand-off.
+
+pub mod events;
+pub mod glob;
+pub mod locks;
 
 use plexus_proto::{
     coord::{Task, TaskAction, TaskStatus},

@@ -1,0 +1,278 @@
+//! Lock rows: held locks and the wait queue. Callers serialize every change to one mesh's
+//! locks with [`serialize_mesh`] inside their transaction; the policy (overlap, FIFO) is in
+//! `crate::coord::locks`.
+
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{GenericClient, Pool, Transaction};
+use plexus_proto::coord::{LockInfo, LockMode, LockWaiter};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{millis, StoreError};
+
+/// A held lock as stored.
+pub type LockRow = LockInfo;
+
+/// A queued acquire as stored.
+#[derive(Debug, Clone)]
+pub struct WaiterRow {
+    /// Queue id (FIFO order).
+    pub id: i64,
+    /// Pattern.
+    pub pattern: String,
+    /// Mode.
+    pub mode: LockMode,
+    /// Member.
+    pub member_id: Uuid,
+    /// Session.
+    pub session_id: Uuid,
+    /// Name.
+    pub holder_name: String,
+    /// Reason.
+    pub reason: Option<String>,
+    /// Lifetime of the grant.
+    pub ttl_ms: i64,
+    /// Queued at.
+    pub queued_at: SystemTime,
+    /// Gives up at.
+    pub deadline: SystemTime,
+}
+
+impl WaiterRow {
+    /// As listed.
+    pub fn info(&self) -> LockWaiter {
+        LockWaiter {
+            pattern: self.pattern.clone(),
+            mode: self.mode,
+            name: self.holder_name.clone(),
+            since_ms: millis(self.queued_at),
+            deadline_ms: millis(self.deadline),
+        }
+    }
+}
+
+fn mode(exclusive: bool) -> LockMode {
+    if exclusive {
+        LockMode::Exclusive
+    } else {
+        LockMode::Shared
+    }
+}
+
+fn lock_from_row(r: &Row) -> LockRow {
+    LockInfo {
+        token: r.get::<_, i64>("token") as u64,
+        pattern: r.get("pattern"),
+        mode: mode(r.get("exclusive")),
+        holder_member: r.get("member_id"),
+        holder_session: r.get("session_id"),
+        holder_name: r.get("holder_name"),
+        reason: r.get("reason"),
+        acquired_at_ms: millis(r.get("acquired_at")),
+        expires_at_ms: millis(r.get("expires_at")),
+    }
+}
+
+fn waiter_from_row(r: &Row) -> WaiterRow {
+    WaiterRow {
+        id: r.get("id"),
+        pattern: r.get("pattern"),
+        mode: mode(r.get("exclusive")),
+        member_id: r.get("member_id"),
+        session_id: r.get("session_id"),
+        holder_name: r.get("holder_name"),
+        reason: r.get("reason"),
+        ttl_ms: r.get("ttl_ms"),
+        queued_at: r.get("queued_at"),
+        deadline: r.get("deadline"),
+    }
+}
+
+/// Take the mesh's lock-table mutex until the transaction ends.
+pub async fn serialize_mesh(tx: &Transaction<'_>, mesh_id: Uuid) -> Result<(), StoreError> {
+    // Two-key form in its own class (7), apart from the migration lock's one-key space.
+    tx.execute("SELECT pg_advisory_xact_lock(7, hashtext($1::text))", &[&mesh_id.to_string()]).await?;
+    Ok(())
+}
+
+/// Remove locks past their expiry, or orphaned for longer than `grace`; returns them.
+pub async fn remove_expired(tx: &Transaction<'_>, mesh_id: Uuid, grace: Duration) -> Result<Vec<LockRow>, StoreError> {
+    let rows = tx
+        .query(
+            "DELETE FROM locks WHERE mesh_id = $1
+               AND (expires_at <= now() OR orphaned_at <= now() - make_interval(secs => $2))
+             RETURNING *",
+            &[&mesh_id, &grace.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows.iter().map(lock_from_row).collect())
+}
+
+/// Drop queue entries whose wait ran out and that were never granted.
+pub async fn remove_overdue_waiters(tx: &Transaction<'_>, mesh_id: Uuid) -> Result<u64, StoreError> {
+    Ok(tx
+        .execute(
+            "DELETE FROM lock_waiters WHERE mesh_id = $1 AND granted_token IS NULL AND deadline <= now()",
+            &[&mesh_id],
+        )
+        .await?)
+}
+
+/// Held locks, oldest first.
+pub async fn held(db: &impl GenericClient, mesh_id: Uuid) -> Result<Vec<LockRow>, StoreError> {
+    let rows = db.query("SELECT * FROM locks WHERE mesh_id = $1 ORDER BY token", &[&mesh_id]).await?;
+    Ok(rows.iter().map(lock_from_row).collect())
+}
+
+/// Queue entries not yet granted, in queue order.
+pub async fn waiting(db: &impl GenericClient, mesh_id: Uuid) -> Result<Vec<WaiterRow>, StoreError> {
+    let rows = db
+        .query("SELECT * FROM lock_waiters WHERE mesh_id = $1 AND granted_token IS NULL ORDER BY id", &[&mesh_id])
+        .await?;
+    Ok(rows.iter().map(waiter_from_row).collect())
+}
+
+/// What a grant is for.
+pub struct Grant<'a> {
+    /// Pattern.
+    pub pattern: &'a str,
+    /// Mode.
+    pub mode: LockMode,
+    /// Member.
+    pub member_id: Uuid,
+    /// Session.
+    pub session_id: Uuid,
+    /// Name.
+    pub holder_name: &'a str,
+    /// Reason.
+    pub reason: Option<&'a str>,
+    /// Lifetime.
+    pub ttl_ms: i64,
+}
+
+/// Insert a granted lock with the mesh's next fencing token.
+pub async fn insert(tx: &Transaction<'_>, mesh_id: Uuid, g: &Grant<'_>) -> Result<LockRow, StoreError> {
+    let token = super::coord::next_number(tx, mesh_id, "lock").await? as i64;
+    let row = tx
+        .query_one(
+            "INSERT INTO locks (mesh_id, token, pattern, exclusive, member_id, session_id, holder_name, reason, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9)) RETURNING *",
+            &[
+                &mesh_id,
+                &token,
+                &g.pattern,
+                &(g.mode == LockMode::Exclusive),
+                &g.member_id,
+                &g.session_id,
+                &g.holder_name,
+                &g.reason,
+                &(g.ttl_ms as f64 / 1000.0),
+            ],
+        )
+        .await?;
+    Ok(lock_from_row(&row))
+}
+
+/// Queue an acquire; returns its queue id.
+pub async fn enqueue(tx: &Transaction<'_>, mesh_id: Uuid, g: &Grant<'_>, wait: Duration) -> Result<i64, StoreError> {
+    let row = tx
+        .query_one(
+            "INSERT INTO lock_waiters (mesh_id, pattern, exclusive, member_id, session_id, holder_name, reason, ttl_ms,
+                                       deadline)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9)) RETURNING id",
+            &[
+                &mesh_id,
+                &g.pattern,
+                &(g.mode == LockMode::Exclusive),
+                &g.member_id,
+                &g.session_id,
+                &g.holder_name,
+                &g.reason,
+                &g.ttl_ms,
+                &wait.as_secs_f64(),
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Record that the queue granted `token` to a waiter.
+pub async fn mark_granted(tx: &Transaction<'_>, waiter: i64, token: u64) -> Result<(), StoreError> {
+    tx.execute("UPDATE lock_waiters SET granted_token = $2 WHERE id = $1", &[&waiter, &(token as i64)]).await?;
+    Ok(())
+}
+
+/// The grant a waiter received, if any (without removing it).
+pub async fn granted_token(pool: &Pool, waiter: i64) -> Result<Option<u64>, StoreError> {
+    let client = pool.get().await?;
+    let row = client.query_opt("SELECT granted_token FROM lock_waiters WHERE id = $1", &[&waiter]).await?;
+    Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(|t| t as u64))
+}
+
+/// Remove a waiter; returns the token it was granted meanwhile, if any.
+pub async fn take_waiter(tx: &Transaction<'_>, waiter: i64) -> Result<Option<u64>, StoreError> {
+    let row = tx.query_opt("DELETE FROM lock_waiters WHERE id = $1 RETURNING granted_token", &[&waiter]).await?;
+    Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(|t| t as u64))
+}
+
+/// One held lock.
+pub async fn get(db: &impl GenericClient, mesh_id: Uuid, token: u64) -> Result<Option<LockRow>, StoreError> {
+    let row =
+        db.query_opt("SELECT * FROM locks WHERE mesh_id = $1 AND token = $2", &[&mesh_id, &(token as i64)]).await?;
+    Ok(row.as_ref().map(lock_from_row))
+}
+
+/// Extend a held lock from now.
+pub async fn renew(tx: &Transaction<'_>, mesh_id: Uuid, token: u64, ttl_ms: u64) -> Result<LockRow, StoreError> {
+    let row = tx
+        .query_one(
+            "UPDATE locks SET expires_at = now() + make_interval(secs => $3) WHERE mesh_id = $1 AND token = $2
+             RETURNING *",
+            &[&mesh_id, &(token as i64), &(ttl_ms as f64 / 1000.0)],
+        )
+        .await?;
+    Ok(lock_from_row(&row))
+}
+
+/// Remove a held lock.
+pub async fn remove(tx: &Transaction<'_>, mesh_id: Uuid, token: u64) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM locks WHERE mesh_id = $1 AND token = $2", &[&mesh_id, &(token as i64)]).await?;
+    Ok(())
+}
+
+/// The session's presence ended: its locks start their grace.
+pub async fn orphan_session(pool: &Pool, mesh_id: Uuid, session_id: Uuid) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "UPDATE locks SET orphaned_at = now() WHERE mesh_id = $1 AND session_id = $2 AND orphaned_at IS NULL",
+            &[&mesh_id, &session_id],
+        )
+        .await?)
+}
+
+/// The session is present again: its surviving locks are its own again.
+pub async fn adopt_session(pool: &Pool, mesh_id: Uuid, session_id: Uuid) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "UPDATE locks SET orphaned_at = NULL WHERE mesh_id = $1 AND session_id = $2 AND orphaned_at IS NOT NULL",
+            &[&mesh_id, &session_id],
+        )
+        .await?)
+}
+
+/// Meshes with locks past expiry or grace, or queue entries past their deadline.
+pub async fn meshes_due(pool: &Pool, grace: Duration) -> Result<Vec<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT mesh_id FROM locks WHERE expires_at <= now() OR orphaned_at <= now() - make_interval(secs => $1)
+             UNION
+             SELECT mesh_id FROM lock_waiters WHERE granted_token IS NULL AND deadline <= now()",
+            &[&grace.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
