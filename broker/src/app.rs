@@ -45,6 +45,8 @@ pub struct Broker {
     pub presence: Arc<dyn PresenceDirectory>,
     /// Lock primitive.
     pub locks: Arc<dyn LockService>,
+    /// The Redis node directory (liveness leases), in cluster mode.
+    pub directory: Option<Arc<crate::cluster::redis::RedisPresence>>,
     /// Status engine rules.
     pub rules: StatusRules,
     /// The broker's own multi-threaded runtime (actors, dispatchers, writers).
@@ -57,6 +59,8 @@ pub struct Broker {
     pub ready: AtomicBool,
     /// Wakes this node's queued lock acquires when a lock here was released or granted.
     pub lock_wake: tokio::sync::Notify,
+    /// This node's reminder scheduler (poked when a reminder due soon is created here).
+    pub reminders: std::sync::OnceLock<ActorRef<crate::actors::reminders::SchedulerMsg>>,
     next_conn_id: AtomicU64,
 }
 
@@ -104,12 +108,14 @@ impl Broker {
             fanout,
             presence,
             locks,
+            directory: cluster.clone(),
             rules,
             rt: tokio::runtime::Handle::current(),
             replay_slots: tokio::sync::Semaphore::new(cfg.delivery.max_concurrent_replays),
             node: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             lock_wake: tokio::sync::Notify::new(),
+            reminders: std::sync::OnceLock::new(),
             next_conn_id: AtomicU64::new(1),
             cfg,
         });
@@ -117,12 +123,23 @@ impl Broker {
         let _ = broker.node.set(node);
         spawn_housekeeping(broker.clone());
         crate::coord::locks::spawn_sweeper(broker.clone());
+        let (scheduler, _) = Actor::spawn(None, crate::actors::reminders::ReminderScheduler, broker.clone()).await?;
+        let _ = broker.reminders.set(scheduler);
         match cluster {
             Some(directory) => spawn_cluster_membership(broker.clone(), directory),
             None => crate::metrics::cluster_size().set(1),
         }
         broker.ready.store(true, Ordering::SeqCst);
         Ok(broker)
+    }
+
+    /// Ids of the live nodes (their liveness lease in Redis is current); just this node in
+    /// single-node mode. `None` when Redis cannot be asked right now.
+    pub async fn live_node_ids(&self) -> Option<Vec<String>> {
+        match &self.directory {
+            None => Some(vec![self.node_id.clone()]),
+            Some(d) => d.live_node_ids().await.ok(),
+        }
     }
 
     /// A fresh connection id.

@@ -157,6 +157,13 @@ pub struct CoordinationConfig {
     pub lock_sweep_interval_ms: u64,
     /// How often a queued acquire checks for a grant made on another node.
     pub lock_wait_poll_ms: u64,
+    /// How often each node claims due reminders (also how soon a dead node's are taken over,
+    /// after its liveness lease lapses).
+    pub reminder_claim_interval_ms: u64,
+    /// Reminders due within this window get an actor.
+    pub reminder_horizon_secs: u64,
+    /// Most reminders claimed per query.
+    pub reminder_claim_batch: u32,
 }
 
 /// Logging.

@@ -64,6 +64,9 @@ pub enum OpError {
     /// Version mismatch, held elsewhere, or a step the object's state does not allow.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A value that passed the codec is unacceptable, with the reason.
+    #[error("invalid {0}: {1}")]
+    InvalidValue(&'static str, String),
     /// A value that passed the codec is still unacceptable.
     #[error("invalid {0}")]
     Invalid(&'static str),
@@ -95,7 +98,7 @@ impl OpError {
             OpError::InviteRevoked => ErrorCode::InviteRevoked,
             OpError::InviteExhausted => ErrorCode::InviteExhausted,
             OpError::OperatorToken => ErrorCode::OperatorTokenRequired,
-            OpError::Invalid(_) => ErrorCode::InvalidField,
+            OpError::Invalid(_) | OpError::InvalidValue(..) => ErrorCode::InvalidField,
             OpError::Conflict(_) => ErrorCode::Conflict,
             OpError::Store(crate::store::StoreError::Pool(_)) => ErrorCode::Unavailable,
             OpError::Store(_) => ErrorCode::Internal,

@@ -139,6 +139,20 @@ metric!(
         vec![0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0]
     )
 );
+metric!(
+    reminder_lateness_seconds,
+    Histogram,
+    register_histogram!(
+        "plexus_reminder_lateness_seconds",
+        "Time from a reminder's due time to its delivery being committed",
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0]
+    )
+);
+metric!(
+    reminder_actors,
+    IntGauge,
+    register_int_gauge!("plexus_reminder_actors", "Reminder actors running on this node")
+);
 
 /// Touch every metric so `/metrics` lists them before any traffic.
 pub fn init() {
@@ -162,6 +176,8 @@ pub fn init() {
     pg_pool_available();
     pg_pool_waiting();
     lock_wait_seconds();
+    reminder_lateness_seconds();
+    reminder_actors();
 }
 
 /// Render the default registry as Prometheus text.

@@ -169,6 +169,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::State(cmd) => coord_cmds::run(&ctx, CoordCmd::State(cmd)).await,
         Command::Task(cmd) => coord_cmds::run(&ctx, CoordCmd::Task(cmd)).await,
         Command::Lock(cmd) => coord_cmds::run(&ctx, CoordCmd::Lock(cmd)).await,
+        Command::Remind(cmd) => coord_cmds::run(&ctx, CoordCmd::Remind(cmd)).await,
         Command::Thread(cmd) => coord_cmds::run(&ctx, CoordCmd::Thread(cmd)).await,
         Command::Remember { text, tags } => coord_cmds::run(&ctx, CoordCmd::Remember { body: text, tags }).await,
         Command::Recall { query, limit } => coord_cmds::run(&ctx, CoordCmd::Recall { query, limit }).await,

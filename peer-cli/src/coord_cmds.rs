@@ -88,6 +88,50 @@ pub enum LockCmd {
 }
 
 #[derive(Subcommand)]
+pub enum RemindCmd {
+    /// Schedule a reminder: exactly one of --in, --at or --cron.
+    Add {
+        /// Text (sealed end to end; only the label is visible to the broker).
+        text: String,
+        /// After this long, e.g. 90s, 20m, 2h.
+        #[arg(long = "in", conflicts_with_all = ["at", "cron"])]
+        after: Option<String>,
+        /// At this moment (RFC 3339, e.g. 2026-11-21T17:00:00+01:00).
+        #[arg(long, conflicts_with = "cron")]
+        at: Option<String>,
+        /// Repeatedly, by a cron expression (5 fields, or 6 with seconds first).
+        #[arg(long)]
+        cron: Option<String>,
+        /// Time zone of --cron (IANA name).
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Who: `me` (default), a member name, or @group.
+        #[arg(long, default_value = "me")]
+        to: String,
+        /// now, next or low.
+        #[arg(long, default_value = "next")]
+        priority: String,
+        /// Label shown in lists (default: the start of the text). Not sealed.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List your reminders (--all: everyone's).
+    List {
+        /// Everyone's.
+        #[arg(long)]
+        all: bool,
+        /// Include fired and cancelled ones.
+        #[arg(long)]
+        done: bool,
+    },
+    /// Cancel a reminder (yours, or any as an admin).
+    Cancel {
+        /// Reminder number.
+        number: u64,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum TaskCmd {
     /// Create a task.
     Create {
@@ -247,6 +291,8 @@ pub enum CoordCmd {
     State(StateCmd),
     /// `lock …`
     Lock(LockCmd),
+    /// `remind …`
+    Remind(RemindCmd),
     /// `task …`
     Task(TaskCmd),
     /// `thread …`
@@ -291,6 +337,18 @@ fn lock_line(l: &c::LockInfo) -> String {
     let reason = l.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default();
     let left = l.expires_at_ms.saturating_sub(crate::commands::now_ms()) / 1000;
     format!("{:<5} {:<9} {} @{} (expires in {left}s){reason}", l.token, l.mode.as_str(), l.pattern, l.holder_name)
+}
+
+fn reminder_line(r: &c::Reminder) -> String {
+    let when = match (&r.schedule, r.next_fire_at_ms) {
+        (c::Schedule::Cron { expr, tz }, Some(next)) => {
+            format!("cron {expr} ({tz}), next in {}s", next.saturating_sub(crate::commands::now_ms()) / 1000)
+        }
+        (_, Some(next)) => format!("in {}s", next.saturating_sub(crate::commands::now_ms()) / 1000),
+        (_, None) if r.cancelled => "cancelled".into(),
+        (_, None) => format!("done (fired {}×)", r.fire_count),
+    };
+    format!("#{:<4} {} — {} (by {})", r.number, r.label.as_deref().unwrap_or("(no label)"), when, r.creator_name)
 }
 
 fn millis(d: &str) -> Result<u64> {
@@ -372,6 +430,59 @@ pub async fn run(ctx: &Ctx, cmd: CoordCmd) -> Result<()> {
                 }
                 out.join("\n")
             });
+        }
+        CoordCmd::Remind(RemindCmd::Add { text, after, at, cron, tz, to, priority, label }) => {
+            let schedule = match (after, at, cron) {
+                (Some(d), None, None) => c::Schedule::In { after_ms: millis(&d)? },
+                (None, Some(t), None) => {
+                    let at = chrono::DateTime::parse_from_rfc3339(&t)
+                        .map_err(|e| anyhow!("--at {t:?} is not RFC 3339 ({e}); e.g. 2026-11-21T17:00:00Z"))?;
+                    c::Schedule::At { at_ms: at.timestamp_millis().max(0) as u64 }
+                }
+                (None, None, Some(expr)) => c::Schedule::Cron { expr, tz },
+                _ => bail!("give exactly one of --in, --at or --cron"),
+            };
+            let session = p.session_key().map_err(|e| anyhow!(e))?;
+            let (target, sealed) = if let Some(group) = to.strip_prefix('@') {
+                let key =
+                    p.mesh_key().ok_or_else(|| anyhow!("no mesh key yet: a member holding it must be online once"))?;
+                let sealed =
+                    plexus_cli::seal::seal_for(plexus_cli::seal::SealTo::Mesh(&key), &session, text.as_bytes())?;
+                (plexus_proto::types::Target::Group(group.to_owned()), sealed)
+            } else {
+                let list = members().await?;
+                let who = resolve_member(&list, &to)?;
+                let m = list.iter().find(|m| m.member_id == who).ok_or_else(|| anyhow!("no member {to:?}"))?;
+                let sealed =
+                    plexus_cli::seal::seal_for(plexus_cli::seal::SealTo::Member(&m.pubkey), &session, text.as_bytes())?;
+                (plexus_proto::types::Target::Member(who), sealed)
+            };
+            let (sealing, nonce, ciphertext) = sealed;
+            let label = label.or_else(|| Some(text.chars().take(60).collect()));
+            let req = c::RemindCreate {
+                schedule,
+                target,
+                priority: parse_priority(&priority)?,
+                sealing,
+                nonce,
+                ciphertext,
+                label,
+            };
+            let r = conn.call(&req).await?;
+            ctx.emit(to_json(&r), || format!("scheduled {}", reminder_line(&r)));
+        }
+        CoordCmd::Remind(RemindCmd::List { all, done }) => {
+            let l = conn.call(&c::RemindList { all, include_done: done }).await?;
+            ctx.emit(to_json(&l), || {
+                if l.reminders.is_empty() {
+                    return "no reminders".into();
+                }
+                l.reminders.iter().map(reminder_line).collect::<Vec<_>>().join("\n")
+            });
+        }
+        CoordCmd::Remind(RemindCmd::Cancel { number }) => {
+            let r = conn.call(&c::RemindCancel { number }).await?;
+            ctx.emit(to_json(&r), || format!("cancelled #{}", r.number));
         }
         CoordCmd::Task(cmd) => task(ctx, &conn, cmd, &members, &resolve_member).await?,
         CoordCmd::Thread(cmd) => {

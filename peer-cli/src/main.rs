@@ -67,6 +67,9 @@ pub enum Command {
     /// Locks on paths and globs: acquire (optionally waiting), renew, release, list.
     #[command(subcommand)]
     Lock(coord_cmds::LockCmd),
+    /// Reminders to yourself, a member or a group: one-shot (--in, --at) or cron.
+    #[command(subcommand)]
+    Remind(coord_cmds::RemindCmd),
     /// Tasks: create, claim, submit for review, approve or request changes.
     #[command(subcommand)]
     Task(coord_cmds::TaskCmd),

@@ -1,4 +1,4 @@
-//! Coordination ops — shared state, locks, tasks, threads, memory and search — and the event bodies
+//! Coordination ops — shared state, locks, tasks, threads, memory, search and reminders — and the event bodies
 //! the broker appends to the mesh log when any of them changes.
 //!
 //! Coordination data is readable by the broker (it compares versions, checks transitions and
@@ -1011,6 +1011,177 @@ impl Op for LockList {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Reminders
+
+/// Longest cron expression or time-zone name, in bytes.
+pub const MAX_CRON: usize = 128;
+/// Furthest ahead a one-shot may be scheduled (10 years).
+pub const MAX_REMIND_AHEAD_MS: u64 = 10 * 366 * 24 * 3600 * 1000;
+
+/// When a reminder fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    /// Once, at a moment (ms since the epoch); must be in the future.
+    At {
+        /// When.
+        at_ms: u64,
+    },
+    /// Once, this long after the broker receives the request (no client clock involved).
+    In {
+        /// Delay.
+        after_ms: u64,
+    },
+    /// Repeatedly, by a cron expression (5 fields, or 6 with seconds first) in a time zone.
+    Cron {
+        /// Expression, e.g. `0 9 * * MON-FRI`.
+        expr: String,
+        /// IANA time zone, e.g. `Europe/Berlin` (default UTC).
+        #[serde(default = "utc")]
+        tz: String,
+    },
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+/// Schedule a reminder: a sealed message (to yourself — a `member` target naming your own
+/// member —, another member, or a group) that the broker sends on schedule, from you, with
+/// subtype `reminder`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemindCreate {
+    /// When.
+    pub schedule: Schedule,
+    /// Member or group (sessions end; reminders outlive them).
+    pub target: crate::types::Target,
+    /// Priority of each delivery.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Sealing of the body, as for `send`.
+    pub sealing: crate::types::Sealing,
+    /// Nonce.
+    #[serde(with = "serde_bytes")]
+    pub nonce: Vec<u8>,
+    /// Sealed body.
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+    /// A short plaintext label shown in lists (the body itself stays sealed).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// A scheduled reminder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    /// Per-mesh number.
+    pub number: u64,
+    /// Stable id.
+    pub id: Uuid,
+    /// Schedule (a one-shot `in` is reported as `at`).
+    pub schedule: Schedule,
+    /// Target.
+    pub target: crate::types::Target,
+    /// Priority.
+    pub priority: Priority,
+    /// Label.
+    pub label: Option<String>,
+    /// Creator member.
+    pub creator: Uuid,
+    /// Creator's display name.
+    pub creator_name: String,
+    /// Next firing, ms since the epoch (none once a one-shot fired or it was cancelled).
+    pub next_fire_at_ms: Option<u64>,
+    /// Times fired.
+    pub fire_count: u64,
+    /// Cancelled.
+    pub cancelled: bool,
+}
+
+impl Op for RemindCreate {
+    const NAME: &'static str = "remind_create";
+    type Reply = Reminder;
+    fn validate(&self) -> Result<(), ProtoError> {
+        match &self.schedule {
+            Schedule::At { .. } => {}
+            Schedule::In { after_ms } => {
+                if *after_ms == 0 || *after_ms > MAX_REMIND_AHEAD_MS {
+                    return Err(ProtoError::Invalid { field: "after_ms", reason: "between 1 ms and 10 years" });
+                }
+            }
+            Schedule::Cron { expr, tz } => {
+                check_required("cron", expr, MAX_CRON)?;
+                check_required("tz", tz, MAX_CRON)?;
+            }
+        }
+        if !matches!(self.target, crate::types::Target::Member(_) | crate::types::Target::Group(_)) {
+            return Err(ProtoError::Invalid { field: "target", reason: "a reminder goes to a member or a group" });
+        }
+        if let crate::types::Target::Group(g) = &self.target {
+            if !crate::types::valid_group_name(g) {
+                return Err(ProtoError::Invalid { field: "target", reason: "bad group name" });
+            }
+        }
+        let fits = match self.sealing {
+            crate::types::Sealing::BoxMember => matches!(self.target, crate::types::Target::Member(_)),
+            crate::types::Sealing::MeshKey => matches!(self.target, crate::types::Target::Group(_)),
+            _ => false,
+        };
+        if !fits {
+            return Err(ProtoError::Invalid {
+                field: "sealing",
+                reason: "member targets use box_member, groups mesh_key",
+            });
+        }
+        if self.nonce.len() != 24 {
+            return Err(ProtoError::Invalid { field: "nonce", reason: "wrong length" });
+        }
+        if self.ciphertext.len() > limits::MAX_CIPHERTEXT_BYTES {
+            return Err(ProtoError::FieldTooLarge { field: "ciphertext", max: limits::MAX_CIPHERTEXT_BYTES });
+        }
+        if let Some(l) = &self.label {
+            check_text("label", l, MAX_TITLE)?;
+        }
+        Ok(())
+    }
+}
+
+/// List reminders: your own, or with `all` every reminder of the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RemindList {
+    /// Everyone's, not only yours.
+    #[serde(default)]
+    pub all: bool,
+    /// Include fired one-shots and cancelled ones.
+    #[serde(default)]
+    pub include_done: bool,
+}
+
+/// Reply to [`RemindList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminders {
+    /// Soonest first.
+    pub reminders: Vec<Reminder>,
+}
+
+impl Op for RemindList {
+    const NAME: &'static str = "remind_list";
+    type Reply = Reminders;
+}
+
+/// Cancel a reminder (its creator, or an admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemindCancel {
+    /// Reminder number.
+    pub number: u64,
+}
+
+impl Op for RemindCancel {
+    const NAME: &'static str = "remind_cancel";
+    type Reply = Reminder;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Events
 
 /// The JSON body of a coordination event in the mesh log. `summary` is one human line
@@ -1090,6 +1261,9 @@ pub const COORD_OPS: &[&str] = &[
     LockRenew::NAME,
     LockRelease::NAME,
     LockList::NAME,
+    RemindCreate::NAME,
+    RemindList::NAME,
+    RemindCancel::NAME,
 ];
 
 // An event carries at most one value or text plus its object; JSON escaping of text without

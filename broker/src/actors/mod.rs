@@ -5,6 +5,8 @@
 //!  └ MeshSupervisor (per mesh)   restarts its children; stops when the mesh has no local sessions
 //!     ├ MeshActor                local sessions by id, routing of mesh events, watchers
 //!     └ PresenceSession × n      status engine, gating, held/inbox messages, outbound sink
+//! ReminderScheduler              claims due reminders for this node
+//!  └ ReminderActor × n           one per live reminder: sleeps to its due time, fires, re-arms
 //! ```
 //!
 //! A crashed PresenceSession is cleaned up by its supervisor (presence removed, leave
@@ -15,6 +17,7 @@ pub mod mesh_actor;
 pub mod mesh_supervisor;
 pub mod node_supervisor;
 pub mod presence_session;
+pub mod reminders;
 
 use plexus_proto::{encode_server_frame, push::PushBody, CloseCode, Push, ServerFrame};
 use tokio::sync::mpsc;

@@ -275,12 +275,19 @@ impl RedisPresence {
 
     /// Number of nodes whose liveness key is present.
     pub async fn live_nodes(&self) -> Result<usize, RedisSeamError> {
+        Ok(self.live_node_ids().await?.len())
+    }
+
+    /// Ids of the nodes whose liveness key is present (this node's lease included).
+    pub async fn live_node_ids(&self) -> Result<Vec<String>, RedisSeamError> {
         let mut conn = self.conn.clone();
         let nodes: Vec<String> = conn.smembers(format!("{}nodes", self.prefix)).await?;
-        let mut live = 0;
+        let mut live = Vec::with_capacity(nodes.len());
         for n in nodes {
             let exists: bool = conn.exists(format!("{}node:{n}", self.prefix)).await?;
-            live += usize::from(exists);
+            if exists {
+                live.push(n);
+            }
         }
         Ok(live)
     }

@@ -4,10 +4,12 @@
 //! - [`glob`] — whether two lock patterns can name the same path.
 //! - [`events`] — appending a change's event in its transaction and publishing it after commit.
 //! - [`locks`] — the lock table: grants, the FIFO wait queue, expiry and session hand-off.
+//! - [`reminders`] — schedules (cron in a time zone) and the exactly-once firing step.
 
 pub mod events;
 pub mod glob;
 pub mod locks;
+pub mod reminders;
 
 use plexus_proto::{
     coord::{Task, TaskAction, TaskStatus},

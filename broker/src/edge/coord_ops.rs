@@ -19,10 +19,10 @@ use crate::{
     app::Broker,
     coord::{
         events::{self, Sender},
-        locks, task_step, task_verb, waiting_after_reply, Actor,
+        locks, reminders, task_step, task_verb, waiting_after_reply, Actor,
     },
     error::OpError,
-    store::{self, coord as db, meshes},
+    store::{self, coord as db, meshes, reminders::ReminderRow},
 };
 
 /// Run a coordination op, if `op` is one.
@@ -66,6 +66,9 @@ pub async fn handle(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static
             };
             respond(conn, req.id, op, result)
         }
+        c::RemindCreate::NAME => respond(conn, req.id, op, remind_create(broker, a, req).await),
+        c::RemindList::NAME => respond(conn, req.id, op, remind_list(broker, a, req).await),
+        c::RemindCancel::NAME => respond(conn, req.id, op, remind_cancel(broker, a, req).await),
         c::LockList::NAME => {
             let result = match body::<c::LockList>(req) {
                 Ok(_) => locks::list(broker, a.mesh_id).await,
@@ -404,6 +407,79 @@ async fn thread_list(broker: &Broker, a: &Authed, req: &Request) -> Result<c::Th
     let more = threads.len() > b.limit as usize;
     threads.truncate(b.limit as usize);
     Ok(c::Threads { threads, more })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reminders
+
+async fn remind_create(broker: &Broker, a: &Authed, req: &Request) -> Result<c::Reminder, OpError> {
+    let b: c::RemindCreate = body(req)?;
+    let now = std::time::SystemTime::now();
+    let (first, repeating) = reminders::first_fire(&b.schedule, now)?;
+    if let Target::Member(m) = b.target {
+        member_name(broker, a.mesh_id, m).await?;
+    }
+    let (cron, tz) = match repeating {
+        Some((expr, tz)) => (Some(expr), Some(tz)),
+        None => (None, None),
+    };
+    let row = ReminderRow {
+        mesh_id: a.mesh_id,
+        id: Uuid::new_v4(),
+        number: 0,
+        creator_member: a.member_id,
+        creator_session: a.session_id,
+        creator_name: a.display_name.clone(),
+        creator_session_pubkey: a.session_pubkey.clone(),
+        creator_member_pubkey: a.member_pubkey.clone(),
+        label: b.label,
+        target: b.target,
+        priority: b.priority,
+        sealing: b.sealing,
+        nonce: b.nonce,
+        ciphertext: b.ciphertext,
+        cron,
+        tz,
+        next_fire_at: Some(first),
+        fire_count: 0,
+        cancelled: false,
+    };
+    let mut client = broker.pool.get().await.map_err(store::StoreError::from)?;
+    let tx = client.transaction().await.map_err(store::StoreError::from)?;
+    let stored = store::reminders::insert(&tx, &row).await?;
+    tx.commit().await.map_err(store::StoreError::from)?;
+    // Due before the next periodic claim: claim now, so short reminders are not late.
+    let soon = std::time::Duration::from_millis(broker.cfg.coordination.reminder_claim_interval_ms * 2);
+    if first <= now + soon {
+        if let Some(scheduler) = broker.reminders.get() {
+            let _ = scheduler.cast(crate::actors::reminders::SchedulerMsg::Claim);
+        }
+    }
+    Ok(stored.info())
+}
+
+async fn remind_list(broker: &Broker, a: &Authed, req: &Request) -> Result<c::Reminders, OpError> {
+    let b: c::RemindList = body(req)?;
+    let client = broker.pool.get().await.map_err(store::StoreError::from)?;
+    let creator = (!b.all).then_some(a.member_id);
+    let rows = store::reminders::list(&client, a.mesh_id, creator, b.include_done).await?;
+    Ok(c::Reminders { reminders: rows.iter().map(ReminderRow::info).collect() })
+}
+
+async fn remind_cancel(broker: &Broker, a: &Authed, req: &Request) -> Result<c::Reminder, OpError> {
+    let b: c::RemindCancel = body(req)?;
+    let mut client = broker.pool.get().await.map_err(store::StoreError::from)?;
+    let tx = client.transaction().await.map_err(store::StoreError::from)?;
+    let row = store::reminders::lock(&tx, a.mesh_id, b.number).await?.ok_or(OpError::NotFound("reminder"))?;
+    if row.creator_member != a.member_id && a.role < Role::Admin {
+        return Err(OpError::Forbidden("only its creator or an admin may cancel a reminder"));
+    }
+    if row.cancelled || row.next_fire_at.is_none() {
+        return Err(OpError::Conflict(format!("reminder #{} is already cancelled or done", row.number)));
+    }
+    let cancelled = store::reminders::cancel(&tx, a.mesh_id, row.id).await?;
+    tx.commit().await.map_err(store::StoreError::from)?;
+    Ok(cancelled.info())
 }
 
 // ---------------------------------------------------------------------------------------------

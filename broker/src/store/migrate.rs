@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "core", include_str!("../../../migrations/0001_core.sql")),
     (2, "coordination", include_str!("../../../migrations/0002_coordination.sql")),
     (3, "locks", include_str!("../../../migrations/0003_locks.sql")),
+    (4, "reminders", include_str!("../../../migrations/0004_reminders.sql")),
 ];
 
 /// Advisory-lock key for migrations ("plexus" in ASCII).

@@ -6,6 +6,7 @@
 //! - [`log`] — the event log: the group-committing writer, replay and inbox queries.
 //! - [`coord`] — coordination rows: state, tasks, threads, memories, search.
 //! - [`locks`] — held locks and the lock wait queue.
+//! - [`reminders`] — scheduled reminders, claiming and the firing compare-and-set.
 //! - [`receipts`] — per-recipient delivery state, written in batches.
 
 pub mod coord;
@@ -14,6 +15,7 @@ pub mod log;
 pub mod meshes;
 pub mod migrate;
 pub mod receipts;
+pub mod reminders;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

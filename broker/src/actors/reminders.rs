@@ -1,0 +1,202 @@
+//! Reminder actors. One `ReminderScheduler` per node claims the reminders due within the
+//! horizon that no live node owns (unowned, this node's, or owned by a node whose liveness
+//! lease lapsed) and runs one `ReminderActor` per claimed reminder; the actor sleeps until the
+//! due time, fires (see `crate::coord::reminders` for why that is exactly-once), and either
+//! re-arms for the next cron slot or stops. A reminder's owner is a node, and the node's
+//! lease is its liveness key in Redis: when a node dies, the others take its reminders over at
+//! their next claim after the lease runs out.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use uuid::Uuid;
+
+use crate::{
+    app::Broker,
+    coord::reminders::{fire, Fired},
+    store::{self, reminders::ReminderRow},
+};
+
+/// Messages to the scheduler.
+pub enum SchedulerMsg {
+    /// Claim due reminders and start actors for new ones.
+    Claim,
+    /// A reminder actor finished (fired for the last time within the horizon, or skipped).
+    Finished(Uuid),
+}
+
+/// The per-node scheduler.
+pub struct ReminderScheduler;
+
+/// Scheduler state: the running actors by reminder id.
+pub struct SchedulerState {
+    broker: Arc<Broker>,
+    running: HashMap<Uuid, ActorRef<ReminderMsg>>,
+}
+
+impl Actor for ReminderScheduler {
+    type Msg = SchedulerMsg;
+    type State = SchedulerState;
+    type Arguments = Arc<Broker>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        broker: Arc<Broker>,
+    ) -> Result<SchedulerState, ActorProcessingErr> {
+        let every = Duration::from_millis(broker.cfg.coordination.reminder_claim_interval_ms.max(50));
+        myself.send_interval(every, || SchedulerMsg::Claim);
+        Ok(SchedulerState { broker, running: HashMap::new() })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        msg: SchedulerMsg,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SchedulerMsg::Claim => claim(&myself, state).await,
+            SchedulerMsg::Finished(id) => {
+                state.running.remove(&id);
+            }
+        }
+        crate::metrics::reminder_actors().set(state.running.len() as i64);
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<SchedulerMsg>,
+        evt: SupervisionEvent,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        let gone = match &evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => Some(cell.get_id()),
+            SupervisionEvent::ActorFailed(cell, err) => {
+                // Its reminder stays claimed by this node and is picked up at the next claim.
+                tracing::error!(error = %err, "reminder actor failed");
+                Some(cell.get_id())
+            }
+            _ => None,
+        };
+        if let Some(id) = gone {
+            state.running.retain(|_, a| a.get_id() != id);
+        }
+        Ok(())
+    }
+}
+
+async fn claim(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState) {
+    let broker = state.broker.clone();
+    // Without a current view of which nodes live, only this node's own reminders are safe
+    // to run (a node that cannot see Redis must not take over anyone's).
+    let live = broker.live_node_ids().await.unwrap_or_else(|| vec![broker.node_id.clone()]);
+    let horizon = Duration::from_secs(broker.cfg.coordination.reminder_horizon_secs.max(1));
+    let limit = broker.cfg.coordination.reminder_claim_batch as i64;
+    loop {
+        let due = match store::reminders::claim_due(&broker.pool, &broker.node_id, &live, horizon, limit).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming reminders failed");
+                return;
+            }
+        };
+        let full = due.len() as i64 >= limit;
+        let started = start_actors(myself, state, due).await;
+        // A full batch may have left more due; claim again unless nothing new came back.
+        if !full || started == 0 {
+            return;
+        }
+    }
+}
+
+async fn start_actors(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState, due: Vec<ReminderRow>) -> usize {
+    let broker = &state.broker;
+    let mut started = 0;
+    for row in due {
+        if state.running.contains_key(&row.id) {
+            continue;
+        }
+        let id = row.id;
+        let args = ReminderArgs { row, broker: broker.clone(), scheduler: myself.clone() };
+        match Actor::spawn_linked(None, ReminderActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                state.running.insert(id, actor);
+                started += 1;
+            }
+            Err(e) => tracing::warn!(reminder = %id, error = %e, "could not start a reminder actor"),
+        }
+    }
+    started
+}
+
+/// Messages to a reminder actor.
+pub enum ReminderMsg {
+    /// The due time has come.
+    Fire,
+}
+
+/// One live reminder.
+pub struct ReminderActor;
+
+/// Start-up arguments.
+pub struct ReminderArgs {
+    row: ReminderRow,
+    broker: Arc<Broker>,
+    scheduler: ActorRef<SchedulerMsg>,
+}
+
+fn arm(myself: &ActorRef<ReminderMsg>, row: &ReminderRow) {
+    let due = row.next_fire_at.unwrap_or_else(std::time::SystemTime::now);
+    let delay = due.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    myself.send_after(delay, || ReminderMsg::Fire);
+}
+
+impl Actor for ReminderActor {
+    type Msg = ReminderMsg;
+    type State = ReminderArgs;
+    type Arguments = ReminderArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ReminderMsg>,
+        args: ReminderArgs,
+    ) -> Result<ReminderArgs, ActorProcessingErr> {
+        arm(&myself, &args.row);
+        Ok(args)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ReminderMsg>,
+        state: &mut ReminderArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = state.scheduler.cast(SchedulerMsg::Finished(state.row.id));
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ReminderMsg>,
+        msg: ReminderMsg,
+        state: &mut ReminderArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let ReminderMsg::Fire = msg;
+        let horizon = Duration::from_secs(state.broker.cfg.coordination.reminder_horizon_secs.max(1));
+        match fire(&state.broker, &state.row).await {
+            Ok(Fired::Sent(Some(next))) if next <= std::time::SystemTime::now() + horizon => {
+                state.row.next_fire_at = Some(next);
+                state.row.fire_count += 1;
+                arm(&myself, &state.row);
+            }
+            Ok(_) => myself.stop(None),
+            Err(e) => {
+                // Left claimed and due; the next claim starts a fresh actor that retries.
+                tracing::warn!(reminder = %state.row.id, error = %e, "firing failed");
+                myself.stop(None);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! Reminders: schedule arithmetic (cron in a time zone via `croner` + `chrono-tz`), and the
+//! firing step the reminder actors run.
+//!
+//! Firing is exactly-once without a distributed transaction: the delivery goes through the
+//! log writer with an id derived from (reminder, firing number), so a second attempt at the
+//! same firing — a racing node, or a retry after a crash between the two steps — is dropped by
+//! the log's id dedupe; then a compare-and-set on (`next_fire_at`, `fire_count`) advances the
+//! reminder, and only one attempt can win it. A firing that finds the reminder already moved
+//! on or cancelled sends nothing.
+
+use std::{
+    str::FromStr,
+    time::{Duration, SystemTime},
+};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use plexus_proto::coord::Schedule;
+use uuid::Uuid;
+
+use crate::{
+    app::Broker,
+    error::OpError,
+    store::{self, log::NewMessage, reminders::ReminderRow},
+};
+
+/// A parsed repeating schedule.
+pub struct Repeating {
+    cron: Cron,
+    tz: Tz,
+}
+
+impl Repeating {
+    /// Parse `expr` in time zone `tz`, with errors a person can act on.
+    pub fn parse(expr: &str, tz: &str) -> Result<Repeating, OpError> {
+        let tz: Tz = tz.parse().map_err(|_| OpError::InvalidValue("tz", format!("unknown time zone {tz:?}")))?;
+        let cron =
+            Cron::from_str(expr).map_err(|e| OpError::InvalidValue("cron", format!("invalid cron {expr:?}: {e}")))?;
+        Ok(Repeating { cron, tz })
+    }
+
+    /// The first run strictly after `t`. After downtime this is the next *future* slot, which
+    /// is what makes a missed cron run fire once rather than once per missed slot.
+    pub fn next_after(&self, t: SystemTime) -> Option<SystemTime> {
+        let local = DateTime::<Utc>::from(t).with_timezone(&self.tz);
+        let next = self.cron.find_next_occurrence(&local, false).ok()?;
+        Some(SystemTime::from(next.with_timezone(&Utc)))
+    }
+}
+
+/// When a new reminder first fires (and its cron and time zone, for repeating ones).
+pub fn first_fire(schedule: &Schedule, now: SystemTime) -> Result<(SystemTime, Option<(String, String)>), OpError> {
+    match schedule {
+        Schedule::At { at_ms } => {
+            let at = store::from_millis(*at_ms);
+            if at <= now {
+                return Err(OpError::InvalidValue("at", "that time is in the past".into()));
+            }
+            if at > now + Duration::from_millis(plexus_proto::coord::MAX_REMIND_AHEAD_MS) {
+                return Err(OpError::InvalidValue("at", "more than 10 years ahead".into()));
+            }
+            Ok((at, None))
+        }
+        Schedule::In { after_ms } => Ok((now + Duration::from_millis(*after_ms), None)),
+        Schedule::Cron { expr, tz } => {
+            let repeating = Repeating::parse(expr, tz)?;
+            let first = repeating
+                .next_after(now)
+                .ok_or_else(|| OpError::InvalidValue("cron", format!("{expr:?} never fires")))?;
+            Ok((first, Some((expr.clone(), tz.clone()))))
+        }
+    }
+}
+
+/// What a firing attempt did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fired {
+    /// Delivered; the reminder continues at this time (cron) or is done (None).
+    Sent(Option<SystemTime>),
+    /// Another node fired it first, or it was cancelled: nothing sent by us.
+    Skipped,
+}
+
+/// The message id of firing number `count` of reminder `id`: the same on every node.
+pub fn firing_id(id: Uuid, count: i64) -> Uuid {
+    Uuid::new_v5(&id, &count.to_be_bytes())
+}
+
+/// Fire `r` if it is still due as the caller saw it.
+pub async fn fire(broker: &Broker, r: &ReminderRow) -> Result<Fired, OpError> {
+    let Some(due) = r.next_fire_at else { return Ok(Fired::Skipped) };
+    match store::reminders::firing_state(&broker.pool, r.mesh_id, r.id).await? {
+        Some((next, count)) if next == due && count == r.fire_count => {}
+        _ => return Ok(Fired::Skipped),
+    }
+    let msg = NewMessage {
+        mesh_id: r.mesh_id,
+        id: firing_id(r.id, r.fire_count),
+        target: r.target.clone(),
+        priority: r.priority,
+        reply_to: None,
+        subtype: Some("reminder".to_owned()),
+        sender_member: r.creator_member,
+        sender_session: r.creator_session,
+        sender_name: r.creator_name.clone(),
+        sender_pubkey: r.creator_session_pubkey.clone(),
+        sender_member_pubkey: r.creator_member_pubkey.clone(),
+        sealing: r.sealing,
+        nonce: r.nonce.clone(),
+        ciphertext: r.ciphertext.clone(),
+    };
+    let sent = broker.log.append(msg).await.map_err(|e| match e {
+        store::log::AppendError::Store(_) => OpError::Internal("log write failed"),
+        store::log::AppendError::Stopped => OpError::Internal("log writer stopped"),
+    })?;
+    let now = SystemTime::now();
+    let next = match (&r.cron, &r.tz) {
+        (Some(expr), tz) => Repeating::parse(expr, tz.as_deref().unwrap_or("UTC"))?.next_after(now),
+        (None, _) => None,
+    };
+    if !store::reminders::advance(&broker.pool, r.mesh_id, r.id, due, r.fire_count, next).await? {
+        return Ok(Fired::Skipped);
+    }
+    if !sent.duplicate {
+        let late = now.duration_since(due).unwrap_or_default();
+        crate::metrics::reminder_lateness_seconds().observe(late.as_secs_f64());
+    }
+    Ok(Fired::Sent(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_in_a_time_zone_and_errors_that_say_why() {
+        let r = Repeating::parse("0 9 * * *", "Asia/Tokyo").unwrap();
+        // 2026-01-01T00:00:00Z is 09:00 in Tokyo; strictly after it, the next is a day later.
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        assert_eq!(r.next_after(t), Some(t + Duration::from_secs(86_400)));
+        assert_eq!(r.next_after(t - Duration::from_secs(1)), Some(t));
+
+        let bad_tz = Repeating::parse("0 9 * * *", "Mars/Olympus").err().unwrap().to_string();
+        assert!(bad_tz.contains("unknown time zone \"Mars/Olympus\""), "{bad_tz}");
+        let bad_cron = Repeating::parse("61 * * * *", "UTC").err().unwrap().to_string();
+        assert!(bad_cron.contains("invalid cron"), "{bad_cron}");
+        let past = first_fire(&Schedule::At { at_ms: 1 }, SystemTime::now()).err().unwrap().to_string();
+        assert!(past.contains("in the past"), "{past}");
+    }
+
+    #[test]
+    fn a_missed_cron_run_fires_once_then_resumes_on_schedule() {
+        let r = Repeating::parse("*/5 * * * *", "UTC").unwrap();
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        // Down for an hour past a due slot: the next run is the next future slot, not the
+        // twelve missed ones.
+        let after_downtime = base + Duration::from_secs(3600 + 60);
+        assert_eq!(r.next_after(after_downtime), Some(base + Duration::from_secs(3600 + 300)));
+    }
+
+    #[test]
+    fn firing_ids_are_stable_per_firing() {
+        let id = Uuid::new_v4();
+        assert_eq!(firing_id(id, 3), firing_id(id, 3));
+        assert_ne!(firing_id(id, 3), firing_id(id, 4));
+    }
+}

@@ -1,0 +1,245 @@
+//! Reminder rows: creation, listing, cancelling, claiming due ones for this node's actors, and
+//! the compare-and-set that advances a reminder after it fired.
+
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{GenericClient, Pool, Transaction};
+use plexus_proto::{
+    coord::{Reminder, Schedule},
+    types::{Priority, Sealing, Target},
+};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{
+    millis, priority_from_i16, priority_to_i16, sealing_from_i16, sealing_to_i16, target_from_row, target_to_row,
+    StoreError,
+};
+
+/// A reminder as stored, with what firing needs.
+#[derive(Debug, Clone)]
+pub struct ReminderRow {
+    /// Mesh.
+    pub mesh_id: Uuid,
+    /// Id.
+    pub id: Uuid,
+    /// Number.
+    pub number: u64,
+    /// Creator member.
+    pub creator_member: Uuid,
+    /// Creator session (the sender of each delivery).
+    pub creator_session: Uuid,
+    /// Creator name.
+    pub creator_name: String,
+    /// Creator session key.
+    pub creator_session_pubkey: Vec<u8>,
+    /// Creator member key.
+    pub creator_member_pubkey: Vec<u8>,
+    /// Label.
+    pub label: Option<String>,
+    /// Target.
+    pub target: Target,
+    /// Priority.
+    pub priority: Priority,
+    /// Sealing.
+    pub sealing: Sealing,
+    /// Nonce.
+    pub nonce: Vec<u8>,
+    /// Body.
+    pub ciphertext: Vec<u8>,
+    /// Cron expression (None: one-shot).
+    pub cron: Option<String>,
+    /// Time zone of the cron expression.
+    pub tz: Option<String>,
+    /// Next firing.
+    pub next_fire_at: Option<SystemTime>,
+    /// Times fired.
+    pub fire_count: i64,
+    /// Cancelled.
+    pub cancelled: bool,
+}
+
+impl ReminderRow {
+    /// As shown on the wire.
+    pub fn info(&self) -> Reminder {
+        let schedule = match (&self.cron, &self.tz) {
+            (Some(expr), tz) => Schedule::Cron { expr: expr.clone(), tz: tz.clone().unwrap_or_else(|| "UTC".into()) },
+            (None, _) => Schedule::At { at_ms: self.next_fire_at.map(millis).unwrap_or(0) },
+        };
+        Reminder {
+            number: self.number,
+            id: self.id,
+            schedule,
+            target: self.target.clone(),
+            priority: self.priority,
+            label: self.label.clone(),
+            creator: self.creator_member,
+            creator_name: self.creator_name.clone(),
+            next_fire_at_ms: self.next_fire_at.map(millis),
+            fire_count: self.fire_count.max(0) as u64,
+            cancelled: self.cancelled,
+        }
+    }
+}
+
+fn from_row(r: &Row) -> Result<ReminderRow, StoreError> {
+    Ok(ReminderRow {
+        mesh_id: r.get("mesh_id"),
+        id: r.get("id"),
+        number: r.get::<_, i64>("number") as u64,
+        creator_member: r.get("creator_member"),
+        creator_session: r.get("creator_session"),
+        creator_name: r.get("creator_name"),
+        creator_session_pubkey: r.get("creator_session_pubkey"),
+        creator_member_pubkey: r.get("creator_member_pubkey"),
+        label: r.get("label"),
+        target: target_from_row(r.get("target_kind"), r.get("target_id"), r.get("target_group"))?,
+        priority: priority_from_i16(r.get("priority"))?,
+        sealing: sealing_from_i16(r.get("sealing"))?,
+        nonce: r.get("nonce"),
+        ciphertext: r.get("ciphertext"),
+        cron: r.get("cron"),
+        tz: r.get("tz"),
+        next_fire_at: r.get("next_fire_at"),
+        fire_count: r.get("fire_count"),
+        cancelled: r.get::<_, Option<SystemTime>>("cancelled_at").is_some(),
+    })
+}
+
+/// Store a new reminder (its number is taken from the mesh's counter).
+pub async fn insert(tx: &Transaction<'_>, r: &ReminderRow) -> Result<ReminderRow, StoreError> {
+    let number = super::coord::next_number(tx, r.mesh_id, "reminder").await? as i64;
+    let (tk, tid, tg) = target_to_row(&r.target);
+    let row = tx
+        .query_one(
+            "INSERT INTO reminders (mesh_id, id, number, creator_member, creator_session, creator_name,
+                 creator_session_pubkey, creator_member_pubkey, label, target_kind, target_id, target_group, priority,
+                 sealing, nonce, ciphertext, cron, tz, next_fire_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+             RETURNING *",
+            &[
+                &r.mesh_id,
+                &r.id,
+                &number,
+                &r.creator_member,
+                &r.creator_session,
+                &r.creator_name,
+                &r.creator_session_pubkey,
+                &r.creator_member_pubkey,
+                &r.label,
+                &tk,
+                &tid,
+                &tg,
+                &priority_to_i16(r.priority),
+                &sealing_to_i16(r.sealing),
+                &r.nonce,
+                &r.ciphertext,
+                &r.cron,
+                &r.tz,
+                &r.next_fire_at,
+            ],
+        )
+        .await?;
+    from_row(&row)
+}
+
+/// Reminders of a mesh (of one creator, unless `None`), soonest first.
+pub async fn list(
+    db: &impl GenericClient,
+    mesh_id: Uuid,
+    creator: Option<Uuid>,
+    include_done: bool,
+) -> Result<Vec<ReminderRow>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT * FROM reminders WHERE mesh_id = $1 AND ($2::uuid IS NULL OR creator_member = $2)
+               AND ($3 OR next_fire_at IS NOT NULL)
+             ORDER BY next_fire_at NULLS LAST, number LIMIT 1000",
+            &[&mesh_id, &creator, &include_done],
+        )
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One reminder by number, locked until the transaction ends.
+pub async fn lock(tx: &Transaction<'_>, mesh_id: Uuid, number: u64) -> Result<Option<ReminderRow>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT * FROM reminders WHERE mesh_id = $1 AND number = $2 FOR UPDATE",
+            &[&mesh_id, &(number as i64)],
+        )
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Cancel a locked reminder.
+pub async fn cancel(tx: &Transaction<'_>, mesh_id: Uuid, id: Uuid) -> Result<ReminderRow, StoreError> {
+    let row = tx
+        .query_one(
+            "UPDATE reminders SET cancelled_at = now(), next_fire_at = NULL WHERE mesh_id = $1 AND id = $2 RETURNING *",
+            &[&mesh_id, &id],
+        )
+        .await?;
+    from_row(&row)
+}
+
+/// Take over reminders due within `horizon` that are unowned, owned by this node, or owned by
+/// a node whose lease lapsed (not in `live`); returns them, soonest first.
+pub async fn claim_due(
+    pool: &Pool,
+    node: &str,
+    live: &[String],
+    horizon: Duration,
+    limit: i64,
+) -> Result<Vec<ReminderRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "UPDATE reminders SET owner_node = $1 WHERE (mesh_id, id) IN (
+                 SELECT mesh_id, id FROM reminders
+                 WHERE next_fire_at IS NOT NULL AND next_fire_at <= now() + make_interval(secs => $3)
+                   AND (owner_node IS NULL OR owner_node = $1 OR NOT owner_node = ANY($2))
+                 ORDER BY next_fire_at LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING *",
+            &[&node, &live, &horizon.as_secs_f64(), &limit],
+        )
+        .await?;
+    let mut out: Vec<ReminderRow> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    out.sort_by_key(|r| r.next_fire_at);
+    Ok(out)
+}
+
+/// The reminder's current firing state: (next_fire_at, fire_count), or `None` once it is
+/// cancelled or gone.
+pub async fn firing_state(pool: &Pool, mesh_id: Uuid, id: Uuid) -> Result<Option<(SystemTime, i64)>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT next_fire_at, fire_count FROM reminders
+             WHERE mesh_id = $1 AND id = $2 AND cancelled_at IS NULL AND next_fire_at IS NOT NULL",
+        )
+        .await?;
+    let row = client.query_opt(&stmt, &[&mesh_id, &id]).await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Compare-and-set after a firing: only if the reminder is still at (`due`, `count`), move it
+/// to `next` (None: done). False when another node advanced it first.
+pub async fn advance(
+    pool: &Pool,
+    mesh_id: Uuid,
+    id: Uuid,
+    due: SystemTime,
+    count: i64,
+    next: Option<SystemTime>,
+) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE reminders SET next_fire_at = $5, fire_count = fire_count + 1, last_fired_at = now()
+             WHERE mesh_id = $1 AND id = $2 AND next_fire_at = $3 AND fire_count = $4",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&mesh_id, &id, &due, &count, &next]).await? == 1)
+}
