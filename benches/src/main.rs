@@ -6,6 +6,8 @@
 //! the moment a send is written to the moment the recipient's push arrives — measured on one
 //! clock, and a push that overtakes its sender's ack still counts (as it should).
 
+mod coord;
+
 use std::{
     collections::HashMap,
     sync::{
@@ -59,14 +61,24 @@ struct Args {
     /// Seconds to wait for stragglers after the last ack.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
-    /// `direct` (peer i → peer i+1), `group` (peer 0 → @bench, every other peer in the group)
-    /// or `storm` (connect every peer, SIGKILL --kill-pid, time until the killed node's
-    /// sessions are back on the other brokers).
+    /// `direct` (peer i → peer i+1), `group` (peer 0 → @bench, every other peer in the group),
+    /// `storm` (connect every peer, SIGKILL --kill-pid, time until the killed node's sessions
+    /// are back on the other brokers), `locks`, `locks-contended`, `claims` or `reminders`
+    /// (see `coord.rs`).
     #[arg(long, default_value = "direct")]
     mode: String,
     /// Storm mode: pid of the broker listed first in --broker, killed once all peers are on.
     #[arg(long)]
     kill_pid: Option<u32>,
+    /// Reminders mode: how many to schedule.
+    #[arg(long, default_value_t = 10_000)]
+    reminders: usize,
+    /// Reminders mode: seconds from now until the first is due (creation must finish first).
+    #[arg(long, default_value_t = 30)]
+    lead_secs: u64,
+    /// Reminders mode: due times are spread evenly over this many seconds.
+    #[arg(long, default_value_t = 30)]
+    spread_secs: u64,
     /// Operator token, if the broker gates mesh creation.
     #[arg(long, env = "PLEXUS_OPERATOR_TOKEN")]
     operator_token: Option<String>,
@@ -181,13 +193,18 @@ async fn main() -> Result<()> {
     };
     let peers = setup(&args).await.context("setting up the mesh")?;
     let tls = TlsOptions::default();
-    if args.mode == "storm" {
-        return storm(&args, &peers).await;
+    match args.mode.as_str() {
+        "storm" => return storm(&args, &peers).await,
+        "locks" => return coord::locks(&args, &peers, false).await,
+        "locks-contended" => return coord::locks(&args, &peers, true).await,
+        "claims" => return coord::claims(&args, &peers).await,
+        "reminders" => return coord::reminders(&args, &peers).await,
+        _ => {}
     }
     let group_mode = match args.mode.as_str() {
         "direct" => false,
         "group" => true,
-        _ => bail!("--mode is direct, group or storm"),
+        _ => bail!("--mode is direct, group, storm, locks, locks-contended, claims or reminders"),
     };
     let bench_group = SessionProfile {
         groups: vec![plexus_proto::types::GroupRole { name: "bench".into(), role: None }],

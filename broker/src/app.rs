@@ -59,6 +59,8 @@ pub struct Broker {
     pub ready: AtomicBool,
     /// Wakes this node's queued lock acquires when a lock here was released or granted.
     pub lock_wake: tokio::sync::Notify,
+    /// Fires due reminders in batches.
+    pub firer: crate::coord::reminders::Firer,
     /// This node's reminder scheduler (poked when a reminder due soon is created here).
     pub reminders: std::sync::OnceLock<ActorRef<crate::actors::reminders::SchedulerMsg>>,
     next_conn_id: AtomicU64,
@@ -96,6 +98,7 @@ impl Broker {
             }),
         );
         let receipts = ReceiptWriter::start(pool.clone(), 2048);
+        let firer = crate::coord::reminders::Firer::start(pool.clone(), log.clone(), 2048);
         let rules = StatusRules {
             freshness: Duration::from_secs(cfg.presence.freshness_secs),
             working_ttl: Duration::from_secs(cfg.presence.working_ttl_secs),
@@ -115,6 +118,7 @@ impl Broker {
             node: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             lock_wake: tokio::sync::Notify::new(),
+            firer,
             reminders: std::sync::OnceLock::new(),
             next_conn_id: AtomicU64::new(1),
             cfg,

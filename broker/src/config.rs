@@ -218,6 +218,12 @@ impl Config {
         if self.database.pool_size < 2 || self.database.log_writers == 0 || self.database.max_batch == 0 {
             return Err(ConfigError::Value("database.pool_size >= 2, log_writers >= 1, max_batch >= 1".into()));
         }
+        let c = &self.coordination;
+        if c.reminder_horizon_secs * 1000 <= 5 * c.reminder_claim_interval_ms || c.reminder_claim_batch == 0 {
+            return Err(ConfigError::Value(
+                "coordination.reminder_horizon_secs must exceed 5 claim intervals; reminder_claim_batch >= 1".into(),
+            ));
+        }
         if self.delivery.max_concurrent_replays == 0 {
             return Err(ConfigError::Value("delivery.max_concurrent_replays must be at least 1".into()));
         }

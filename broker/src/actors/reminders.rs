@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     app::Broker,
-    coord::reminders::{fire, Fired},
+    coord::reminders::Fired,
     store::{self, reminders::ReminderRow},
 };
 
@@ -32,6 +32,8 @@ pub struct ReminderScheduler;
 pub struct SchedulerState {
     broker: Arc<Broker>,
     running: HashMap<Uuid, ActorRef<ReminderMsg>>,
+    /// Claims since the last look at this node's own rows.
+    ticks: u32,
 }
 
 impl Actor for ReminderScheduler {
@@ -46,7 +48,7 @@ impl Actor for ReminderScheduler {
     ) -> Result<SchedulerState, ActorProcessingErr> {
         let every = Duration::from_millis(broker.cfg.coordination.reminder_claim_interval_ms.max(50));
         myself.send_interval(every, || SchedulerMsg::Claim);
-        Ok(SchedulerState { broker, running: HashMap::new() })
+        Ok(SchedulerState { broker, running: HashMap::new(), ticks: 0 })
     }
 
     async fn handle(
@@ -87,6 +89,8 @@ impl Actor for ReminderScheduler {
     }
 }
 
+const OWN_ROWS_EVERY: u32 = 5;
+
 async fn claim(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState) {
     let broker = state.broker.clone();
     // Without a current view of which nodes live, only this node's own reminders are safe
@@ -94,6 +98,18 @@ async fn claim(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState) {
     let live = broker.live_node_ids().await.unwrap_or_else(|| vec![broker.node_id.clone()]);
     let horizon = Duration::from_secs(broker.cfg.coordination.reminder_horizon_secs.max(1));
     let limit = broker.cfg.coordination.reminder_claim_batch as i64;
+    // This node's own rows need an actor only after a restart, a failed actor, or a cron run
+    // that was past the horizon when it last fired: a read every few claims covers them all
+    // (well before they are due, since the horizon is much longer than that period).
+    if state.ticks % OWN_ROWS_EVERY == 0 {
+        match store::reminders::own_due(&broker.pool, &broker.node_id, horizon, limit).await {
+            Ok(rows) => {
+                start_actors(myself, state, rows).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "reading this node's reminders failed"),
+        }
+    }
+    state.ticks = state.ticks.wrapping_add(1);
     loop {
         let due = match store::reminders::claim_due(&broker.pool, &broker.node_id, &live, horizon, limit).await {
             Ok(rows) => rows,
@@ -184,7 +200,7 @@ impl Actor for ReminderActor {
     ) -> Result<(), ActorProcessingErr> {
         let ReminderMsg::Fire = msg;
         let horizon = Duration::from_secs(state.broker.cfg.coordination.reminder_horizon_secs.max(1));
-        match fire(&state.broker, &state.row).await {
+        match state.broker.firer.fire(state.row.clone()).await {
             Ok(Fired::Sent(Some(next))) if next <= std::time::SystemTime::now() + horizon => {
                 state.row.next_fire_at = Some(next);
                 state.row.fire_count += 1;

@@ -19,10 +19,16 @@ use croner::Cron;
 use plexus_proto::coord::Schedule;
 use uuid::Uuid;
 
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot};
+
 use crate::{
-    app::Broker,
     error::OpError,
-    store::{self, log::NewMessage, reminders::ReminderRow},
+    store::{
+        self,
+        log::{LogWriter, NewMessage},
+        reminders::ReminderRow,
+    },
 };
 
 /// A parsed repeating schedule.
@@ -74,7 +80,7 @@ pub fn first_fire(schedule: &Schedule, now: SystemTime) -> Result<(SystemTime, O
 }
 
 /// What a firing attempt did.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fired {
     /// Delivered; the reminder continues at this time (cron) or is done (None).
     Sent(Option<SystemTime>),
@@ -87,46 +93,157 @@ pub fn firing_id(id: Uuid, count: i64) -> Uuid {
     Uuid::new_v5(&id, &count.to_be_bytes())
 }
 
-/// Fire `r` if it is still due as the caller saw it.
-pub async fn fire(broker: &Broker, r: &ReminderRow) -> Result<Fired, OpError> {
-    let Some(due) = r.next_fire_at else { return Ok(Fired::Skipped) };
-    match store::reminders::firing_state(&broker.pool, r.mesh_id, r.id).await? {
-        Some((next, count)) if next == due && count == r.fire_count => {}
-        _ => return Ok(Fired::Skipped),
+/// One firing request from a reminder actor.
+struct FireReq {
+    row: ReminderRow,
+    done: oneshot::Sender<Result<Fired, OpError>>,
+}
+
+/// The node's firing batcher. Reminder actors decide *when*; this does the firing of every
+/// reminder that came due meanwhile in one pass — one read of their state, one group commit of
+/// their deliveries, one compare-and-set statement — so a thousand due in the same second cost
+/// a few round trips, not three thousand.
+#[derive(Clone)]
+pub struct Firer {
+    tx: mpsc::Sender<FireReq>,
+}
+
+impl Firer {
+    /// Start the batcher on the current runtime.
+    pub fn start(pool: Pool, log: LogWriter, max_batch: usize) -> Firer {
+        let (tx, rx) = mpsc::channel(max_batch * 4);
+        tokio::spawn(run(pool, log, rx, max_batch));
+        Firer { tx }
     }
-    let msg = NewMessage {
-        mesh_id: r.mesh_id,
-        id: firing_id(r.id, r.fire_count),
-        target: r.target.clone(),
-        priority: r.priority,
-        reply_to: None,
-        subtype: Some("reminder".to_owned()),
-        sender_member: r.creator_member,
-        sender_session: r.creator_session,
-        sender_name: r.creator_name.clone(),
-        sender_pubkey: r.creator_session_pubkey.clone(),
-        sender_member_pubkey: r.creator_member_pubkey.clone(),
-        sealing: r.sealing,
-        nonce: r.nonce.clone(),
-        ciphertext: r.ciphertext.clone(),
-    };
-    let sent = broker.log.append(msg).await.map_err(|e| match e {
-        store::log::AppendError::Store(_) => OpError::Internal("log write failed"),
-        store::log::AppendError::Stopped => OpError::Internal("log writer stopped"),
-    })?;
+
+    /// Fire `row` if it is still due as the caller saw it.
+    pub async fn fire(&self, row: ReminderRow) -> Result<Fired, OpError> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(FireReq { row, done }).await.map_err(|_| OpError::Internal("reminder firer stopped"))?;
+        rx.await.unwrap_or(Err(OpError::Internal("reminder firer stopped")))
+    }
+}
+
+async fn run(pool: Pool, log: LogWriter, mut rx: mpsc::Receiver<FireReq>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let reqs = std::mem::take(&mut batch);
+        match deliver(&pool, &log, &reqs).await {
+            // The compare-and-set runs while the next batch is delivered: a reminder's actor
+            // waits for its reply before re-arming, so no reminder is in two batches at once.
+            Ok(sent) => {
+                tokio::spawn(advance(pool.clone(), reqs, sent));
+            }
+            Err(e) => {
+                tracing::warn!(batch = reqs.len(), error = %e, "firing reminders failed");
+                for req in reqs {
+                    let _ = req.done.send(Err(OpError::Internal("firing failed")));
+                }
+            }
+        }
+    }
+}
+
+/// Deliver every request still due as its actor saw it; returns (index, was a duplicate).
+async fn deliver(pool: &Pool, log: &LogWriter, batch: &[FireReq]) -> Result<Vec<(usize, bool)>, OpError> {
+    let keys: Vec<(Uuid, Uuid)> = batch.iter().map(|r| (r.row.mesh_id, r.row.id)).collect();
+    let current = store::reminders::firing_states(pool, &keys).await?;
+    let mut commits = Vec::new();
+    for (i, req) in batch.iter().enumerate() {
+        let r = &req.row;
+        let Some(due) = r.next_fire_at else { continue };
+        // Cancelled, or already moved on (another node fired it): nothing to send.
+        if current.get(&(r.mesh_id, r.id)) != Some(&(due, r.fire_count)) {
+            continue;
+        }
+        let msg = NewMessage {
+            mesh_id: r.mesh_id,
+            id: firing_id(r.id, r.fire_count),
+            target: r.target.clone(),
+            priority: r.priority,
+            reply_to: None,
+            subtype: Some("reminder".to_owned()),
+            sender_member: r.creator_member,
+            sender_session: r.creator_session,
+            sender_name: r.creator_name.clone(),
+            sender_pubkey: r.creator_session_pubkey.clone(),
+            sender_member_pubkey: r.creator_member_pubkey.clone(),
+            sealing: r.sealing,
+            nonce: r.nonce.clone(),
+            ciphertext: r.ciphertext.clone(),
+        };
+        let commit = log.enqueue(msg).await.map_err(|_| OpError::Internal("log writer stopped"))?;
+        commits.push((i, commit));
+    }
+    let mut sent = Vec::with_capacity(commits.len());
+    for (i, commit) in commits {
+        let s = commit.await.map_err(|_| OpError::Internal("log write failed"))?;
+        sent.push((i, s.duplicate));
+    }
+    Ok(sent)
+}
+
+/// Compare-and-set the delivered ones and answer every actor of the batch.
+async fn advance(pool: Pool, batch: Vec<FireReq>, sent: Vec<(usize, bool)>) {
     let now = SystemTime::now();
-    let next = match (&r.cron, &r.tz) {
-        (Some(expr), tz) => Repeating::parse(expr, tz.as_deref().unwrap_or("UTC"))?.next_after(now),
-        (None, _) => None,
-    };
-    if !store::reminders::advance(&broker.pool, r.mesh_id, r.id, due, r.fire_count, next).await? {
-        return Ok(Fired::Skipped);
+    let mut outcomes: Vec<Result<Fired, OpError>> = (0..batch.len()).map(|_| Ok(Fired::Skipped)).collect();
+    let mut rows = Vec::with_capacity(sent.len());
+    let mut nexts = Vec::with_capacity(sent.len());
+    for &(i, _) in &sent {
+        let r = &batch[i].row;
+        let next = match (&r.cron, &r.tz) {
+            (Some(expr), tz) => match Repeating::parse(expr, tz.as_deref().unwrap_or("UTC")) {
+                Ok(rep) => rep.next_after(now),
+                Err(e) => {
+                    outcomes[i] = Err(e);
+                    continue;
+                }
+            },
+            (None, _) => None,
+        };
+        rows.push(store::reminders::Advance {
+            mesh_id: r.mesh_id,
+            id: r.id,
+            due: r.next_fire_at.unwrap_or(now),
+            count: r.fire_count,
+            next,
+        });
+        nexts.push((i, next));
     }
-    if !sent.duplicate {
-        let late = now.duration_since(due).unwrap_or_default();
-        crate::metrics::reminder_lateness_seconds().observe(late.as_secs_f64());
+    let duplicates: std::collections::HashSet<usize> = sent.iter().filter(|(_, dup)| *dup).map(|(i, _)| *i).collect();
+    match store::reminders::advance_all(&pool, &rows).await {
+        Ok(advanced) => {
+            for (i, next) in nexts {
+                let r = &batch[i].row;
+                if !advanced.contains(&(r.mesh_id, r.id)) {
+                    continue;
+                }
+                if !duplicates.contains(&i) {
+                    let late = now.duration_since(r.next_fire_at.unwrap_or(now)).unwrap_or_default();
+                    crate::metrics::reminder_lateness_seconds().observe(late.as_secs_f64());
+                }
+                outcomes[i] = Ok(Fired::Sent(next));
+            }
+        }
+        Err(e) => {
+            // Delivered but not advanced: the retry's delivery has the same id and is dropped
+            // by the log, and its compare-and-set then advances it.
+            tracing::warn!(error = %e, "advancing fired reminders failed");
+            for &(i, _) in &sent {
+                outcomes[i] = Err(OpError::Internal("advancing failed"));
+            }
+        }
     }
-    Ok(Fired::Sent(next))
+    for (req, outcome) in batch.into_iter().zip(outcomes) {
+        let _ = req.done.send(outcome);
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,9 @@ pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics))
     })
+    // Pushes are small frames written as they happen; with Nagle on, each one waits for the
+    // peer's delayed ACK of the previous (measured: ~20 ms added to reminder pushes at 100/s).
+    .tcp_nodelay(true)
     .shutdown_timeout(5);
     if cfg.workers > 0 {
         server = server.workers(cfg.workers);

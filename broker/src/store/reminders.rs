@@ -183,8 +183,9 @@ pub async fn cancel(tx: &Transaction<'_>, mesh_id: Uuid, id: Uuid) -> Result<Rem
     from_row(&row)
 }
 
-/// Take over reminders due within `horizon` that are unowned, owned by this node, or owned by
-/// a node whose lease lapsed (not in `live`); returns them, soonest first.
+/// Take over reminders due within `horizon` that are unowned or owned by a node whose lease
+/// lapsed (not in `live`); returns them, soonest first. Rows this node already owns are not
+/// rewritten (see [`own_due`]), so a steady state claims nothing and writes nothing.
 pub async fn claim_due(
     pool: &Pool,
     node: &str,
@@ -198,7 +199,8 @@ pub async fn claim_due(
             "UPDATE reminders SET owner_node = $1 WHERE (mesh_id, id) IN (
                  SELECT mesh_id, id FROM reminders
                  WHERE next_fire_at IS NOT NULL AND next_fire_at <= now() + make_interval(secs => $3)
-                   AND (owner_node IS NULL OR owner_node = $1 OR NOT owner_node = ANY($2))
+                   AND (owner_node IS NULL OR NOT owner_node = ANY($2))
+                   AND owner_node IS DISTINCT FROM $1
                  ORDER BY next_fire_at LIMIT $4
                  FOR UPDATE SKIP LOCKED)
              RETURNING *",
@@ -210,36 +212,80 @@ pub async fn claim_due(
     Ok(out)
 }
 
-/// The reminder's current firing state: (next_fire_at, fire_count), or `None` once it is
-/// cancelled or gone.
-pub async fn firing_state(pool: &Pool, mesh_id: Uuid, id: Uuid) -> Result<Option<(SystemTime, i64)>, StoreError> {
+/// Reminders this node owns that are due within `horizon` (read-only: for re-arming after a
+/// restart, or a cron run that was beyond the horizon when it last fired).
+pub async fn own_due(pool: &Pool, node: &str, horizon: Duration, limit: i64) -> Result<Vec<ReminderRow>, StoreError> {
     let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT next_fire_at, fire_count FROM reminders
-             WHERE mesh_id = $1 AND id = $2 AND cancelled_at IS NULL AND next_fire_at IS NOT NULL",
+    let rows = client
+        .query(
+            "SELECT * FROM reminders WHERE owner_node = $1 AND next_fire_at IS NOT NULL
+               AND next_fire_at <= now() + make_interval(secs => $2)
+             ORDER BY next_fire_at LIMIT $3",
+            &[&node, &horizon.as_secs_f64(), &limit],
         )
         .await?;
-    let row = client.query_opt(&stmt, &[&mesh_id, &id]).await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    rows.iter().map(from_row).collect()
 }
 
-/// Compare-and-set after a firing: only if the reminder is still at (`due`, `count`), move it
-/// to `next` (None: done). False when another node advanced it first.
-pub async fn advance(
+/// The current firing state — (next_fire_at, fire_count) — of each reminder that is neither
+/// cancelled nor done.
+pub async fn firing_states(
     pool: &Pool,
-    mesh_id: Uuid,
-    id: Uuid,
-    due: SystemTime,
-    count: i64,
-    next: Option<SystemTime>,
-) -> Result<bool, StoreError> {
+    keys: &[(Uuid, Uuid)],
+) -> Result<std::collections::HashMap<(Uuid, Uuid), (SystemTime, i64)>, StoreError> {
     let client = pool.get().await?;
+    let (meshes, ids): (Vec<Uuid>, Vec<Uuid>) = keys.iter().copied().unzip();
     let stmt = client
         .prepare_cached(
-            "UPDATE reminders SET next_fire_at = $5, fire_count = fire_count + 1, last_fired_at = now()
-             WHERE mesh_id = $1 AND id = $2 AND next_fire_at = $3 AND fire_count = $4",
+            "SELECT r.mesh_id, r.id, r.next_fire_at, r.fire_count
+             FROM unnest($1::uuid[], $2::uuid[]) AS k(mesh_id, id)
+             JOIN reminders r ON r.mesh_id = k.mesh_id AND r.id = k.id
+             WHERE r.cancelled_at IS NULL AND r.next_fire_at IS NOT NULL",
         )
         .await?;
-    Ok(client.execute(&stmt, &[&mesh_id, &id, &due, &count, &next]).await? == 1)
+    let rows = client.query(&stmt, &[&meshes, &ids]).await?;
+    Ok(rows.iter().map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3)))).collect())
+}
+
+/// One compare-and-set after a firing.
+pub struct Advance {
+    /// Mesh.
+    pub mesh_id: Uuid,
+    /// Reminder.
+    pub id: Uuid,
+    /// The due time that fired.
+    pub due: SystemTime,
+    /// Its firing number.
+    pub count: i64,
+    /// The next due time (None: done).
+    pub next: Option<SystemTime>,
+}
+
+/// Compare-and-set a batch of firings in one statement: each reminder moves to its `next` only
+/// if it is still at (`due`, `count`). Returns the ones that moved (the others were advanced
+/// by another node first).
+pub async fn advance_all(
+    pool: &Pool,
+    batch: &[Advance],
+) -> Result<std::collections::HashSet<(Uuid, Uuid)>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Default::default());
+    }
+    let client = pool.get().await?;
+    let meshes: Vec<Uuid> = batch.iter().map(|a| a.mesh_id).collect();
+    let ids: Vec<Uuid> = batch.iter().map(|a| a.id).collect();
+    let dues: Vec<SystemTime> = batch.iter().map(|a| a.due).collect();
+    let counts: Vec<i64> = batch.iter().map(|a| a.count).collect();
+    let nexts: Vec<Option<SystemTime>> = batch.iter().map(|a| a.next).collect();
+    let stmt = client
+        .prepare_cached(
+            "UPDATE reminders r SET next_fire_at = u.next, fire_count = r.fire_count + 1, last_fired_at = now()
+             FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::bigint[], $5::timestamptz[])
+                  AS u(mesh_id, id, due, count, next)
+             WHERE r.mesh_id = u.mesh_id AND r.id = u.id AND r.next_fire_at = u.due AND r.fire_count = u.count
+             RETURNING r.mesh_id, r.id",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&meshes, &ids, &dues, &counts, &nexts]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
