@@ -101,7 +101,7 @@ async fn claim(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState) {
     // This node's own rows need an actor only after a restart, a failed actor, or a cron run
     // that was past the horizon when it last fired: a read every few claims covers them all
     // (well before they are due, since the horizon is much longer than that period).
-    if state.ticks % OWN_ROWS_EVERY == 0 {
+    if state.ticks.is_multiple_of(OWN_ROWS_EVERY) {
         match store::reminders::own_due(&broker.pool, &broker.node_id, horizon, limit).await {
             Ok(rows) => {
                 start_actors(myself, state, rows).await;
