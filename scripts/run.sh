@@ -89,6 +89,14 @@ alice send bob "welcome, bob"
 bob inbox
 echo "==> peers (as bob)"
 bob peers
+echo "==> coordination: a task, a lock, shared state, a reminder"
+alice task create "review the demo" --tags demo
+bob task claim 1
+bob lock acquire 'demo/**' --reason "editing the demo" --ttl 10m
+alice lock acquire demo/README.md || true   # refused: bob holds demo/**, and it says so
+alice state set demo/status running
+bob remind add "the demo is still running" --in 30s
+bob task list
 
 IP=$(hostname -I 2>/dev/null | awk '{print $1}')
 INVITE=$(alice --json invite create --uses 5 | sed -n 's/.*"code":"\([A-Z0-9]*\)".*/\1/p')
