@@ -325,8 +325,7 @@ fn excerpt(text: &str) -> String {
 
 async fn thread_open(broker: &Broker, a: &Authed, req: &Request) -> Result<c::Thread, OpError> {
     let b: c::ThreadOpen = body(req)?;
-    let mut waiting = b.waiting_on.clone();
-    waiting.dedup();
+    let waiting = waiting_after_reply(&[], a.member_id, Some(&b.waiting_on), None);
     check_members(broker, a.mesh_id, &waiting).await?;
     let mut client = broker.pool.get().await.map_err(store::StoreError::from)?;
     let tx = client.transaction().await.map_err(store::StoreError::from)?;
