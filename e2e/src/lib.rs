@@ -338,6 +338,13 @@ impl Follower {
         wait_until(timeout, || self.lines().iter().any(&pred).then_some(())).await.is_some()
     }
 
+    /// Wait for the process to exit by itself (e.g. `inbox --follow --count N`, which saves
+    /// its cursor and acknowledges before exiting); false on timeout.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let child = &mut self.child;
+        wait_until(timeout, || child.try_wait().ok().flatten().map(|_| ())).await.is_some()
+    }
+
     /// Stop the process.
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -146,7 +146,8 @@ async fn changes_are_mesh_events_that_replay_from_the_cursor() {
     let (ana, bo) = (&mesh.peers[0], &mesh.peers[1]);
     bo.set_brokers(&[&nodes[1].url]);
     // bo follows live on the other node.
-    let live = bo.spawn_json(&["inbox", "--follow"]);
+    // Exits by itself after the three events, each recorded and acknowledged.
+    let mut live = bo.spawn_json(&["inbox", "--follow", "--count", "3"]);
     ana.json(&["state", "set", "deploy/freeze", "on"]);
     ana.json(&["task", "create", "rotate the api keys"]);
     ana.json(&["thread", "open", "release plan", "ship friday?", "--waiting-on", "bo"]);
@@ -160,7 +161,7 @@ async fn changes_are_mesh_events_that_replay_from_the_cursor() {
     let set = live.lines().into_iter().find(|l| l["subtype"] == "state.set").unwrap();
     assert_eq!(set["event"]["entry"]["value"], "on");
     assert_eq!(set["text"], "ana set deploy/freeze (v1)");
-    drop(live);
+    assert!(live.wait_exit(T).await, "the follower did not finish");
 
     // While bo is away, more changes; his next inbox replays them from his cursor, in order,
     // exactly once.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use plexus_e2e::{Broker, Mesh, TestDb};
+use plexus_e2e::{wait_until, Broker, Mesh, TestDb};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -104,8 +104,18 @@ async fn offline_recipient_gets_everything_after_reconnect_once() {
     let (alice, bob) = (&mesh.peers[0], &mesh.peers[1]);
     // Bob was online once, then leaves.
     let mut first = bob.spawn_json(&["inbox", "--follow"]);
-    alice.json(&["send", "bob", "while-online", "--priority", "now"]);
+    let sent = alice.json(&["send", "bob", "while-online", "--priority", "now"]);
     assert!(first.wait_text("while-online", T).await);
+    // Stop only once it is acknowledged: a follower killed between printing a message and
+    // recording it shows it again on restart (surfacing is at-least-once at that instant,
+    // never at-most-once), which is not what this test is about.
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let acked = wait_until(T, || {
+        let st = alice.json(&["message", "status", &id]);
+        (st["recipients"].as_array()?.iter().any(|r| r["state"] == "acked")).then_some(())
+    })
+    .await;
+    assert!(acked.is_some(), "bob's follower never acknowledged");
     first.stop();
 
     for i in 0..20 {
