@@ -468,3 +468,45 @@ where
 pub async fn session_for(broker_url: &str, profile: &Profile, mode: SessionMode) -> RawSession {
     raw_session(broker_url, profile, None, mode, None, SessionProfile::default()).await.expect("session")
 }
+
+/// A Python with the official MCP SDK (`mcp` from PyPI, pinned), in a virtualenv under
+/// `$HOME/.cache/plexus/mcp-venv`, created on first use.
+pub fn mcp_python() -> PathBuf {
+    static READY: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = ready.as_ref() {
+        return p.clone();
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let venv =
+        std::env::var_os("PLEXUS_MCP_VENV").map(PathBuf::from).unwrap_or_else(|| home.join(".cache/plexus/mcp-venv"));
+    let python = venv.join("bin/python");
+    let has_sdk = |py: &Path| {
+        Command::new(py)
+            .args(["-c", &format!("import mcp, importlib.metadata as m; assert m.version('mcp') == '{MCP_SDK}'")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_sdk(&python) {
+        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 -m venv");
+        assert!(made.success(), "could not create {}", venv.display());
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", &format!("mcp=={MCP_SDK}")])
+            .status()
+            .expect("pip install mcp");
+        assert!(pip.success(), "pip install mcp=={MCP_SDK} failed");
+        assert!(has_sdk(&python), "the MCP SDK is still missing from {}", venv.display());
+    }
+    *ready = Some(python.clone());
+    python
+}
+
+/// The MCP Python SDK version the agent-interface tests run against.
+pub const MCP_SDK: &str = "1.30.0";
+
+/// `e2e/mcp/client.py`.
+pub fn mcp_client_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp/client.py")
+}

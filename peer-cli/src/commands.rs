@@ -27,7 +27,7 @@ use crate::{
 };
 
 pub(crate) struct Ctx {
-    home: PathBuf,
+    pub(crate) home: PathBuf,
     mesh: Option<String>,
     json: bool,
 }
@@ -41,12 +41,12 @@ impl Ctx {
         }
     }
 
-    fn profile(&self) -> Result<Profile> {
+    pub(crate) fn profile(&self) -> Result<Profile> {
         Ok(Profile::load(&self.home, self.mesh.as_deref())?)
     }
 }
 
-fn tls(p: &Profile) -> TlsOptions {
+pub(crate) fn tls(p: &Profile) -> TlsOptions {
     TlsOptions { ca_file: p.ca_file.clone() }
 }
 
@@ -54,7 +54,7 @@ fn host_name() -> Option<String> {
     std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-fn session_profile(p: &Profile, status: Status, groups: &[String]) -> SessionProfile {
+pub(crate) fn session_profile(p: &Profile, status: Status, groups: &[String]) -> SessionProfile {
     SessionProfile {
         display_name: Some(p.display_name.clone()),
         status,
@@ -67,7 +67,7 @@ fn session_profile(p: &Profile, status: Status, groups: &[String]) -> SessionPro
 }
 
 /// Connect to any broker of the profile and say hello.
-async fn connect(
+pub(crate) async fn connect(
     p: &Profile,
     mode: SessionMode,
     cursor: Option<&LocalCursor>,
@@ -123,7 +123,7 @@ pub(crate) fn parse_priority(s: &str) -> Result<Priority> {
     })
 }
 
-fn parse_status(s: &str) -> Result<Status> {
+pub(crate) fn parse_status(s: &str) -> Result<Status> {
     Ok(match s {
         "idle" => Status::Idle,
         "working" => Status::Working,
@@ -166,6 +166,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Message(MessageCmd::Status { id }) => message_status(&ctx, id).await,
         Command::Watch => watch(&ctx).await,
         Command::Doctor => doctor(&ctx).await,
+        Command::Mcp { session } => crate::mcp::run(&ctx, session).await,
+        Command::Hook { event } => {
+            if let Err(e) = crate::hook::run(&ctx, &event).await {
+                // A hook must never fail the agent.
+                tracing::warn!(error = %format!("{e:#}"), "hook not delivered");
+            }
+            Ok(())
+        }
         Command::State(cmd) => coord_cmds::run(&ctx, CoordCmd::State(cmd)).await,
         Command::Task(cmd) => coord_cmds::run(&ctx, CoordCmd::Task(cmd)).await,
         Command::Lock(cmd) => coord_cmds::run(&ctx, CoordCmd::Lock(cmd)).await,
@@ -370,7 +378,7 @@ async fn join(ctx: &Ctx, args: JoinArgs) -> Result<()> {
     Ok(())
 }
 
-fn peer_json(p: &plexus_proto::types::PeerInfo) -> Value {
+pub(crate) fn peer_json(p: &plexus_proto::types::PeerInfo) -> Value {
     json!({
         "session_id": p.session_id, "member_id": p.member_id, "name": p.display_name,
         "status": p.status.as_str(), "source": format!("{:?}", p.status_source).to_lowercase(),
@@ -449,30 +457,53 @@ async fn member_remove(ctx: &Ctx, who: &str) -> Result<()> {
 
 async fn send(ctx: &Ctx, args: SendArgs) -> Result<()> {
     let (p, conn, _) = control(ctx).await?;
-    let session = p.session_key().map_err(|e| anyhow!(e))?;
     let priority = parse_priority(&args.priority)?;
-    let text = args.text.as_bytes();
-    let (target, sealed) = if let Some(original) = args.reply_to {
-        // The reply is sealed to the original sender's session key, found among present peers.
-        let peers = conn.call(&ops::Peers {}).await?;
-        let inbox = conn.call(&ops::Inbox { limit: 1000 }).await?;
-        let sender =
-            inbox.messages.iter().find(|m| m.id == original).map(|m| (m.sender_session, m.sender_pubkey.clone()));
-        let (sid, pk) = match sender {
-            Some(s) => s,
+    let id = args.id.unwrap_or_else(Uuid::new_v4);
+    let sent = send_text(&p, &conn, &args.target, args.reply_to, None, &args.text, priority, id).await?;
+    conn.close().await;
+    ctx.emit(json!({"id": id, "seq": sent.seq, "duplicate": sent.duplicate}), || {
+        format!("sent {id} (seq {}){}", sent.seq, if sent.duplicate { ", already stored" } else { "" })
+    });
+    Ok(())
+}
+
+/// Seal `text` for `to` (member name or id prefix, `@group`, `*`, `session:<id>`; or the
+/// sender of `reply_to`) with `p`'s session key and send it with id `id`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_text(
+    p: &Profile,
+    conn: &Connection,
+    to: &str,
+    reply_to: Option<Uuid>,
+    known_sender: Option<(Uuid, Vec<u8>)>,
+    text: &str,
+    priority: Priority,
+    id: Uuid,
+) -> Result<ops::Sent> {
+    let session = p.session_key().map_err(|e| anyhow!(e))?;
+    let text = text.as_bytes();
+    let (target, sealed) = if let Some(original) = reply_to {
+        // The reply is sealed to the original sender's session key, found in the inbox or
+        // among present peers.
+        let from_inbox = match known_sender {
+            Some(s) => Some(s),
             None => {
-                let peer = peers.peers.first().ok_or_else(|| anyhow!("the original message is not in your inbox"))?;
-                (peer.session_id, peer.session_pubkey.clone())
+                let inbox = conn.call(&ops::Inbox { limit: 1000 }).await?;
+                inbox.messages.iter().find(|m| m.id == original).map(|m| (m.sender_session, m.sender_pubkey.clone()))
             }
         };
+        let (sid, pk) = match from_inbox {
+            Some(s) => s,
+            None => bail!("message {original} is not in your inbox; reply with a member name instead"),
+        };
         (Target::Session(sid), seal::seal_for(SealTo::Session(&pk), &session, text)?)
-    } else if args.target == "*" {
+    } else if to == "*" {
         let key = p.mesh_key().ok_or_else(|| anyhow!("no mesh key yet: a member holding it must be online once"))?;
         (Target::All, seal::seal_for(SealTo::Mesh(&key), &session, text)?)
-    } else if let Some(group) = args.target.strip_prefix('@') {
+    } else if let Some(group) = to.strip_prefix('@') {
         let key = p.mesh_key().ok_or_else(|| anyhow!("no mesh key yet: a member holding it must be online once"))?;
         (Target::Group(group.to_owned()), seal::seal_for(SealTo::Mesh(&key), &session, text)?)
-    } else if let Some(sid) = args.target.strip_prefix("session:") {
+    } else if let Some(sid) = to.strip_prefix("session:") {
         let peers = conn.call(&ops::Peers {}).await?;
         let peer = peers
             .peers
@@ -482,22 +513,14 @@ async fn send(ctx: &Ctx, args: SendArgs) -> Result<()> {
         (Target::Session(peer.session_id), seal::seal_for(SealTo::Session(&peer.session_pubkey), &session, text)?)
     } else {
         let list = conn.call(&ops::Members {}).await?;
-        let m = find_member(&list.members, &args.target)?;
+        let m = find_member(&list.members, to)?;
         (Target::Member(m.member_id), seal::seal_for(SealTo::Member(&m.pubkey), &session, text)?)
     };
-    let id = args.id.unwrap_or_else(Uuid::new_v4);
     let (sealing, nonce, ciphertext) = sealed;
-    let sent = conn
-        .call(&ops::Send { id, target, priority, reply_to: args.reply_to, subtype: None, sealing, nonce, ciphertext })
-        .await?;
-    conn.close().await;
-    ctx.emit(json!({"id": id, "seq": sent.seq, "duplicate": sent.duplicate}), || {
-        format!("sent {id} (seq {}){}", sent.seq, if sent.duplicate { ", already stored" } else { "" })
-    });
-    Ok(())
+    Ok(conn.call(&ops::Send { id, target, priority, reply_to, subtype: None, sealing, nonce, ciphertext }).await?)
 }
 
-fn message_json(m: &Message, text: &str) -> Value {
+pub(crate) fn message_json(m: &Message, text: &str) -> Value {
     json!({
         "seq": m.seq, "id": m.id, "from": m.sender_name, "from_member": m.sender_member,
         "from_session": m.sender_session, "fingerprint": crypto::fingerprint(&m.sender_member_pubkey),
@@ -511,7 +534,7 @@ fn message_json(m: &Message, text: &str) -> Value {
     })
 }
 
-fn open_text(p: &Profile, m: &Message) -> String {
+pub(crate) fn open_text(p: &Profile, m: &Message) -> String {
     let (Ok(session), Ok(member)) = (p.session_key(), p.member_key()) else { return "[keys unusable]".into() };
     match seal::open(m, &session, &member, p.mesh_key().as_deref()) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -579,7 +602,7 @@ async fn ack(ctx: &Ctx, seqs: Vec<u64>) -> Result<()> {
 }
 
 /// Seal the mesh key to a new member's claim key, if this profile holds it.
-async fn grant_key(p: &Profile, conn: &Connection, req: &KeyRequest) {
+pub(crate) async fn grant_key(p: &Profile, conn: &Connection, req: &KeyRequest) {
     let Some(key) = p.mesh_key() else { return };
     if let Ok(sealed) = crypto::seal_anonymous(&req.claim_pubkey, &key) {
         match conn.call(&ops::KeyGrant { member_id: req.member_id, sealed_mesh_key: sealed }).await {

@@ -8,7 +8,7 @@ use plexus_proto::{limits, types::Cursor};
 use serde::{Deserialize, Serialize};
 
 /// A persisted cursor.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalCursor {
     path: PathBuf,
     watermark: u64,

@@ -2,6 +2,9 @@
 
 mod commands;
 mod coord_cmds;
+mod hook;
+mod mcp;
+mod mcp_tools;
 
 use std::path::PathBuf;
 
@@ -107,6 +110,18 @@ pub enum Command {
     },
     /// Check configuration, keys, broker reachability and clock skew.
     Doctor,
+    /// Run the MCP server an agent (Claude Code, Codex, any MCP client) talks to over stdio.
+    Mcp {
+        /// Keep this session identity across agent restarts (default: one per agent process).
+        #[arg(long, env = "PLEXUS_SESSION")]
+        session: Option<String>,
+    },
+    /// Report an agent hook event (SessionStart, UserPromptSubmit, Stop, …) as status; reads the
+    /// hook JSON on stdin. Registered by `plexus install`.
+    Hook {
+        /// Event name.
+        event: String,
+    },
 }
 
 #[derive(Subcommand)]
