@@ -28,7 +28,7 @@ use crate::{
 
 pub(crate) struct Ctx {
     pub(crate) home: PathBuf,
-    mesh: Option<String>,
+    pub(crate) mesh: Option<String>,
     json: bool,
 }
 
@@ -167,6 +167,33 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Watch => watch(&ctx).await,
         Command::Doctor => doctor(&ctx).await,
         Command::Mcp { session } => crate::mcp::run(&ctx, session).await,
+        Command::Install { claude, codex } => {
+            let paths = crate::install::Paths::from_env()?;
+            let (claude, codex) = match (claude, codex) {
+                (false, false) => (true, paths.codex.parent().is_some_and(|d| d.exists())),
+                other => other,
+            };
+            let cmd = crate::install::Command::current(ctx.mesh.as_deref())?;
+            let r = crate::install::install(&paths, &cmd, claude, codex)?;
+            ctx.emit(serde_json::to_value(&r)?, || {
+                let mut out: Vec<String> = r.wrote.iter().map(|w| format!("wrote {w}")).collect();
+                out.extend(r.notes.iter().map(|n| format!("note: {n}")));
+                out.join("\n")
+            });
+            Ok(())
+        }
+        Command::Uninstall => {
+            let r = crate::install::uninstall(&crate::install::Paths::from_env()?)?;
+            ctx.emit(serde_json::to_value(&r)?, || {
+                if r.wrote.is_empty() {
+                    "nothing to remove".into()
+                } else {
+                    r.wrote.iter().map(|w| format!("updated {w}")).collect::<Vec<_>>().join("\n")
+                }
+            });
+            Ok(())
+        }
+        Command::Launch { args } => crate::install::launch(&args),
         Command::Hook { event } => {
             if let Err(e) = crate::hook::run(&ctx, &event).await {
                 // A hook must never fail the agent.
@@ -825,6 +852,9 @@ async fn doctor(ctx: &Ctx) -> Result<()> {
                 format!("{e}; fix: check the URL in {} and that the broker runs", p.path(&ctx.home).display()),
             )),
         }
+    }
+    if let Ok(paths) = crate::install::Paths::from_env() {
+        checks.extend(crate::install::checks(&paths));
     }
     let all_ok = checks.iter().all(|c| c.1);
     let rows: Vec<Value> = checks.iter().map(|(n, ok, d)| json!({"check": n, "ok": ok, "detail": d})).collect();

@@ -3,6 +3,7 @@
 mod commands;
 mod coord_cmds;
 mod hook;
+mod install;
 mod mcp;
 mod mcp_tools;
 
@@ -115,6 +116,23 @@ pub enum Command {
         /// Keep this session identity across agent restarts (default: one per agent process).
         #[arg(long, env = "PLEXUS_SESSION")]
         session: Option<String>,
+    },
+    /// Register `plexus mcp`, the status hooks and a skill with Claude Code (and Codex).
+    Install {
+        /// Only Claude Code.
+        #[arg(long)]
+        claude: bool,
+        /// Only Codex.
+        #[arg(long)]
+        codex: bool,
+    },
+    /// Remove exactly what `install` added.
+    Uninstall,
+    /// Start Claude Code with the plexus channel enabled (extra arguments go to claude).
+    Launch {
+        /// Arguments for claude.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Report an agent hook event (SessionStart, UserPromptSubmit, Stop, …) as status; reads the
     /// hook JSON on stdin. Registered by `plexus install`.
