@@ -14,6 +14,15 @@ export PLEXUS_TEST_REDIS_URL
 PLEXUS_TEST_REDIS_URL=$(deploy/local-redis.sh start)
 echo "test database: $PLEXUS_TEST_DATABASE_URL, test redis: $PLEXUS_TEST_REDIS_URL"
 
+# The agent-interface tests drive `plexus mcp` with the official MCP Python SDK (from PyPI) in
+# a virtualenv under $PLEXUS_STATE; Debian's python3 and python3-venv if missing.
+export PLEXUS_MCP_VENV=${PLEXUS_MCP_VENV:-$PLEXUS_STATE/mcp-venv}
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq >&2
+  $SUDO apt-get install -y -qq python3 python3-venv >&2
+fi
+
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
