@@ -57,6 +57,8 @@ pub struct Broker {
     pub replay_slots: tokio::sync::Semaphore,
     /// Whether migrations are done and the node accepts sessions.
     pub ready: AtomicBool,
+    /// Set once when the node starts draining; every connection closes with `ServerShutdown`.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Wakes this node's queued lock acquires when a lock here was released or granted.
     pub lock_wake: tokio::sync::Notify,
     /// Fires due reminders in batches.
@@ -117,6 +119,7 @@ impl Broker {
             replay_slots: tokio::sync::Semaphore::new(cfg.delivery.max_concurrent_replays),
             node: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
+            shutdown: tokio::sync::watch::channel(false).0,
             lock_wake: tokio::sync::Notify::new(),
             firer,
             reminders: std::sync::OnceLock::new(),
@@ -195,6 +198,36 @@ impl Broker {
     }
 }
 
+/// Drain this node for a graceful stop (SIGTERM): report not-ready, wait for load balancers to
+/// notice, close every session with code 4005 and a jittered retry hint, hand this node's
+/// reminders to the others, let in-flight writes commit, and leave the cluster.
+pub async fn drain(broker: Arc<Broker>) {
+    broker.ready.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(broker.cfg.node.drain_ready_delay_ms)).await;
+    broker.shutdown.send_replace(true);
+    if let Some(scheduler) = broker.reminders.get() {
+        scheduler.stop(Some("draining".into()));
+    }
+    match store::reminders::release_owned(&broker.pool, &broker.node_id).await {
+        Ok(n) if n > 0 => tracing::info!(reminders = n, "handed reminders to the other nodes"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not hand over reminders; they move when the lease lapses"),
+    }
+    let closed = async {
+        while crate::metrics::connections().get() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), closed).await;
+    broker.log.flush().await;
+    if let Some(directory) = &broker.directory {
+        if let Err(e) = directory.leave().await {
+            tracing::warn!(error = %e, "could not leave the cluster directory; peers notice at the TTL");
+        }
+    }
+    tracing::info!(node_id = %broker.node_id, "drained");
+}
+
 /// Cluster mode: keep this node's liveness key fresh, publish the cluster size, and reap the
 /// sessions of dead nodes (each leave published once, by whichever survivor claims the reap).
 fn spawn_cluster_membership(broker: Arc<Broker>, directory: Arc<crate::cluster::redis::RedisPresence>) {
@@ -203,6 +236,10 @@ fn spawn_cluster_membership(broker: Arc<Broker>, directory: Arc<crate::cluster::
         let mut tick = tokio::time::interval(ttl / 3);
         loop {
             tick.tick().await;
+            if *broker.shutdown.borrow() {
+                // Draining: the node has left the directory; do not come back.
+                return;
+            }
             if let Err(e) = directory.heartbeat(ttl).await {
                 crate::metrics::redis_errors().inc();
                 tracing::warn!(error = %e, "heartbeat failed");

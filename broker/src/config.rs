@@ -52,6 +52,13 @@ pub struct Config {
 pub struct NodeConfig {
     /// Node id; empty means a random one per process.
     pub id: String,
+    /// On SIGTERM: how long `/ready` reports false before sessions are told to move, so load
+    /// balancers stop sending new connections first.
+    pub drain_ready_delay_ms: u64,
+    /// Sessions are told to reconnect after a random delay below this (spreads the herd).
+    pub drain_retry_jitter_ms: u64,
+    /// Upper bound on the whole drain; keep it below the orchestrator's termination grace.
+    pub drain_timeout_secs: u64,
 }
 
 /// Listeners.

@@ -39,6 +39,22 @@ fn init_logging(cfg: &Config) {
     }
 }
 
+/// SIGTERM (orchestrators) or SIGINT (Ctrl-C); returns which.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = tokio::signal::ctrl_c() => return "SIGINT",
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
@@ -68,7 +84,21 @@ fn main() -> anyhow::Result<()> {
             // Actors, writers and dispatchers run here; actix workers only move frames.
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("plexus-broker").build()?;
             let broker = rt.block_on(Broker::start(cfg)).context("starting the broker")?;
-            let result = actix_rt::System::new().block_on(edge::http::serve(broker.clone()));
+            let result = actix_rt::System::new().block_on(async {
+                let server = edge::http::build(broker.clone())?;
+                let handle = server.handle();
+                let running = actix_rt::spawn(server);
+                let signal = wait_for_signal().await;
+                tracing::info!(node_id = %broker.node_id, signal, "draining");
+                let limit = std::time::Duration::from_secs(broker.cfg.node.drain_timeout_secs.max(1));
+                let drain = broker.rt.spawn(plexus_broker::app::drain(broker.clone()));
+                if tokio::time::timeout(limit, drain).await.is_err() {
+                    tracing::warn!("drain did not finish within node.drain_timeout_secs; stopping anyway");
+                }
+                handle.stop(true).await;
+                let _ = running.await;
+                anyhow::Ok(())
+            });
             tracing::info!(node_id = %broker.node_id, "stopped");
             rt.shutdown_timeout(std::time::Duration::from_secs(5));
             result

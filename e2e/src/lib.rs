@@ -222,6 +222,31 @@ impl Broker {
         }
     }
 
+    /// SIGTERM the process and wait for it to drain and exit; returns whether it exited by
+    /// itself, successfully, within `within`.
+    pub async fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Start the process again (after [`Broker::terminate`] or [`Broker::kill9`]).
+    pub async fn start_again(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
+    }
+
     /// Start again on the same port and database.
     pub async fn restart(&mut self) {
         self.kill9();

@@ -97,6 +97,8 @@ pub struct Connection {
     pushes: mpsc::UnboundedReceiver<Push>,
     next_id: AtomicU64,
     closed: watch::Receiver<Option<Option<CloseCode>>>,
+    /// A draining broker's "reconnect after" hint (close 4005 `retry_after_ms=…`).
+    retry_hint: Arc<Mutex<Option<Duration>>>,
     /// The URL connected to.
     pub url: String,
 }
@@ -131,6 +133,12 @@ pub fn ws_url(base: &str) -> String {
     }
 }
 
+/// `retry_after_ms=<n>` in a close reason.
+fn parse_retry_hint(reason: &str) -> Option<u64> {
+    let v = reason.split_whitespace().find_map(|w| w.strip_prefix("retry_after_ms="))?;
+    v.parse().ok().filter(|ms| *ms <= 60_000)
+}
+
 impl Connection {
     /// Open a WebSocket to `url` (a broker base URL or its `/ws` endpoint).
     pub async fn open(url: &str, tls: &TlsOptions) -> Result<Connection, ClientError> {
@@ -160,6 +168,8 @@ impl Connection {
             let _ = sink.close().await;
         });
         let reader_pending = pending.clone();
+        let retry_hint: Arc<Mutex<Option<Duration>>> = Arc::default();
+        let reader_hint = retry_hint.clone();
         let ping_out = out_tx.clone();
         tokio::spawn(async move {
             let mut code = None;
@@ -181,6 +191,9 @@ impl Connection {
                         let _ = ping_out.try_send(WsMessage::Pong(p));
                     }
                     Ok(WsMessage::Close(frame)) => {
+                        if let Some(ms) = frame.as_ref().and_then(|f| parse_retry_hint(&f.reason)) {
+                            *reader_hint.lock().unwrap_or_else(|p| p.into_inner()) = Some(Duration::from_millis(ms));
+                        }
                         code = frame.map(|f| match f.code {
                             WsCloseCode::Library(n) => CloseCode::from_u16(n),
                             other => CloseCode::Unknown(u16::from(other)),
@@ -191,10 +204,26 @@ impl Connection {
                     Err(_) => break,
                 }
             }
-            reader_pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            // Closed first, then fail the waiters: a call that registers after this sees
+            // `closed` and fails at once instead of waiting out its timeout.
             let _ = closed_tx.send(Some(code));
+            reader_pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
         });
-        Ok(Connection { out: out_tx, pending, pushes: push_rx, next_id: AtomicU64::new(1), closed: closed_rx, url })
+        Ok(Connection {
+            out: out_tx,
+            pending,
+            pushes: push_rx,
+            next_id: AtomicU64::new(1),
+            closed: closed_rx,
+            retry_hint,
+            url,
+        })
+    }
+
+    /// How long the broker asked us to wait before reconnecting, if it did (a draining node
+    /// spreads its sessions' reconnects this way).
+    pub fn retry_hint(&self) -> Option<Duration> {
+        *self.retry_hint.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Why the connection closed, once it has (`Some(None)`: closed without a code).
@@ -218,6 +247,10 @@ impl Connection {
             .map_err(|e| ClientError::Proto(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        if self.closed().is_some() {
+            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            return Err(ClientError::Closed(self.closed().flatten()));
+        }
         if self.out.send(WsMessage::Binary(frame.into())).await.is_err() {
             self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             return Err(ClientError::Closed(self.closed().flatten()));

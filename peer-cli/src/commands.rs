@@ -704,7 +704,7 @@ async fn follow(ctx: &Ctx, args: InboxArgs) -> Result<()> {
         match conn.closed().flatten() {
             Some(code) if !code.should_reconnect() => bail!("the broker closed this session: {code:?}"),
             code => {
-                let d = backoff.next_delay();
+                let d = conn.retry_hint().unwrap_or_else(|| backoff.next_delay());
                 tracing::warn!(?code, delay_ms = d.as_millis() as u64, "connection lost; resuming");
                 tokio::time::sleep(d).await;
             }

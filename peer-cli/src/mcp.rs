@@ -247,7 +247,7 @@ async fn broker_loop(shared: Arc<Shared>) {
                 return;
             }
             code => {
-                let d = backoff.next_delay();
+                let d = conn.retry_hint().unwrap_or_else(|| backoff.next_delay());
                 tracing::warn!(?code, delay_ms = d.as_millis() as u64, "connection lost; resuming");
                 tokio::time::sleep(d).await;
             }

@@ -256,6 +256,19 @@ impl RedisPresence {
         format!("{}presence-node:{mesh_id}", self.prefix)
     }
 
+    /// Leave the cluster (on drain): drop this node's liveness key and its membership.
+    pub async fn leave(&self) -> Result<(), RedisSeamError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .del(format!("{}node:{}", self.prefix, self.node_id))
+            .ignore()
+            .srem(format!("{}nodes", self.prefix), &self.node_id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     /// Refresh this node's liveness key (call every `ttl / 3`).
     pub async fn heartbeat(&self, ttl: Duration) -> Result<(), RedisSeamError> {
         let mut conn = self.conn.clone();

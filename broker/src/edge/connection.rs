@@ -21,6 +21,17 @@ pub(crate) fn error_frame(id: u64, code: ErrorCode, message: impl Into<String>) 
     encode_server_frame(&ServerFrame::Response(Response::err(id, code, message))).unwrap_or_default()
 }
 
+/// Close 4005 with a retry hint: `ServerShutdown retry_after_ms=<n>`, n random below
+/// `node.drain_retry_jitter_ms`, so a node's sessions do not all reconnect at the same instant.
+fn shutdown_reason(broker: &Broker) -> CloseReason {
+    let jitter = broker.cfg.node.drain_retry_jitter_ms.max(1);
+    let after = u64::from(plexus_crypto::random_below(jitter.min(u64::from(u32::MAX)) as u32));
+    CloseReason {
+        code: actix_ws::CloseCode::Other(CloseCode::ServerShutdown.as_u16()),
+        description: Some(format!("ServerShutdown retry_after_ms={after}")),
+    }
+}
+
 /// Serve one connection until it closes.
 pub async fn run(broker: Arc<Broker>, mut session: Session, stream: MessageStream) {
     crate::metrics::connections().inc();
@@ -36,6 +47,11 @@ pub async fn run(broker: Arc<Broker>, mut session: Session, stream: MessageStrea
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let idle_timeout = Duration::from_secs(broker.cfg.http.idle_timeout_secs.max(2));
     let mut last_heard = Instant::now();
+    let mut shutdown = broker.shutdown.subscribe();
+    if *shutdown.borrow() {
+        let _ = session.close(Some(shutdown_reason(&broker))).await;
+        return;
+    }
 
     let close: Option<CloseCode> = loop {
         tokio::select! {
@@ -79,6 +95,7 @@ pub async fn run(broker: Arc<Broker>, mut session: Session, stream: MessageStrea
                 }
             }
             Some(code) = control_rx.recv() => break Some(code),
+            Ok(()) = shutdown.changed() => break Some(CloseCode::ServerShutdown),
             _ = ping.tick() => {
                 if last_heard.elapsed() > idle_timeout {
                     break Some(CloseCode::HeartbeatTimeout);
@@ -100,8 +117,11 @@ pub async fn run(broker: Arc<Broker>, mut session: Session, stream: MessageStrea
                 }
             }
         }
-        let reason =
-            CloseReason { code: actix_ws::CloseCode::Other(code.as_u16()), description: Some(format!("{code:?}")) };
+        let reason = if code == CloseCode::ServerShutdown {
+            shutdown_reason(&broker)
+        } else {
+            CloseReason { code: actix_ws::CloseCode::Other(code.as_u16()), description: Some(format!("{code:?}")) }
+        };
         let _ = session.close(Some(reason)).await;
     } else {
         let _ = session.close(None).await;

@@ -63,8 +63,9 @@ fn tls_config(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
         .with_single_cert(certs, key)?)
 }
 
-/// Build and run the HTTP server(s) until they stop. Runs inside an actix system.
-pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
+/// Build the HTTP server(s); run the returned future inside an actix system. Signals are the
+/// caller's: the node drains (see `app::drain`) before the server stops.
+pub fn build(broker: Arc<Broker>) -> anyhow::Result<actix_web::dev::Server> {
     let cfg = broker.cfg.http.clone();
     let data = web::Data::new(broker.clone());
     let mut server = HttpServer::new(move || {
@@ -78,6 +79,7 @@ pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
     // Pushes are small frames written as they happen; with Nagle on, each one waits for the
     // peer's delayed ACK of the previous (measured: ~20 ms added to reminder pushes at 100/s).
     .tcp_nodelay(true)
+    .disable_signals()
     .shutdown_timeout(5);
     if cfg.workers > 0 {
         server = server.workers(cfg.workers);
@@ -92,6 +94,5 @@ pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
             server.bind_rustls_0_23(&cfg.tls_listen, tls).with_context(|| format!("binding {}", cfg.tls_listen))?;
         tracing::info!(listen = %cfg.tls_listen, "serving wss://{}/ws", cfg.tls_listen);
     }
-    server.run().await?;
-    Ok(())
+    Ok(server.run())
 }

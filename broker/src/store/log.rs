@@ -7,7 +7,11 @@
 //! insert itself (`ON CONFLICT DO NOTHING RETURNING`), not by a lookup before it: the hot path
 //! is two statements per mesh.
 
-use std::{collections::HashMap, sync::Arc, time::SystemTime};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use deadpool_postgres::Pool;
 use plexus_proto::{
@@ -96,6 +100,17 @@ impl LogWriter {
             tokio::spawn(async move { run_writer(shard, pool, rx, max_batch, on_commit).await });
         }
         LogWriter { shards: Arc::new(senders) }
+    }
+
+    /// Wait until every message queued so far has been through a commit (used on drain).
+    pub async fn flush(&self) {
+        for shard in self.shards.iter() {
+            while shard.capacity() < shard.max_capacity() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        // The last batch taken off a queue may still be committing.
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     /// Append a message; resolves after commit. The sender's ack waits on this.

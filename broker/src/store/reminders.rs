@@ -212,6 +212,13 @@ pub async fn claim_due(
     Ok(out)
 }
 
+/// Give up this node's reminders (on drain), so other nodes claim them at their next pass
+/// instead of after this node's lease lapses.
+pub async fn release_owned(pool: &Pool, node: &str) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client.execute("UPDATE reminders SET owner_node = NULL WHERE owner_node = $1", &[&node]).await?)
+}
+
 /// Reminders this node owns that are due within `horizon` (read-only: for re-arming after a
 /// restart, or a cron run that was beyond the horizon when it last fired).
 pub async fn own_due(pool: &Pool, node: &str, horizon: Duration, limit: i64) -> Result<Vec<ReminderRow>, StoreError> {
