@@ -105,17 +105,17 @@ async fn rolling_restart_under_load_loses_and_doubles_nothing() {
     };
 
     // Each node in turn: SIGTERM while traffic flows, wait for a clean exit, start it again.
-    for k in 0..nodes.len() {
+    for (k, node) in nodes.iter_mut().enumerate() {
         let target = acked.load(Ordering::SeqCst) + 20;
         assert!(wait_until(Duration::from_secs(60), || (acked.load(Ordering::SeqCst) >= target
             || done.load(Ordering::SeqCst))
         .then_some(()))
         .await
         .is_some());
-        let clean = nodes[k].terminate(Duration::from_secs(25)).await;
-        assert!(clean, "node {k} did not drain and exit by itself:\n{}", nodes[k].log_text());
-        assert!(nodes[k].log_text().contains("drained"), "node {k} log has no drain");
-        nodes[k].start_again().await;
+        let clean = node.terminate(Duration::from_secs(25)).await;
+        assert!(clean, "node {k} did not drain and exit by itself:\n{}", node.log_text());
+        assert!(node.log_text().contains("drained"), "node {k} log has no drain");
+        node.start_again().await;
     }
     tokio::time::timeout(Duration::from_secs(120), sender).await.expect("sender finished").unwrap();
     // The sender sat on one of the drained nodes at least once.
