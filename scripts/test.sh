@@ -29,3 +29,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # End-to-end tests run the real binaries from the target directory.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# Dockerfile, compose, nginx, Prometheus, Grafana and the Helm chart (see the script).
+scripts/check-deploy.sh

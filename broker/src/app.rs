@@ -61,6 +61,8 @@ pub struct Broker {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Wakes this node's queued lock acquires when a lock here was released or granted.
     pub lock_wake: tokio::sync::Notify,
+    /// Unacknowledged messages per present session (for the backlog gauges).
+    pub backlog: crate::metrics::Backlog,
     /// Fires due reminders in batches.
     pub firer: crate::coord::reminders::Firer,
     /// This node's reminder scheduler (poked when a reminder due soon is created here).
@@ -121,6 +123,7 @@ impl Broker {
             ready: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
             lock_wake: tokio::sync::Notify::new(),
+            backlog: Default::default(),
             firer,
             reminders: std::sync::OnceLock::new(),
             next_conn_id: AtomicU64::new(1),

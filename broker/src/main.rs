@@ -26,6 +26,30 @@ enum Command {
     CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
+    /// Exit 0 when `GET <url>` answers 200 (container HEALTHCHECK; the image has no shell).
+    Healthcheck {
+        /// e.g. http://127.0.0.1:7700/health
+        #[arg(long, default_value = "http://127.0.0.1:7700/health")]
+        url: String,
+    },
+}
+
+/// A minimal HTTP/1.1 GET for the healthcheck (plain http to a local port only).
+fn http_ok(url: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("only http:// URLs"))?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)?.next().ok_or_else(|| anyhow::anyhow!("no address"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    if &head[9..12] == b"200" {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", String::from_utf8_lossy(&head))
+    }
 }
 
 fn init_logging(cfg: &Config) {
@@ -58,6 +82,13 @@ async fn wait_for_signal() -> &'static str {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
+        Command::Healthcheck { url } => match http_ok(&url) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                std::process::exit(1);
+            }
+        },
         Command::DefaultConfig => {
             print!("{}", plexus_broker::config::DEFAULT_CONFIG);
             Ok(())

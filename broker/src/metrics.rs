@@ -154,6 +154,52 @@ metric!(
     register_int_gauge!("plexus_reminder_actors", "Reminder actors running on this node")
 );
 
+metric!(
+    backlog_messages,
+    IntGauge,
+    register_int_gauge!(
+        "plexus_backlog_messages",
+        "Messages pushed or held for this node's present sessions and not yet acknowledged"
+    )
+);
+metric!(
+    backlog_oldest_unacked_seconds,
+    prometheus::Gauge,
+    prometheus::register_gauge!(
+        "plexus_backlog_oldest_unacked_seconds",
+        "Age of the oldest unacknowledged message of any present session on this node (0: none)"
+    )
+);
+
+/// Per-session backlog, reported by each presence session at its sweep and read at scrape.
+#[derive(Default)]
+pub struct Backlog {
+    sessions: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (usize, u64)>>,
+}
+
+impl Backlog {
+    /// A session's unacknowledged count and the commit time (ms) of its oldest; `None` removes.
+    pub fn report(&self, session: uuid::Uuid, state: Option<(usize, u64)>) {
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match state {
+            Some(v) if v.0 > 0 => {
+                s.insert(session, v);
+            }
+            _ => {
+                s.remove(&session);
+            }
+        }
+    }
+
+    /// (total messages, oldest age in seconds) at `now_ms`.
+    pub fn summary(&self, now_ms: u64) -> (usize, f64) {
+        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let total = s.values().map(|v| v.0).sum();
+        let oldest = s.values().map(|v| v.1).min().map(|t| now_ms.saturating_sub(t) as f64 / 1000.0).unwrap_or(0.0);
+        (total, oldest)
+    }
+}
+
 /// Touch every metric so `/metrics` lists them before any traffic.
 pub fn init() {
     connections();
@@ -178,10 +224,15 @@ pub fn init() {
     lock_wait_seconds();
     reminder_lateness_seconds();
     reminder_actors();
+    backlog_messages();
+    backlog_oldest_unacked_seconds();
 }
 
 /// Render the default registry as Prometheus text.
-pub fn render(pool: &deadpool_postgres::Pool) -> String {
+pub fn render(pool: &deadpool_postgres::Pool, backlog: &Backlog) -> String {
+    let (messages, oldest) = backlog.summary(crate::store::now_ms());
+    backlog_messages().set(messages as i64);
+    backlog_oldest_unacked_seconds().set(oldest);
     let status = pool.status();
     pg_pool_size().set(status.size as i64);
     pg_pool_available().set(status.available as i64);

@@ -317,6 +317,7 @@ impl Actor for PresenceSession {
             // keeps its locks.
             crate::coord::locks::session_ended(&state.broker, state.spec.mesh_id, state.spec.session_id).await;
         }
+        state.broker.backlog.report(state.spec.session_id, None);
         let cursor = state.cursor();
         if let Err(e) =
             store::log::raise_watermark(&state.broker.pool, state.spec.mesh_id, state.spec.session_id, cursor.watermark)
@@ -379,6 +380,8 @@ impl Actor for PresenceSession {
                 state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed });
             }
             SessionMsg::Sweep => {
+                let oldest = state.pending.values().map(|(m, _)| m.sent_at_ms).min();
+                state.broker.backlog.report(state.spec.session_id, oldest.map(|t| (state.pending.len(), t)));
                 if state.status.sweep(&state.broker.rules, now_ms()) {
                     state.announce(PeerChange::Updated).await;
                     state.release_held();

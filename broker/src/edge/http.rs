@@ -32,7 +32,9 @@ async fn ready(broker: web::Data<Arc<Broker>>) -> HttpResponse {
 }
 
 async fn metrics(broker: web::Data<Arc<Broker>>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::metrics::render(&broker.pool))
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render(&broker.pool, &broker.backlog))
 }
 
 async fn ws(req: HttpRequest, body: web::Payload, broker: web::Data<Arc<Broker>>) -> actix_web::Result<HttpResponse> {
