@@ -79,6 +79,7 @@ impl Broker {
         } else {
             cfg.node.id.clone()
         };
+        crate::metrics::init();
         let pool = store::connect(&cfg.database.url, cfg.database.pool_size)?;
         let version = store::migrate::migrate(&pool).await?;
         tracing::info!(%node_id, schema = version, "database ready");

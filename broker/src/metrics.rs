@@ -207,7 +207,8 @@ pub fn init() {
     messages_routed();
     pushes();
     delivery_latency();
-    decode_errors();
+    // Labelled families appear once a label set exists; start the rare ones at zero.
+    decode_errors().with_label_values(&[&u16::from(plexus_proto::ErrorCode::BadFrame).to_string()]);
     requests();
     slow_consumers();
     receipts_dropped();
