@@ -184,3 +184,27 @@ async fn a_session_that_reconnects_unchanged_causes_no_presence_flap() {
     assert_eq!(peers.peers.iter().filter(|p| p.session_id == sid).count(), 1, "no ghost duplicate");
     drop(second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_session_gets_what_reached_its_member_offline_but_not_a_siblings_history() {
+    let db = TestDb::create().await;
+    let broker = Broker::start(&db).await;
+    let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
+    let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
+    let bob_pk = bob.member_key().unwrap().public_key().to_vec();
+    // Nobody of bob's is online when alice writes.
+    let a = session_for(&broker.url, &alice, SessionMode::Control).await;
+    a.send_sealed(Uuid::new_v4(), Target::Member(bob.member_id), SealTo::Member(&bob_pk), b"while-away", None)
+        .await
+        .unwrap();
+    // Bob's agent starts a fresh session (new id, no cursor): the message is there.
+    let mut agent = session_for(&broker.url, &bob, SessionMode::Session).await;
+    let got = next_message(&mut agent).await.expect("the new session got what arrived while bob was away");
+    assert_eq!(open(&got, &agent.key, &bob.member_key().unwrap(), None).unwrap(), b"while-away");
+    agent.conn.call(&ops::Ack { seqs: vec![got.seq], read: true }).await.unwrap();
+    agent.conn.close().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A second agent window later does not inherit what the first already read.
+    let mut second = session_for(&broker.url, &bob, SessionMode::Session).await;
+    assert!(no_message(&mut second).await, "a sibling's history was replayed to a new session");
+}

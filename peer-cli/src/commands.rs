@@ -76,7 +76,9 @@ pub(crate) async fn connect(
     let session = p.session_key().map_err(ClientError::Keys)?;
     let start = crypto::random_below(p.brokers.len() as u32) as usize;
     let (conn, _) = open_any(&p.brokers, start, &tls(p)).await?;
-    let hello = signed_hello(p, p.session_id, session.public_key(), mode, cursor.map(|c| c.to_wire()), sp)?;
+    // A cursor that has seen nothing says nothing: the broker then picks the start.
+    let wire = cursor.map(|c| c.to_wire()).filter(|c| c.watermark > 0 || !c.acked.is_empty());
+    let hello = signed_hello(p, p.session_id, session.public_key(), mode, wire, sp)?;
     let welcome = conn.call(&hello).await?;
     Ok((conn, welcome))
 }

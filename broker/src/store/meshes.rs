@@ -145,10 +145,11 @@ pub struct SessionRow {
 }
 
 /// Insert or refresh a session row; returns its stored watermark, or `None` when the session
-/// id is taken by another member. A new session of a member
-/// that has no other session starts at the member's join sequence (so its first session
-/// receives what was sent to the member before it ever connected); further new sessions start
-/// at the head (a new agent window does not inherit a sibling's history).
+/// id is taken by another member. A new session starts where the member's most advanced
+/// session is (or at the member's join sequence for its first): it receives what reached the
+/// member after any of its sessions last caught up — a message sent while the member was
+/// offline is not lost to the agent that starts next — without inheriting history a sibling
+/// already read.
 #[allow(clippy::too_many_arguments)]
 pub async fn upsert_session(
     pool: &Pool,
@@ -166,9 +167,8 @@ pub async fn upsert_session(
         .query_opt(
             "INSERT INTO sessions (mesh_id, id, member_id, pubkey, display_name, groups, visible, watermark)
              VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8,
-                CASE WHEN EXISTS (SELECT 1 FROM sessions WHERE mesh_id = $1 AND member_id = $3)
-                     THEN (SELECT head_seq FROM meshes WHERE id = $1)
-                     ELSE (SELECT joined_seq FROM members WHERE mesh_id = $1 AND id = $3) END))
+                (SELECT max(watermark) FROM sessions WHERE mesh_id = $1 AND member_id = $3),
+                (SELECT joined_seq FROM members WHERE mesh_id = $1 AND id = $3)))
              ON CONFLICT (mesh_id, id) DO UPDATE SET
                 pubkey = EXCLUDED.pubkey, display_name = EXCLUDED.display_name,
                 groups = EXCLUDED.groups, visible = EXCLUDED.visible, last_seen_at = now(),
