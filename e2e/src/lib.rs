@@ -15,10 +15,11 @@ use std::{
 use plexus_cli::{
     client::{signed_hello, Connection, TlsOptions},
     profile::Profile,
+    seal::SealTo,
 };
 use plexus_proto::{
     ops,
-    types::{Cursor, SessionMode, SessionProfile},
+    types::{Cursor, Priority, SessionMode, SessionProfile, Target},
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -425,27 +426,31 @@ pub struct RawSession {
 }
 
 impl RawSession {
+    /// Seal `text` to `to` and send it at `priority`.
+    pub async fn send_at(
+        &self,
+        id: Uuid,
+        target: Target,
+        to: SealTo<'_>,
+        text: &[u8],
+        reply_to: Option<Uuid>,
+        priority: Priority,
+    ) -> Result<ops::Sent, plexus_cli::client::ClientError> {
+        let (sealing, nonce, ciphertext) = plexus_cli::seal::seal_for(to, &self.key, text).expect("seal");
+        let send = ops::Send { id, target, priority, reply_to, subtype: None, sealing, nonce, ciphertext };
+        self.conn.call(&send).await
+    }
+
     /// Seal `text` to `to` with this session's key and send it at priority `now`.
     pub async fn send_sealed(
         &self,
         id: Uuid,
-        target: plexus_proto::types::Target,
-        to: plexus_cli::seal::SealTo<'_>,
+        target: Target,
+        to: SealTo<'_>,
         text: &[u8],
         reply_to: Option<Uuid>,
     ) -> Result<ops::Sent, plexus_cli::client::ClientError> {
-        let (sealing, nonce, ciphertext) = plexus_cli::seal::seal_for(to, &self.key, text).expect("seal");
-        let send = ops::Send {
-            id,
-            target,
-            priority: plexus_proto::types::Priority::Now,
-            reply_to,
-            subtype: None,
-            sealing,
-            nonce,
-            ciphertext,
-        };
-        self.conn.call(&send).await
+        self.send_at(id, target, to, text, reply_to, Priority::Now).await
     }
 }
 
@@ -534,4 +539,79 @@ pub const MCP_SDK: &str = "1.30.0";
 /// `e2e/mcp/client.py`.
 pub fn mcp_client_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp/client.py")
+}
+
+/// Progress of [`send_through_failures`].
+#[derive(Default)]
+pub struct SendProgress {
+    /// Messages acknowledged so far (they are sent in order).
+    pub acked: std::sync::atomic::AtomicUsize,
+    /// Sends that were not acknowledged and went again (same id) on a new connection.
+    pub retries: std::sync::atomic::AtomicUsize,
+}
+
+/// Send `n` durable messages `"{prefix}{i}"` from `from` to `to`'s member, in order, over
+/// `urls` (the next one after each failure), resending an unacknowledged message with the same
+/// id until it is acknowledged — what a client does through node failures. `pace` between
+/// acknowledged sends.
+pub async fn send_through_failures(
+    urls: Vec<String>,
+    from: Profile,
+    to: Profile,
+    n: usize,
+    prefix: &str,
+    pace: Duration,
+    progress: Arc<SendProgress>,
+) {
+    use std::sync::atomic::Ordering;
+    let to_key = to.member_key().expect("member key").public_key().to_vec();
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+    let (sid, key) = (Uuid::new_v4(), plexus_crypto::BoxKeypair::generate().expect("key"));
+    let mut conn: Option<RawSession> = None;
+    let mut next_url = 0usize;
+    let mut i = 0;
+    while i < n {
+        let session = match conn.as_ref() {
+            Some(s) => s,
+            None => {
+                let url = &urls[next_url % urls.len()];
+                next_url += 1;
+                match raw_session(
+                    url,
+                    &from,
+                    Some((sid, key.clone())),
+                    SessionMode::Control,
+                    None,
+                    SessionProfile::default(),
+                )
+                .await
+                {
+                    Ok(s) => conn.insert(s),
+                    Err(_) => {
+                        progress.retries.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let text = format!("{prefix}{i}");
+        let priority = if i % 3 == 0 { Priority::Now } else { Priority::Next };
+        let sent = session
+            .send_at(ids[i], Target::Member(to.member_id), SealTo::Member(&to_key), text.as_bytes(), None, priority)
+            .await;
+        match sent {
+            Ok(_) => {
+                i += 1;
+                progress.acked.store(i, Ordering::SeqCst);
+                tokio::time::sleep(pace).await;
+            }
+            Err(e) if e.is_transient() || matches!(e, plexus_cli::client::ClientError::Remote { .. }) => {
+                // Not acknowledged: resend the same id on a new connection.
+                conn = None;
+                progress.retries.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(e) => panic!("send failed: {e}"),
+        }
+    }
 }

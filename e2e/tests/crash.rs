@@ -3,23 +3,11 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
-use plexus_cli::{
-    client::ClientError,
-    seal::{seal_for, SealTo},
-};
-use plexus_e2e::{raw_session, wait_until, Broker, Mesh, TestDb};
-use plexus_proto::{
-    ops,
-    types::{Priority, SessionMode, SessionProfile, Target},
-};
-use uuid::Uuid;
+use plexus_e2e::{send_through_failures, wait_until, Broker, Mesh, SendProgress, TestDb};
 
 const N: usize = 1000;
 
@@ -91,74 +79,23 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let (alice, bob) = (&mesh.peers[0], &mesh.peers[1]);
-    let bob_profile = bob.profile();
-    let profile = alice.profile();
-    let acked = Arc::new(AtomicUsize::new(0));
-    let acked_by_sender = acked.clone();
-    let sender = tokio::spawn(async move {
-        let ids: Vec<Uuid> = (0..N).map(|_| Uuid::new_v4()).collect();
-        let (sid, key) = (Uuid::new_v4(), plexus_crypto::BoxKeypair::generate().unwrap());
-        let mut conn = None;
-        let mut i = 0;
-        let mut retries = 0u32;
-        while i < N {
-            if conn.is_none() {
-                match raw_session(
-                    &url,
-                    &profile,
-                    Some((sid, key.clone())),
-                    SessionMode::Control,
-                    None,
-                    SessionProfile::default(),
-                )
-                .await
-                {
-                    Ok(s) => conn = Some(s),
-                    Err(_) => {
-                        retries += 1;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                }
-            }
-            let session = conn.as_ref().unwrap();
-            let (sealing, nonce, ciphertext) = seal_for(
-                SealTo::Member(&bob_profile.member_key().unwrap().public_key()[..]),
-                &session.key,
-                format!("m-{i}").as_bytes(),
-            )
-            .unwrap();
-            let send = ops::Send {
-                id: ids[i],
-                target: Target::Member(bob_profile.member_id),
-                priority: if i % 3 == 0 { Priority::Now } else { Priority::Next },
-                reply_to: None,
-                subtype: None,
-                sealing,
-                nonce,
-                ciphertext,
-            };
-            match session.conn.call(&send).await {
-                Ok(_) => {
-                    i += 1;
-                    acked_by_sender.store(i, Ordering::SeqCst);
-                }
-                Err(e) if e.is_transient() || matches!(e, ClientError::Remote { .. }) => {
-                    // Not acknowledged: resend the same id on a new connection.
-                    conn = None;
-                    retries += 1;
-                }
-                Err(e) => panic!("send failed: {e}"),
-            }
-        }
-        retries
-    });
-
+    let progress = Arc::new(SendProgress::default());
+    let sender = tokio::spawn(send_through_failures(
+        vec![url],
+        alice.profile(),
+        bob.profile(),
+        N,
+        "m-",
+        Duration::ZERO,
+        progress.clone(),
+    ));
+    let acked = &progress.acked;
     assert!(wait_until(Duration::from_secs(60), || (acked.load(Ordering::SeqCst) >= N / 3).then_some(()))
         .await
         .is_some());
     kill().await;
-    let retries = tokio::time::timeout(Duration::from_secs(120), sender).await.expect("sender finished").unwrap();
+    tokio::time::timeout(Duration::from_secs(120), sender).await.expect("sender finished").unwrap();
+    let retries = progress.retries.load(Ordering::SeqCst) as u32;
 
     let all = wait_until(Duration::from_secs(60), || (receiver.texts().len() >= N).then_some(())).await;
     // Give any duplicate a moment to show up before counting.

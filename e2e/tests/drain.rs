@@ -4,20 +4,11 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
-use plexus_cli::seal::{seal_for, SealTo};
-use plexus_e2e::{http_get, raw_session, wait_until, Broker, Mesh, TestDb};
-use plexus_proto::{
-    ops,
-    types::{Priority, SessionMode, SessionProfile, Target},
-};
-use uuid::Uuid;
+use plexus_e2e::{http_get, send_through_failures, wait_until, Broker, Mesh, SendProgress, TestDb};
 
 const N: usize = 400;
 
@@ -36,82 +27,23 @@ async fn rolling_restart_under_load_loses_and_doubles_nothing() {
     bob.set_brokers(&urls.iter().map(String::as_str).collect::<Vec<_>>());
     let receiver = bob.spawn_json(&["inbox", "--follow"]);
 
-    let profile = alice.profile();
-    let bob_profile = bob.profile();
-    let acked = Arc::new(AtomicUsize::new(0));
-    let moved = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let (acked, moved, done, urls) = (acked.clone(), moved.clone(), done.clone(), urls.clone());
-        tokio::spawn(async move {
-            let (sid, key) = (Uuid::new_v4(), plexus_crypto::BoxKeypair::generate().unwrap());
-            let ids: Vec<Uuid> = (0..N).map(|_| Uuid::new_v4()).collect();
-            let mut conn = None;
-            let mut next_url = 0usize;
-            let mut i = 0;
-            while i < N {
-                if conn.is_none() {
-                    let url = &urls[next_url % urls.len()];
-                    next_url += 1;
-                    match raw_session(
-                        url,
-                        &profile,
-                        Some((sid, key.clone())),
-                        SessionMode::Control,
-                        None,
-                        SessionProfile::default(),
-                    )
-                    .await
-                    {
-                        Ok(s) => conn = Some(s),
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    }
-                }
-                let session = conn.as_ref().unwrap();
-                let (sealing, nonce, ciphertext) = seal_for(
-                    SealTo::Member(&bob_profile.member_key().unwrap().public_key()[..]),
-                    &session.key,
-                    format!("r-{i}").as_bytes(),
-                )
-                .unwrap();
-                let send = ops::Send {
-                    id: ids[i],
-                    target: Target::Member(bob_profile.member_id),
-                    priority: if i % 2 == 0 { Priority::Now } else { Priority::Next },
-                    reply_to: None,
-                    subtype: None,
-                    sealing,
-                    nonce,
-                    ciphertext,
-                };
-                match session.conn.call(&send).await {
-                    Ok(_) => {
-                        i += 1;
-                        acked.store(i, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(15)).await;
-                    }
-                    Err(_) => {
-                        // Not acknowledged (the node is draining): same id, another node.
-                        conn = None;
-                        moved.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-            done.store(true, Ordering::SeqCst);
-        })
-    };
+    let progress = Arc::new(SendProgress::default());
+    let sender = tokio::spawn(send_through_failures(
+        urls.clone(),
+        alice.profile(),
+        bob.profile(),
+        N,
+        "r-",
+        Duration::from_millis(15),
+        progress.clone(),
+    ));
+    let (acked, moved) = (&progress.acked, &progress.retries);
 
     // Each node in turn: SIGTERM while traffic flows, wait for a clean exit, start it again.
     for (k, node) in nodes.iter_mut().enumerate() {
-        let target = acked.load(Ordering::SeqCst) + 20;
-        assert!(wait_until(Duration::from_secs(60), || (acked.load(Ordering::SeqCst) >= target
-            || done.load(Ordering::SeqCst))
-        .then_some(()))
-        .await
-        .is_some());
+        let target = (acked.load(Ordering::SeqCst) + 20).min(N);
+        let progressed = wait_until(Duration::from_secs(60), || (acked.load(Ordering::SeqCst) >= target).then_some(()));
+        assert!(progressed.await.is_some());
         let clean = node.terminate(Duration::from_secs(25)).await;
         assert!(clean, "node {k} did not drain and exit by itself:\n{}", node.log_text());
         assert!(node.log_text().contains("drained"), "node {k} log has no drain");

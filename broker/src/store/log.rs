@@ -63,6 +63,29 @@ pub struct NewMessage {
     pub ciphertext: Vec<u8>,
 }
 
+impl NewMessage {
+    /// The message as routed once committed at `seq`.
+    fn committed(&self, seq: u64, sent_at_ms: u64) -> Message {
+        Message {
+            seq,
+            id: self.id,
+            sender_member: self.sender_member,
+            sender_session: self.sender_session,
+            sender_name: self.sender_name.clone(),
+            sender_pubkey: self.sender_pubkey.clone(),
+            sender_member_pubkey: self.sender_member_pubkey.clone(),
+            target: self.target.clone(),
+            priority: self.priority,
+            reply_to: self.reply_to,
+            subtype: self.subtype.clone(),
+            sealing: self.sealing,
+            nonce: self.nonce.clone(),
+            ciphertext: self.ciphertext.clone(),
+            sent_at_ms,
+        }
+    }
+}
+
 /// Called once per newly committed message, in sequence order per mesh, after commit.
 pub type OnCommit = Arc<dyn Fn(Uuid, Arc<Message>) + Send + Sync>;
 
@@ -256,23 +279,7 @@ async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>
             results.push((Sent { seq: seq as u64, duplicate: true }, None));
             continue;
         }
-        let message = Arc::new(Message {
-            seq: seq as u64,
-            id: m.id,
-            sender_member: m.sender_member,
-            sender_session: m.sender_session,
-            sender_name: m.sender_name.clone(),
-            sender_pubkey: m.sender_pubkey.clone(),
-            sender_member_pubkey: m.sender_member_pubkey.clone(),
-            target: m.target.clone(),
-            priority: m.priority,
-            reply_to: m.reply_to,
-            subtype: m.subtype.clone(),
-            sealing: m.sealing,
-            nonce: m.nonce.clone(),
-            ciphertext: m.ciphertext.clone(),
-            sent_at_ms,
-        });
+        let message = Arc::new(m.committed(seq as u64, sent_at_ms));
         results.push((Sent { seq: seq as u64, duplicate: false }, Some(message)));
     }
     Ok(results)
@@ -403,23 +410,7 @@ pub async fn append_in(tx: &deadpool_postgres::Transaction<'_>, m: &NewMessage) 
         ],
     )
     .await?;
-    Ok(Arc::new(Message {
-        seq: seq as u64,
-        id: m.id,
-        sender_member: m.sender_member,
-        sender_session: m.sender_session,
-        sender_name: m.sender_name.clone(),
-        sender_pubkey: m.sender_pubkey.clone(),
-        sender_member_pubkey: m.sender_member_pubkey.clone(),
-        target: m.target.clone(),
-        priority: m.priority,
-        reply_to: m.reply_to,
-        subtype: m.subtype.clone(),
-        sealing: m.sealing,
-        nonce: m.nonce.clone(),
-        ciphertext: m.ciphertext.clone(),
-        sent_at_ms: millis(now),
-    }))
+    Ok(Arc::new(m.committed(seq as u64, millis(now))))
 }
 
 const MESSAGE_COLS: &str = "e.seq, e.id, e.priority, e.target_kind, e.target_id, e.target_group, e.reply_to, e.subtype,
