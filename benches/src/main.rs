@@ -104,6 +104,7 @@ fn member_profile(mesh_id: Uuid, member_id: Uuid, key: &SigningKey, brokers: &[S
         session_secret: hex(session.secret_bytes()),
         mesh_key: None,
         claim_secret: None,
+        key_commitment: None,
     })
 }
 
@@ -121,6 +122,8 @@ async fn setup(args: &Args) -> Result<Vec<Peer>> {
         owner_display_name: "load-owner".into(),
         operator_token: args.operator_token.clone(),
         signature: sig.to_vec(),
+        key_commitment: None,
+        key_commitment_signature: None,
     })
     .await?;
     let owner = member_profile(mesh_id, owner_id, &owner_key, &args.broker)?;

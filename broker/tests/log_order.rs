@@ -38,7 +38,7 @@ async fn concurrent_writers_never_let_a_cursor_skip() {
     let pool_b = store::connect(&db.url, 8).unwrap();
     store::migrate::migrate(&pool_a).await.unwrap();
     let (mesh_id, member) = (Uuid::new_v4(), Uuid::new_v4());
-    meshes::create_mesh(&pool_a, mesh_id, "m", member, &[1; 32], "w").await.unwrap();
+    meshes::create_mesh(&pool_a, mesh_id, "m", member, &[1; 32], "w", None).await.unwrap();
 
     let noop: store::log::OnCommit = Arc::new(|_, _| {});
     let writers =
@@ -97,7 +97,7 @@ async fn the_same_id_from_two_writers_is_stored_once() {
     let pool = store::connect(&db.url, 8).unwrap();
     store::migrate::migrate(&pool).await.unwrap();
     let (mesh_id, member) = (Uuid::new_v4(), Uuid::new_v4());
-    meshes::create_mesh(&pool, mesh_id, "m", member, &[1; 32], "w").await.unwrap();
+    meshes::create_mesh(&pool, mesh_id, "m", member, &[1; 32], "w", None).await.unwrap();
     let noop: store::log::OnCommit = Arc::new(|_, _| {});
     let w1 = LogWriter::start(pool.clone(), 1, 64, noop.clone());
     let w2 = LogWriter::start(store::connect(&db.url, 4).unwrap(), 1, 64, noop);

@@ -368,6 +368,17 @@ pub fn open_with_mesh_key(mesh_key: &[u8], nonce: &[u8], ciphertext: &[u8]) -> R
     Ok(out)
 }
 
+/// BLAKE2b-256 of `data` (libsodium `crypto_generichash`, no key).
+pub fn hash32(data: &[u8]) -> [u8; 32] {
+    let _ = init();
+    let mut out = [0u8; 32];
+    // SAFETY: out is 32 bytes (a permitted generichash length), no key.
+    unsafe {
+        ffi::crypto_generichash(out.as_mut_ptr(), out.len(), data.as_ptr(), data.len() as u64, std::ptr::null(), 0)
+    };
+    out
+}
+
 /// Short fingerprint of a public key: first 8 bytes of its BLAKE2b hash, hex.
 pub fn fingerprint(public_key: &[u8]) -> String {
     let _ = init();

@@ -86,20 +86,43 @@ pub(crate) async fn connect(
 pub(crate) async fn control(ctx: &Ctx) -> Result<(Profile, Connection, ops::Welcome)> {
     let mut p = ctx.profile()?;
     let (conn, welcome) = connect(&p, SessionMode::Control, None, session_profile(&p, Status::Idle, &[])).await?;
-    adopt_mesh_key(ctx, &mut p, welcome.sealed_mesh_key.as_deref());
+    adopt_welcome(ctx, &mut p, &welcome, &conn).await;
     Ok((p, conn, welcome))
 }
 
-fn adopt_mesh_key(ctx: &Ctx, p: &mut Profile, sealed: Option<&[u8]>) -> bool {
+/// Learn the owner's key commitment and take a mesh key granted meanwhile from a hello reply.
+pub(crate) async fn adopt_welcome(ctx: &Ctx, p: &mut Profile, welcome: &ops::Welcome, conn: &Connection) -> bool {
+    if p.learn_commitment(welcome) {
+        let _ = p.save(&ctx.home);
+    }
+    adopt_mesh_key(ctx, p, welcome.sealed_mesh_key.as_deref(), None, conn).await
+}
+
+/// Take a granted mesh key if it is the one the owner committed to; refuse a forgery (the
+/// broker then asks the other key holders again). True when the key was stored.
+pub(crate) async fn adopt_mesh_key(
+    ctx: &Ctx,
+    p: &mut Profile,
+    sealed: Option<&[u8]>,
+    granted_by: Option<Uuid>,
+    conn: &Connection,
+) -> bool {
+    let Some(sealed) = sealed else { return false };
     if p.mesh_key.is_some() {
         return false;
     }
-    if let Some(sealed) = sealed {
-        if p.accept_sealed_mesh_key(sealed) && p.save(&ctx.home).is_ok() {
-            return true;
+    match p.accept_sealed_mesh_key(sealed) {
+        plexus_cli::profile::KeyOutcome::Stored => p.save(&ctx.home).is_ok(),
+        plexus_cli::profile::KeyOutcome::Forged => {
+            let from = granted_by.map(|g| g.to_string()).unwrap_or_else(|| "an unknown member".into());
+            eprintln!("warning: refused a mesh key granted by {from}: it is not the key the owner committed to");
+            if let Err(e) = conn.call(&ops::KeyReject {}).await {
+                tracing::warn!(error = %e, "could not refuse the forged key");
+            }
+            false
         }
+        plexus_cli::profile::KeyOutcome::Unusable => false,
     }
-    false
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration> {
@@ -238,6 +261,7 @@ fn new_profile(
         session_secret: hex(session.secret_bytes()),
         mesh_key: None,
         claim_secret: None,
+        key_commitment: None,
     })
 }
 
@@ -255,7 +279,12 @@ async fn mesh_create(
     if Profile::list(&ctx.home)?.contains(&profile.name) {
         bail!("a mesh profile named {} already exists here", profile.name);
     }
-    profile.mesh_key = Some(hex(&crypto::generate_mesh_key()));
+    let mesh_key = crypto::generate_mesh_key();
+    profile.mesh_key = Some(hex(&mesh_key));
+    // The commitment lets every joiner check the key it is granted, whoever grants it.
+    let commitment = crypto::hash32(&signing::mesh_key_commitment_input(mesh_id, &mesh_key));
+    profile.key_commitment = Some(hex(&commitment));
+    let commitment_signature = member.sign(&signing::key_commitment_bytes(mesh_id, &commitment));
     let signed = signing::mesh_create_bytes(mesh_id, &name, member_id, member.public_key());
     let body = ops::MeshCreate {
         mesh_id,
@@ -265,6 +294,8 @@ async fn mesh_create(
         owner_display_name: display_name,
         operator_token,
         signature: member.sign(&signed).to_vec(),
+        key_commitment: Some(commitment.to_vec()),
+        key_commitment_signature: Some(commitment_signature.to_vec()),
     };
     let (conn, _) = open_any(&profile.brokers, 0, &tls(&profile)).await?;
     conn.call(&body).await?;
@@ -388,12 +419,12 @@ async fn join(ctx: &Ctx, args: JoinArgs) -> Result<()> {
     let cursor = LocalCursor::load(p.cursor_path(&ctx.home));
     let (mut conn, welcome) =
         connect(&p, SessionMode::Session, Some(&cursor), session_profile(&p, Status::Idle, &[])).await?;
-    let mut got = adopt_mesh_key(ctx, &mut p, welcome.sealed_mesh_key.as_deref());
+    let mut got = adopt_welcome(ctx, &mut p, &welcome, &conn).await;
     while !got {
         match tokio::time::timeout_at(deadline, conn.next_push()).await {
             Ok(Some(push)) => {
                 if let Some(k) = push_as::<MeshKey>(&push) {
-                    got = adopt_mesh_key(ctx, &mut p, Some(&k.sealed_mesh_key));
+                    got = adopt_mesh_key(ctx, &mut p, Some(&k.sealed_mesh_key), k.granted_by, &conn).await;
                 }
             }
             _ => break,
@@ -603,8 +634,8 @@ async fn inbox(ctx: &Ctx, args: InboxArgs) -> Result<()> {
         cursor.record(m.seq)?;
     }
     if !seqs.is_empty() {
-        let acked = conn.call(&ops::Ack { seqs, read: true }).await?;
-        cursor.advance(acked.cursor.watermark);
+        let acked = conn.call(&ops::Ack { seqs: seqs.clone(), read: true }).await?;
+        cursor.confirm(&seqs, acked.cursor.watermark);
         cursor.save()?;
     }
     conn.close().await;
@@ -623,6 +654,8 @@ async fn ack(ctx: &Ctx, seqs: Vec<u64>) -> Result<()> {
         cursor.record(*s)?;
     }
     let acked = conn.call(&ops::Ack { seqs: seqs.clone(), read: true }).await?;
+    cursor.confirm(&seqs, acked.cursor.watermark);
+    cursor.save()?;
     conn.close().await;
     ctx.emit(json!({"acked": seqs, "watermark": acked.cursor.watermark}), || {
         format!("acknowledged {} message(s)", seqs.len())
@@ -662,7 +695,7 @@ async fn follow(ctx: &Ctx, args: InboxArgs) -> Result<()> {
                 Err(e) => return Err(e.into()),
             };
         backoff.reset();
-        adopt_mesh_key(ctx, &mut p, welcome.sealed_mesh_key.as_deref());
+        adopt_welcome(ctx, &mut p, &welcome, &conn).await;
         cursor.advance(welcome.cursor.watermark);
         if !ctx.json {
             eprintln!("following {} as {} (node {})", welcome.mesh_name, welcome.display_name, welcome.node_id);
@@ -677,7 +710,7 @@ async fn follow(ctx: &Ctx, args: InboxArgs) -> Result<()> {
                 // Acked after it is recorded locally: a crash in between re-delivers, and the
                 // cursor suppresses the duplicate.
                 match conn.call(&ops::Ack { seqs: vec![m.seq], read: false }).await {
-                    Ok(a) => cursor.advance(a.cursor.watermark),
+                    Ok(a) => cursor.confirm(&[m.seq], a.cursor.watermark),
                     Err(e) => tracing::debug!(error = %e, "ack failed; will resend on reconnect"),
                 }
                 if args.count.is_some_and(|c| printed >= c) {
@@ -700,7 +733,7 @@ async fn follow(ctx: &Ctx, args: InboxArgs) -> Result<()> {
             } else if let Some(req) = push_as::<KeyRequest>(&push) {
                 grant_key(&p, &conn, &req).await;
             } else if let Some(k) = push_as::<MeshKey>(&push) {
-                adopt_mesh_key(ctx, &mut p, Some(&k.sealed_mesh_key));
+                adopt_mesh_key(ctx, &mut p, Some(&k.sealed_mesh_key), k.granted_by, &conn).await;
             }
         }
         match conn.closed().flatten() {

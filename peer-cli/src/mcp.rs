@@ -213,7 +213,7 @@ async fn broker_loop(shared: Arc<Shared>) {
             }
         };
         backoff.reset();
-        adopt_key(&shared, welcome.sealed_mesh_key.as_deref()).await;
+        adopt_key(&shared, &conn, Some(&welcome), welcome.sealed_mesh_key.as_deref(), None).await;
         shared.cursor.lock().await.advance(welcome.cursor.watermark);
         let mut pushes = conn.take_pushes();
         let conn = Arc::new(conn);
@@ -237,7 +237,7 @@ async fn broker_loop(shared: Arc<Shared>) {
                 let p = shared.profile.read().await.clone();
                 cmd::grant_key(&p, &conn, &req).await;
             } else if let Some(k) = push_as::<MeshKey>(&push) {
-                adopt_key(&shared, Some(&k.sealed_mesh_key)).await;
+                adopt_key(&shared, &conn, None, Some(&k.sealed_mesh_key), k.granted_by).await;
             }
         }
         shared.conn.send_replace(None);
@@ -255,17 +255,38 @@ async fn broker_loop(shared: Arc<Shared>) {
     }
 }
 
-async fn adopt_key(shared: &Shared, sealed: Option<&[u8]>) {
-    let Some(sealed) = sealed else { return };
+async fn adopt_key(
+    shared: &Shared,
+    conn: &Connection,
+    welcome: Option<&ops::Welcome>,
+    sealed: Option<&[u8]>,
+    granted_by: Option<Uuid>,
+) {
     // The key belongs to the member's profile on disk, not only to this session.
     let mut p = shared.profile.write().await;
+    let Ok(mut base) = Profile::load(&shared.home, Some(&p.name)) else { return };
+    if let Some(w) = welcome {
+        if base.learn_commitment(w) {
+            let _ = base.save(&shared.home);
+            p.key_commitment = base.key_commitment.clone();
+        }
+    }
+    let Some(sealed) = sealed else { return };
     if p.mesh_key.is_some() {
         return;
     }
-    let Ok(mut base) = Profile::load(&shared.home, Some(&p.name)) else { return };
-    if base.accept_sealed_mesh_key(sealed) && base.save(&shared.home).is_ok() {
-        p.mesh_key = base.mesh_key.clone();
-        tracing::info!("received the mesh key");
+    match base.accept_sealed_mesh_key(sealed) {
+        plexus_cli::profile::KeyOutcome::Stored => {
+            if base.save(&shared.home).is_ok() {
+                p.mesh_key = base.mesh_key.clone();
+                tracing::info!("received the mesh key");
+            }
+        }
+        plexus_cli::profile::KeyOutcome::Forged => {
+            tracing::warn!(granted_by = ?granted_by, "refused a forged mesh key");
+            let _ = conn.call(&ops::KeyReject {}).await;
+        }
+        plexus_cli::profile::KeyOutcome::Unusable => {}
     }
 }
 
@@ -354,7 +375,7 @@ async fn deliver(shared: &Arc<Shared>, conn: &Arc<Connection>, m: &Message) -> b
         drop(cursor);
         shared.pushed.lock().unwrap_or_else(|p| p.into_inner()).remove(&seq);
         if let Ok(a) = conn.call(&ops::Ack { seqs: vec![seq], read: false }).await {
-            shared.cursor.lock().await.advance(a.cursor.watermark);
+            shared.cursor.lock().await.confirm(&[seq], a.cursor.watermark);
         }
     });
     true
@@ -515,8 +536,8 @@ impl Shared {
                 let _ = cursor.record(*s);
             }
             drop(cursor);
-            let a = conn.call(&ops::Ack { seqs, read: true }).await?;
-            self.cursor.lock().await.advance(a.cursor.watermark);
+            let a = conn.call(&ops::Ack { seqs: seqs.clone(), read: true }).await?;
+            self.cursor.lock().await.confirm(&seqs, a.cursor.watermark);
         }
         Ok(out)
     }

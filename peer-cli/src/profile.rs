@@ -68,6 +68,21 @@ pub struct Profile {
     /// x25519 secret the mesh key is sealed to, until it arrives (hex).
     #[serde(default)]
     pub claim_secret: Option<String>,
+    /// The owner's commitment to the mesh key (hex), once its signature was checked: a granted
+    /// key must match it.
+    #[serde(default)]
+    pub key_commitment: Option<String>,
+}
+
+/// What became of a sealed mesh key handed to this member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOutcome {
+    /// Opened, matched the owner's commitment (or the mesh has none) and kept.
+    Stored,
+    /// Opened, but it is not the key the owner committed to: a forgery, not kept.
+    Forged,
+    /// Not for this member (no claim secret, or it does not open).
+    Unusable,
 }
 
 /// The config directory.
@@ -220,17 +235,51 @@ impl Profile {
         self.mesh_key.as_deref().and_then(unhex)
     }
 
-    /// Open a sealed mesh key with the claim secret and keep it; true when stored.
-    pub fn accept_sealed_mesh_key(&mut self, sealed: &[u8]) -> bool {
-        let Some(secret) = self.claim_secret.as_deref().and_then(unhex) else { return false };
-        let Ok(claim) = BoxKeypair::from_secret(&secret) else { return false };
+    /// Keep the owner's key commitment from a hello reply once its signature verifies against
+    /// the owner's key; true when it was learned now.
+    pub fn learn_commitment(&mut self, welcome: &plexus_proto::ops::Welcome) -> bool {
+        if self.key_commitment.is_some() {
+            return false;
+        }
+        let (Some(c), Some(sig), Some(owner)) =
+            (&welcome.key_commitment, &welcome.key_commitment_signature, &welcome.owner_pubkey)
+        else {
+            return false;
+        };
+        let signed = plexus_proto::signing::key_commitment_bytes(self.mesh_id, c);
+        if plexus_crypto::verify(owner, &signed, sig).is_err() {
+            tracing::warn!("the mesh key commitment's signature does not verify; ignoring it");
+            return false;
+        }
+        self.key_commitment = Some(hex(c));
+        true
+    }
+
+    /// Whether `key` is the mesh key the owner committed to (true when there is no commitment).
+    pub fn matches_commitment(&self, key: &[u8]) -> bool {
+        match self.key_commitment.as_deref().and_then(unhex) {
+            Some(expected) => {
+                plexus_crypto::hash32(&plexus_proto::signing::mesh_key_commitment_input(self.mesh_id, key))[..]
+                    == expected[..]
+            }
+            None => true,
+        }
+    }
+
+    /// Open a sealed mesh key with the claim secret and keep it if it is the committed key.
+    pub fn accept_sealed_mesh_key(&mut self, sealed: &[u8]) -> KeyOutcome {
+        let Some(secret) = self.claim_secret.as_deref().and_then(unhex) else { return KeyOutcome::Unusable };
+        let Ok(claim) = BoxKeypair::from_secret(&secret) else { return KeyOutcome::Unusable };
         match claim.open_sealed(sealed) {
             Ok(key) if key.len() == plexus_crypto::MESH_KEY_LEN => {
+                if !self.matches_commitment(&key) {
+                    return KeyOutcome::Forged;
+                }
                 self.mesh_key = Some(hex(&key));
                 self.claim_secret = None;
-                true
+                KeyOutcome::Stored
             }
-            _ => false,
+            _ => KeyOutcome::Unusable,
         }
     }
 }

@@ -66,6 +66,13 @@ pub struct MeshCreate {
     /// Owner's signature over [`crate::signing::mesh_create_bytes`].
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// BLAKE2b-256 over [`crate::signing::mesh_key_commitment_input`]: the owner's commitment to
+    /// the mesh key, against which joiners check the key they are granted.
+    #[serde(default, with = "serde_bytes")]
+    pub key_commitment: Option<Vec<u8>>,
+    /// Owner's signature over [`crate::signing::key_commitment_bytes`].
+    #[serde(default, with = "serde_bytes")]
+    pub key_commitment_signature: Option<Vec<u8>>,
 }
 
 /// Reply to [`MeshCreate`].
@@ -85,7 +92,15 @@ impl Op for MeshCreate {
         check_name("owner_display_name", &self.owner_display_name)?;
         check_opt("operator_token", &self.operator_token, limits::MAX_TOKEN)?;
         check_key("owner_pubkey", &self.owner_pubkey, 32)?;
-        check_key("signature", &self.signature, 64)
+        check_key("signature", &self.signature, 64)?;
+        match (&self.key_commitment, &self.key_commitment_signature) {
+            (None, None) => Ok(()),
+            (Some(c), Some(sig)) => {
+                check_key("key_commitment", c, 32)?;
+                check_key("key_commitment_signature", sig, 64)
+            }
+            _ => Err(ProtoError::Invalid { field: "key_commitment", reason: "needs both commitment and signature" }),
+        }
     }
 }
 
@@ -195,6 +210,15 @@ pub struct Welcome {
     pub node_id: String,
     /// Broker's clock at reply, ms since the epoch (for skew checks).
     pub server_time_ms: u64,
+    /// The owner's commitment to the mesh key (absent for meshes created before commitments).
+    #[serde(default, with = "serde_bytes")]
+    pub key_commitment: Option<Vec<u8>>,
+    /// The owner's signature over [`crate::signing::key_commitment_bytes`].
+    #[serde(default, with = "serde_bytes")]
+    pub key_commitment_signature: Option<Vec<u8>>,
+    /// The owner's ed25519 key, which signed the commitment.
+    #[serde(default, with = "serde_bytes")]
+    pub owner_pubkey: Option<Vec<u8>>,
 }
 
 impl Op for Hello {
@@ -574,6 +598,17 @@ impl Op for KeyGrant {
     }
 }
 
+/// Refuse the mesh key this member was granted: it does not match the owner's commitment
+/// (a forgery). The grant is cleared, its granter may not grant to this member again, and the
+/// key request goes out anew.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyReject {}
+
+impl Op for KeyReject {
+    const NAME: &'static str = "key_reject";
+    type Reply = Done;
+}
+
 /// Every op name this protocol version defines, for docs and dispatch tests.
 pub const ALL_OPS: &[&str] = &[
     MeshCreate::NAME,
@@ -592,4 +627,5 @@ pub const ALL_OPS: &[&str] = &[
     InviteRevoke::NAME,
     MemberRemove::NAME,
     KeyGrant::NAME,
+    KeyReject::NAME,
 ];

@@ -120,6 +120,9 @@ pub struct MeshKey {
     /// `crypto_box_seal(mesh_key, claim_pubkey)`.
     #[serde(with = "serde_bytes")]
     pub sealed_mesh_key: Vec<u8>,
+    /// The member who granted it.
+    #[serde(default)]
+    pub granted_by: Option<Uuid>,
 }
 
 impl PushBody for MeshKey {

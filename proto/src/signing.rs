@@ -65,3 +65,23 @@ fn push_lv(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
 }
+
+/// What the mesh-key commitment hashes (BLAKE2b-256): the mesh and the key. Published by the
+/// owner, signed ([`key_commitment_bytes`]), so a joiner can tell the real mesh key from a
+/// forged one whoever grants it.
+pub fn mesh_key_commitment_input(mesh_id: Uuid, mesh_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"plexus/mesh-key/v1\0");
+    out.extend_from_slice(mesh_id.as_bytes());
+    push_lv(&mut out, mesh_key);
+    out
+}
+
+/// What the owner's signature over a mesh-key commitment covers.
+pub fn key_commitment_bytes(mesh_id: Uuid, commitment: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"plexus/key-commitment/v1\0");
+    out.extend_from_slice(mesh_id.as_bytes());
+    push_lv(&mut out, commitment);
+    out
+}

@@ -203,11 +203,17 @@ fn on_event(state: &mut MeshState, event: MeshEvent) {
         MeshEvent::Message(msg) => route_message(state, &msg),
         MeshEvent::Resync => {}
         MeshEvent::Peer(ev) => {
-            for (_, actor) in state.sessions.values() {
-                let _ = actor.cast(SessionMsg::PeerEvent(ev.clone()));
+            // A hidden session is announced only to its own member (peers hides it too).
+            let hidden = !ev.peer.profile.visible;
+            for (addressing, actor) in state.sessions.values() {
+                if !hidden || addressing.member_id == ev.peer.member_id {
+                    let _ = actor.cast(SessionMsg::PeerEvent(ev.clone()));
+                }
             }
-            for (_, conn) in state.watchers.values() {
-                conn.push(&*ev);
+            for (member_id, conn) in state.watchers.values() {
+                if !hidden || *member_id == ev.peer.member_id {
+                    conn.push(&*ev);
+                }
             }
         }
         MeshEvent::KeyRequest(req) => {
@@ -215,10 +221,10 @@ fn on_event(state: &mut MeshState, event: MeshEvent) {
                 let _ = actor.cast(SessionMsg::KeyRequest(req.clone()));
             }
         }
-        MeshEvent::KeyGranted { member_id, sealed_mesh_key } => {
+        MeshEvent::KeyGranted { member_id, sealed_mesh_key, granted_by } => {
             for (addressing, actor) in state.sessions.values() {
                 if addressing.member_id == member_id {
-                    let _ = actor.cast(SessionMsg::MeshKey(sealed_mesh_key.clone()));
+                    let _ = actor.cast(SessionMsg::MeshKey(sealed_mesh_key.clone(), granted_by));
                 }
             }
         }

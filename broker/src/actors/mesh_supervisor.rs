@@ -160,7 +160,7 @@ impl Actor for MeshSupervisor {
                 } else if let Some((_, spec)) = state.sessions.remove(&id) {
                     tracing::error!(mesh_id = %state.mesh_id, session_id = %spec.session_id, error = %err, "presence session failed");
                     let _ = state.router.cast(MeshMsg::Unregister { session_id: spec.session_id, actor: id });
-                    super::presence_session::announce_gone(&state.broker, &spec).await;
+                    super::presence_session::announce_gone(&state.broker, &spec, &spec.profile).await;
                     spec.conn.close(plexus_proto::CloseCode::ServerShutdown);
                 }
             }

@@ -44,6 +44,8 @@ pub struct SessionSpec {
     pub profile: SessionProfile,
     /// Replay starts after this sequence.
     pub watermark: u64,
+    /// Head of the log when the session was first seen.
+    pub created_seq: u64,
     /// Connection time.
     pub connected_at_ms: u64,
     /// Outbound side of the connection.
@@ -72,8 +74,8 @@ pub enum SessionMsg {
     PeerEvent(Arc<PeerEvent>),
     /// A member waits for the mesh key.
     KeyRequest(KeyRequest),
-    /// This member's mesh key arrived.
-    MeshKey(Vec<u8>),
+    /// This member's mesh key arrived (sealed, and who granted it).
+    MeshKey(Vec<u8>, Option<Uuid>),
     /// A command routed through the mesh (from a control connection of the same member).
     Command(crate::cluster::SessionCommand),
     /// Periodic TTL sweep.
@@ -122,6 +124,8 @@ pub struct SessionState {
     replaying: bool,
     holds_mesh_key: bool,
     replaced: bool,
+    /// The watermark last handed to the receipt writer.
+    saved_watermark: u64,
 }
 
 impl SessionState {
@@ -240,20 +244,33 @@ fn same_for_peers(a: &PeerInfo, b: &PeerInfo) -> bool {
         && a.profile == b.profile
 }
 
+/// A peer as announced when it is gone for the receivers: who it was, nothing of what it did.
+fn redacted(peer: &PeerInfo) -> PeerInfo {
+    PeerInfo {
+        profile: SessionProfile {
+            display_name: peer.profile.display_name.clone(),
+            agent_kind: peer.profile.agent_kind.clone(),
+            ..SessionProfile::default()
+        },
+        ..peer.clone()
+    }
+}
+
 /// Remove a session from presence and publish its leave (used on stop and on crash); false
-/// when the entry was not this node's to remove (the session is present elsewhere).
-pub async fn announce_gone(broker: &Broker, spec: &SessionSpec) -> bool {
+/// when the entry was not this node's to remove (the session is present elsewhere). A hidden
+/// session's leave goes to its own member only, like every other event about it.
+pub async fn announce_gone(broker: &Broker, spec: &SessionSpec, profile: &SessionProfile) -> bool {
     if broker.presence.remove(spec.mesh_id, spec.session_id).await {
         crate::metrics::sessions().dec();
         let peer = PeerInfo {
             session_id: spec.session_id,
             member_id: spec.member_id,
-            display_name: spec.display_name(&spec.profile),
+            display_name: spec.display_name(profile),
             session_pubkey: spec.session_pubkey.clone(),
             status: Status::Idle,
             status_source: StatusSource::Manual,
             status_since_ms: now_ms(),
-            profile: spec.profile.clone(),
+            profile: profile.clone(),
             connected_at_ms: spec.connected_at_ms,
         };
         broker.fanout.publish(spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change: PeerChange::Left, peer })));
@@ -282,6 +299,7 @@ impl Actor for PresenceSession {
             replaying: true,
             holds_mesh_key: spec.holds_mesh_key,
             replaced: false,
+            saved_watermark: spec.watermark,
             router: args.router,
             broker: args.broker,
             spec,
@@ -312,7 +330,7 @@ impl Actor for PresenceSession {
         let _ = state.router.cast(MeshMsg::Unregister { session_id: state.spec.session_id, actor: myself.get_id() });
         if state.replaced {
             crate::metrics::sessions().dec();
-        } else if announce_gone(&state.broker, &state.spec).await {
+        } else if announce_gone(&state.broker, &state.spec, &state.profile).await {
             // Only when the entry was still ours: a session already present on another node
             // keeps its locks.
             crate::coord::locks::session_ended(&state.broker, state.spec.mesh_id, state.spec.session_id).await;
@@ -343,10 +361,8 @@ impl Actor for PresenceSession {
             }
             SessionMsg::Replay => self.on_replay(state).await,
             SessionMsg::Acked(seqs, reply) => {
-                for s in seqs {
-                    state.pending.remove(&s);
-                }
-                let _ = reply.send(state.cursor());
+                let cursor = state.acked(seqs);
+                let _ = reply.send(cursor);
             }
             SessionMsg::SetStatus(status, source, reply) => {
                 state.set_status(status, source).await;
@@ -360,9 +376,7 @@ impl Actor for PresenceSession {
                 crate::cluster::SessionCommand::SetStatus(status, source) => state.set_status(status, source).await,
                 crate::cluster::SessionCommand::SetProfile(change) => state.set_profile(change).await,
                 crate::cluster::SessionCommand::Acked(seqs) => {
-                    for s in seqs {
-                        state.pending.remove(&s);
-                    }
+                    state.acked(seqs);
                 }
             },
             SessionMsg::PeerEvent(ev) => {
@@ -375,9 +389,9 @@ impl Actor for PresenceSession {
                     state.spec.conn.push(&req);
                 }
             }
-            SessionMsg::MeshKey(sealed) => {
+            SessionMsg::MeshKey(sealed, granted_by) => {
                 state.holds_mesh_key = true;
-                state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed });
+                state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed, granted_by });
             }
             SessionMsg::Sweep => {
                 let oldest = state.pending.values().map(|(m, _)| m.sent_at_ms).min();
@@ -407,6 +421,20 @@ impl Actor for PresenceSession {
 }
 
 impl SessionState {
+    /// Drop acknowledged sequences (their receipts are committed) and save the watermark when
+    /// it advanced, so the read position outlives this node.
+    fn acked(&mut self, seqs: Vec<u64>) -> Cursor {
+        for s in seqs {
+            self.pending.remove(&s);
+        }
+        let cursor = self.cursor();
+        if cursor.watermark > self.saved_watermark {
+            self.saved_watermark = cursor.watermark;
+            self.broker.receipts.watermark(self.spec.mesh_id, self.spec.session_id, cursor.watermark);
+        }
+        cursor
+    }
+
     async fn set_status(&mut self, status: Status, source: StatusSource) {
         if self.status.report(status, source, &self.broker.rules, now_ms()) {
             self.announce(PeerChange::Updated).await;
@@ -423,11 +451,25 @@ impl SessionState {
         if let Some(groups) = change.groups {
             self.profile.groups = groups;
         }
+        let was_visible = self.profile.visible;
         if let Some(visible) = change.visible {
             self.profile.visible = visible;
         }
         let _ = self.router.cast(MeshMsg::Readdress(self.addressing()));
-        self.announce(PeerChange::Updated).await;
+        if was_visible && !self.profile.visible {
+            // To everyone but its member the session is gone now; the leave says no more than
+            // that (no summary, cwd or groups).
+            let gone = PeerEvent { change: PeerChange::Left, peer: redacted(&self.peer_info()) };
+            self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(gone)));
+            self.announce(PeerChange::Updated).await;
+        } else if !was_visible && self.profile.visible {
+            let peer = self.peer_info();
+            self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
+            let joined = PeerEvent { change: PeerChange::Joined, peer };
+            self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(joined)));
+        } else {
+            self.announce(PeerChange::Updated).await;
+        }
     }
 
     fn send_digest_if_low_arrived(&self) {
@@ -445,6 +487,7 @@ impl PresenceSession {
             member_id: state.spec.member_id,
             groups: state.addressing().groups,
             visible: state.profile.visible,
+            created_seq: state.spec.created_seq,
         };
         let batch = state.broker.cfg.delivery.replay_batch.max(1);
         let mut after = state.spec.watermark;
@@ -482,7 +525,7 @@ impl PresenceSession {
             {
                 if let Some(sealed) = me.sealed_mesh_key {
                     state.holds_mesh_key = true;
-                    state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed });
+                    state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed, granted_by: me.key_granted_by });
                 }
             }
         }

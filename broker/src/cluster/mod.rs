@@ -30,6 +30,8 @@ pub enum MeshEvent {
         member_id: Uuid,
         /// Sealed key.
         sealed_mesh_key: Vec<u8>,
+        /// Who granted it.
+        granted_by: Option<Uuid>,
     },
     /// A command for one session, wherever it is connected (sent by a control connection of
     /// the same member, e.g. `plexus status set`).

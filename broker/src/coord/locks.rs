@@ -2,10 +2,13 @@
 //! mesh's locks runs under that mesh's advisory lock, so the overlap check and the grant are
 //! one atomic step on every node. Fencing tokens come from a per-mesh counter in the same
 //! transaction, so they strictly increase. Queued acquires are served first come, first
-//! served: a waiter is granted only when it conflicts with no held lock and with no earlier
-//! waiter. Whoever frees something (release, expiry sweep, a waiter giving up) runs the queue
-//! in the same transaction; the waiting request only picks its grant up (at once on this
-//! node, within `lock_wait_poll_ms` from another).
+//! served: a waiter may take the lock only when it conflicts with no held lock and with no
+//! earlier waiter. The waiting request takes its grant itself when it reaches the front (woken
+//! at once on this node, within `lock_wait_poll_ms` from another), so no grant is ever made to
+//! a request that is no longer there: a waiter whose connection closed, whose wait ran out or
+//! failed leaves the queue (a drop guard removes it on every exit), one whose node died is
+//! removed by the survivors' sweep, and a retry of the same session's request replaces the
+//! earlier one — a session never holds two grants of one lock.
 //!
 //! Why not Redis: locks must survive a Redis restart (two holders after a flush is the one
 //! thing a lock may never do), and a glob overlap check needs the whole held set atomically,
@@ -97,7 +100,7 @@ async fn lock_event(
 }
 
 /// Begin a transaction holding the mesh's lock-table mutex, with expired locks and overdue
-/// waiters already removed and the queue re-run; returns the held set and the events so far.
+/// waiters already removed; returns the held set and the events so far.
 async fn begin<'a>(
     broker: &Broker,
     client: &'a mut deadpool_postgres::Object,
@@ -113,43 +116,9 @@ async fn begin<'a>(
         let from = holder_sender(mesh_id, l);
         events.push(lock_event(&tx, &from, Target::All, Priority::Low, "expired", summary, l).await?);
     }
-    let overdue = db::remove_overdue_waiters(&tx, mesh_id).await?;
-    let mut held = db::held(&tx, mesh_id).await?;
-    if !expired.is_empty() || overdue > 0 {
-        events.extend(run_queue(&tx, mesh_id, &mut held).await?);
-    }
+    db::remove_overdue_waiters(&tx, mesh_id).await?;
+    let held = db::held(&tx, mesh_id).await?;
     Ok((tx, held, events))
-}
-
-/// Grant every queued acquire that conflicts with no held lock and no earlier waiter.
-async fn run_queue(tx: &Tx<'_>, mesh_id: Uuid, held: &mut Vec<LockRow>) -> Result<Vec<Arc<Message>>, OpError> {
-    let queue = db::waiting(tx, mesh_id).await?;
-    let mut ahead: Vec<&WaiterRow> = Vec::new();
-    let mut events = Vec::new();
-    for w in &queue {
-        let blocked = held.iter().any(|h| conflicts(waiter_key(w), held_key(h)))
-            || ahead.iter().any(|a| conflicts(waiter_key(w), waiter_key(a)));
-        if blocked {
-            ahead.push(w);
-            continue;
-        }
-        let grant = Grant {
-            pattern: &w.pattern,
-            mode: w.mode,
-            member_id: w.member_id,
-            session_id: w.session_id,
-            holder_name: &w.holder_name,
-            reason: w.reason.as_deref(),
-            ttl_ms: w.ttl_ms,
-        };
-        let lock = db::insert(tx, mesh_id, &grant).await?;
-        db::mark_granted(tx, w.id, lock.token).await?;
-        let from = holder_sender(mesh_id, &lock);
-        let summary = format!("{} locked {} ({}) after waiting", lock.holder_name, lock.pattern, lock.mode.as_str());
-        events.push(lock_event(tx, &from, Target::All, Priority::Low, "acquired", summary, &lock).await?);
-        held.push(lock);
-    }
-    Ok(events)
 }
 
 async fn finish(broker: &Broker, mesh_id: Uuid, tx: Tx<'_>, events: Vec<Arc<Message>>) -> Result<(), OpError> {
@@ -161,8 +130,23 @@ async fn finish(broker: &Broker, mesh_id: Uuid, tx: Tx<'_>, events: Vec<Arc<Mess
     Ok(())
 }
 
+fn same_lock(w: &WaiterRow, who: &Sender, req: &LockAcquire) -> bool {
+    w.session_id == who.session_id && w.pattern == req.pattern && w.mode == req.mode
+}
+
+/// Why `me` cannot have its lock now, from the held set and the queue ahead of it.
+fn blocker(me: (&str, LockMode, Uuid), held: &[LockRow], ahead: &[WaiterRow]) -> Option<String> {
+    if let Some(l) = held.iter().find(|h| conflicts(me, held_key(h))) {
+        return Some(describe(l));
+    }
+    ahead
+        .iter()
+        .find(|w| conflicts(me, waiter_key(w)))
+        .map(|w| format!("{} is queued ahead for {} ({})", w.holder_name, w.pattern, w.mode.as_str()))
+}
+
 /// Acquire, waiting in the queue up to `wait_ms`. `alive` tells whether the asking connection
-/// is still there (a waiter whose client left gives its place, or its grant, back).
+/// is still there (a waiter whose client left gives its place back).
 pub async fn acquire(
     broker: &Broker,
     who: &Sender,
@@ -173,18 +157,24 @@ pub async fn acquire(
     let mut client = broker.pool.get().await.map_err(StoreError::from)?;
     let (tx, held, mut events) = begin(broker, &mut client, mesh_id).await?;
     let me = (req.pattern.as_str(), req.mode, who.session_id);
+    let mut queue = db::waiting(&tx, mesh_id).await?;
+    // An earlier request of this session for the same lock still in the queue is one whose
+    // client gave up on it (its connection died and it retried): this request replaces it.
+    for w in queue.iter().filter(|w| same_lock(w, who, req)) {
+        db::remove_waiter(&tx, w.id).await?;
+    }
+    queue.retain(|w| !same_lock(w, who, req));
 
     // The same session asking again for what it holds is a renew, not a second lock.
-    if let Some(mine) =
-        held.iter().find(|l| l.holder_session == who.session_id && l.pattern == req.pattern && l.mode == req.mode)
+    if let Some(mine) = held
+        .iter()
+        .filter(|l| l.holder_session == who.session_id && l.pattern == req.pattern && l.mode == req.mode)
+        .max_by_key(|l| l.token)
     {
         let lock = db::renew(&tx, mesh_id, mine.token, req.ttl_ms).await?;
         finish(broker, mesh_id, tx, events).await?;
         return Ok(lock);
     }
-    let blocker = held.iter().find(|h| conflicts(me, held_key(h))).cloned();
-    let queue = db::waiting(&tx, mesh_id).await?;
-    let queued_ahead = queue.iter().any(|w| conflicts(me, waiter_key(w)));
     let grant = Grant {
         pattern: &req.pattern,
         mode: req.mode,
@@ -194,86 +184,183 @@ pub async fn acquire(
         reason: req.reason.as_deref(),
         ttl_ms: req.ttl_ms as i64,
     };
-    if blocker.is_none() && !queued_ahead {
+    let Some(why) = blocker(me, &held, &queue) else {
         let lock = db::insert(&tx, mesh_id, &grant).await?;
         let summary = format!("{} locked {} ({})", who.name, lock.pattern, lock.mode.as_str());
         events.push(lock_event(&tx, who, Target::All, Priority::Low, "acquired", summary, &lock).await?);
         finish(broker, mesh_id, tx, events).await?;
         crate::metrics::lock_wait_seconds().observe(0.0);
         return Ok(lock);
-    }
-    let why = match &blocker {
-        Some(l) => describe(l),
-        None => format!("earlier requests for {} are queued", req.pattern),
     };
     if req.wait_ms == 0 {
         finish(broker, mesh_id, tx, events).await?;
         return Err(OpError::Conflict(why));
     }
-    let waiter = db::enqueue(&tx, mesh_id, &grant, Duration::from_millis(req.wait_ms)).await?;
+    let waiter = db::enqueue(&tx, mesh_id, &grant, Duration::from_millis(req.wait_ms), &broker.node_id).await?;
     finish(broker, mesh_id, tx, events).await?;
     drop(client);
-    wait_for_grant(broker, mesh_id, waiter, req, why, alive).await
+    let guard = WaiterGuard { pool: broker.pool.clone(), waiter: Some(waiter) };
+    wait_in_queue(broker, who, waiter, req, alive, guard).await
 }
 
-async fn wait_for_grant(
+/// Removes a queue entry on every exit of its wait that did not remove it already (an error,
+/// a dropped request), retrying until the database takes it: a waiter row left behind would
+/// block everyone queued after it.
+struct WaiterGuard {
+    pool: deadpool_postgres::Pool,
+    waiter: Option<i64>,
+}
+
+impl WaiterGuard {
+    fn disarm(&mut self) {
+        self.waiter = None;
+    }
+}
+
+impl Drop for WaiterGuard {
+    fn drop(&mut self) {
+        let Some(waiter) = self.waiter.take() else { return };
+        let pool = self.pool.clone();
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        rt.spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                let removed = match pool.get().await {
+                    Ok(client) => db::remove_waiter(&client, waiter).await.map(|_| ()),
+                    Err(e) => Err(StoreError::from(e)),
+                };
+                match removed {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(waiter, error = %e, "could not remove an abandoned lock waiter; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// What a waiter found when it looked at the front of the queue.
+enum Turn {
+    /// It took the lock.
+    Taken(LockInfo),
+    /// Something ahead still conflicts.
+    Blocked,
+    /// Its queue entry is gone (replaced by a retry of the same session, or removed because
+    /// its wait ran out or its node was declared dead).
+    Gone,
+}
+
+async fn wait_in_queue(
     broker: &Broker,
-    mesh_id: Uuid,
+    who: &Sender,
     waiter: i64,
     req: &LockAcquire,
-    why: String,
     alive: impl Fn() -> bool,
+    mut guard: WaiterGuard,
 ) -> Result<LockInfo, OpError> {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(req.wait_ms);
     let poll = Duration::from_millis(broker.cfg.coordination.lock_wait_poll_ms.max(10));
     loop {
         let wake = broker.lock_wake.notified();
-        if let Some(token) = db::granted_token(&broker.pool, waiter).await? {
-            let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-            let tx = client.transaction().await.map_err(StoreError::from)?;
-            db::take_waiter(&tx, waiter).await?;
-            let lock = db::get(&tx, mesh_id, token).await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            crate::metrics::lock_wait_seconds().observe(started.elapsed().as_secs_f64());
-            // Granted and already expired (a waiter that slept through its whole TTL) is a miss.
-            return lock
-                .ok_or_else(|| OpError::Conflict(format!("the grant for {} expired before pickup", req.pattern)));
+        match take_turn(broker, who, waiter, req).await? {
+            Turn::Taken(lock) => {
+                guard.disarm();
+                crate::metrics::lock_wait_seconds().observe(started.elapsed().as_secs_f64());
+                return Ok(lock);
+            }
+            Turn::Gone => {
+                guard.disarm();
+                let why = if Instant::now() >= deadline {
+                    "the wait ran out"
+                } else {
+                    "its place was taken by a newer request of this session, or its node was declared dead"
+                };
+                return Err(OpError::Conflict(format!("the queued acquire of {} left the queue: {why}", req.pattern)));
+            }
+            Turn::Blocked => {}
         }
         let gone = !alive();
         if gone || Instant::now() >= deadline {
-            return give_up(broker, mesh_id, waiter, req, why, gone).await;
+            let result = give_up(broker, who, waiter, req, gone).await;
+            guard.disarm();
+            return result;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(poll.min(left), wake).await;
     }
 }
 
-/// Leave the queue. A grant that raced in is returned (or, when the client left, released).
+/// Take the lock if this waiter is at the front for it. A cheap unserialized look first: only
+/// a waiter that may be first runs the serialized transaction.
+async fn take_turn(broker: &Broker, who: &Sender, waiter: i64, req: &LockAcquire) -> Result<Turn, OpError> {
+    let mesh_id = who.mesh_id;
+    let me = (req.pattern.as_str(), req.mode, who.session_id);
+    {
+        let client = broker.pool.get().await.map_err(StoreError::from)?;
+        let now = store::now_ms();
+        let held: Vec<LockRow> =
+            db::held(&client, mesh_id).await?.into_iter().filter(|l| l.expires_at_ms > now).collect();
+        let queue = db::waiting(&client, mesh_id).await?;
+        let Some(pos) = queue.iter().position(|w| w.id == waiter) else { return Ok(Turn::Gone) };
+        if blocker(me, &held, &queue[..pos]).is_some() {
+            return Ok(Turn::Blocked);
+        }
+    }
+    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
+    let (tx, held, mut events) = begin(broker, &mut client, mesh_id).await?;
+    let queue = db::waiting(&tx, mesh_id).await?;
+    let Some(pos) = queue.iter().position(|w| w.id == waiter) else {
+        finish(broker, mesh_id, tx, events).await?;
+        return Ok(Turn::Gone);
+    };
+    if blocker(me, &held, &queue[..pos]).is_some() {
+        finish(broker, mesh_id, tx, events).await?;
+        return Ok(Turn::Blocked);
+    }
+    db::remove_waiter(&tx, waiter).await?;
+    let w = &queue[pos];
+    let grant = Grant {
+        pattern: &w.pattern,
+        mode: w.mode,
+        member_id: w.member_id,
+        session_id: w.session_id,
+        holder_name: &w.holder_name,
+        reason: w.reason.as_deref(),
+        ttl_ms: w.ttl_ms,
+    };
+    let lock = db::insert(&tx, mesh_id, &grant).await?;
+    let summary = format!("{} locked {} ({}) after waiting", lock.holder_name, lock.pattern, lock.mode.as_str());
+    events.push(lock_event(&tx, who, Target::All, Priority::Low, "acquired", summary, &lock).await?);
+    finish(broker, mesh_id, tx, events).await?;
+    Ok(Turn::Taken(lock))
+}
+
+/// Leave the queue, naming what blocks the lock now (not what blocked it when the wait began).
 async fn give_up(
     broker: &Broker,
-    mesh_id: Uuid,
+    who: &Sender,
     waiter: i64,
     req: &LockAcquire,
-    why: String,
     client_gone: bool,
 ) -> Result<LockInfo, OpError> {
+    let mesh_id = who.mesh_id;
     let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-    let (tx, mut held, mut events) = begin(broker, &mut client, mesh_id).await?;
-    let granted = db::take_waiter(&tx, waiter).await?;
-    if let Some(token) = granted {
-        if !client_gone {
-            let lock = db::get(&tx, mesh_id, token).await?;
-            finish(broker, mesh_id, tx, events).await?;
-            return lock
-                .ok_or_else(|| OpError::Conflict(format!("the grant for {} expired before pickup", req.pattern)));
-        }
-        db::remove(&tx, mesh_id, token).await?;
-        held.retain(|l| l.token != token);
-    }
-    // Our place in the queue may have held others back.
-    events.extend(run_queue(&tx, mesh_id, &mut held).await?);
+    let (tx, held, events) = begin(broker, &mut client, mesh_id).await?;
+    let queue = db::waiting(&tx, mesh_id).await?;
+    let ahead: Vec<WaiterRow> = queue.iter().take_while(|w| w.id != waiter).cloned().collect();
+    db::remove_waiter(&tx, waiter).await?;
     finish(broker, mesh_id, tx, events).await?;
+    // Whoever queued behind this waiter may go now.
+    broker.lock_wake.notify_waiters();
+    if client_gone {
+        return Err(OpError::Conflict("the requesting connection closed".into()));
+    }
+    let me = (req.pattern.as_str(), req.mode, who.session_id);
+    let why = blocker(me, &held, &ahead).unwrap_or_else(|| format!("{} was about to be free", req.pattern));
     let waited = Duration::from_millis(req.wait_ms).as_secs();
     Err(OpError::Conflict(format!("gave up after waiting {waited}s: {why}")))
 }
@@ -299,7 +386,7 @@ pub async fn renew(broker: &Broker, who: &Sender, req: &LockRenew) -> Result<Loc
 pub async fn release(broker: &Broker, who: &Sender, role: Role, req: &LockRelease) -> Result<(), OpError> {
     let mesh_id = who.mesh_id;
     let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-    let (tx, mut held, mut events) = begin(broker, &mut client, mesh_id).await?;
+    let (tx, held, mut events) = begin(broker, &mut client, mesh_id).await?;
     let Some(lock) = held.iter().find(|l| l.token == req.token).cloned() else {
         finish(broker, mesh_id, tx, events).await?;
         return Err(OpError::NotFound("lock (it may have expired)"));
@@ -313,7 +400,6 @@ pub async fn release(broker: &Broker, who: &Sender, role: Role, req: &LockReleas
         return Err(OpError::Forbidden("held by another member; an admin may force-release it"));
     }
     db::remove(&tx, mesh_id, lock.token).await?;
-    held.retain(|l| l.token != lock.token);
     let summary = format!("{} released {}'s lock on {}", who.name, lock.holder_name, lock.pattern);
     events.push(lock_event(&tx, who, Target::All, Priority::Low, "released", summary, &lock).await?);
     if req.force && !own {
@@ -323,7 +409,7 @@ pub async fn release(broker: &Broker, who: &Sender, role: Role, req: &LockReleas
         let to = Target::Session(lock.holder_session);
         events.push(lock_event(&tx, who, to, Priority::Now, "force_released", summary, &lock).await?);
     }
-    events.extend(run_queue(&tx, mesh_id, &mut held).await?);
+    // The events wake this node's waiters; other nodes' poll.
     finish(broker, mesh_id, tx, events).await
 }
 
@@ -336,9 +422,18 @@ pub async fn list(broker: &Broker, mesh_id: Uuid) -> Result<Locks, OpError> {
     Ok(Locks { locks, waiters })
 }
 
-/// One sweep: expire locks and queue entries on every mesh that has some due, and serve the
-/// queues they held back. Runs on every node; the per-mesh mutex makes concurrent sweeps safe.
+/// One sweep: drop the queue entries of dead nodes, expire locks and queue entries on every
+/// mesh that has some due, and wake this node's waiters. Runs on every node; the per-mesh
+/// mutex makes concurrent sweeps safe.
 pub async fn sweep(broker: &Broker) -> Result<(), OpError> {
+    // Unknown liveness (Redis unreachable) removes nobody.
+    if let Some(live) = broker.live_node_ids().await {
+        let meshes = db::remove_waiters_of_dead_nodes(&broker.pool, &live).await?;
+        if !meshes.is_empty() {
+            tracing::info!(meshes = meshes.len(), "removed lock waiters of dead nodes");
+            broker.lock_wake.notify_waiters();
+        }
+    }
     let grace = Duration::from_secs(broker.cfg.coordination.lock_grace_secs);
     for mesh_id in db::meshes_due(&broker.pool, grace).await? {
         let mut client = broker.pool.get().await.map_err(StoreError::from)?;

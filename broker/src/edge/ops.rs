@@ -40,6 +40,15 @@ pub async fn mesh_create(broker: &Broker, req: &Request) -> Result<ops::MeshCrea
     }
     let signed = signing::mesh_create_bytes(b.mesh_id, &b.name, b.owner_member_id, &b.owner_pubkey);
     crypto::verify(&b.owner_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("mesh_create"))?;
+    let commitment = match (b.key_commitment, b.key_commitment_signature) {
+        (Some(commitment), Some(signature)) => {
+            let signed = signing::key_commitment_bytes(b.mesh_id, &commitment);
+            crypto::verify(&b.owner_pubkey, &signed, &signature)
+                .map_err(|_| OpError::BadSignature("key_commitment"))?;
+            Some(meshes::KeyCommitment { commitment, signature })
+        }
+        _ => None,
+    };
     match meshes::create_mesh(
         &broker.pool,
         b.mesh_id,
@@ -47,6 +56,7 @@ pub async fn mesh_create(broker: &Broker, req: &Request) -> Result<ops::MeshCrea
         b.owner_member_id,
         &b.owner_pubkey,
         &b.owner_display_name,
+        commitment.as_ref(),
     )
     .await?
     {
@@ -99,7 +109,7 @@ pub async fn invite_claim(broker: &Broker, req: &Request) -> Result<ops::InviteC
 /// its presence (session mode) or watch.
 pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<(Authed, ops::Welcome), OpError> {
     let b: ops::Hello = body(req)?;
-    let (mesh_name, head) = meshes::mesh_head(&broker.pool, b.mesh_id).await?.ok_or(OpError::NotFound("mesh"))?;
+    let intro = meshes::mesh_intro(&broker.pool, b.mesh_id).await?.ok_or(OpError::NotFound("mesh"))?;
     let member = meshes::member(&broker.pool, b.mesh_id, b.member_id).await?.ok_or(OpError::NotMember)?;
     if member.removed {
         return Err(OpError::NotMember);
@@ -124,7 +134,10 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
     }
     let display_name = b.profile.display_name.clone().unwrap_or_else(|| member.display_name.clone());
     let groups: Vec<String> = b.profile.groups.iter().map(|g| g.name.clone()).collect();
-    let client_cursor = b.cursor.clone().unwrap_or_default();
+    let head = intro.head.max(0) as u64;
+    // Nothing above the head exists yet: acknowledging it would silence messages to come.
+    let client_acked: Vec<u64> =
+        b.cursor.as_ref().map(|c| c.acked.iter().copied().filter(|s| *s <= head).collect()).unwrap_or_default();
     let stored = meshes::upsert_session(
         &broker.pool,
         b.mesh_id,
@@ -134,14 +147,14 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
         &display_name,
         &groups,
         b.profile.visible,
-        b.cursor.as_ref().map(|c| c.watermark.min(i64::MAX as u64) as i64),
+        b.cursor.as_ref().map(|c| c.watermark.min(head) as i64),
     )
     .await?
     .ok_or(OpError::Forbidden("that session id belongs to another member"))?;
-    if !client_cursor.acked.is_empty() {
+    if !client_acked.is_empty() {
         broker
             .receipts
-            .commit(b.mesh_id, b.session_id, client_cursor.acked.clone(), DeliveryState::Acked)
+            .commit(b.mesh_id, b.session_id, client_acked, DeliveryState::Acked)
             .await
             .map_err(|_| OpError::Internal("could not record cursor"))?;
     }
@@ -161,6 +174,7 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
                     session_pubkey: b.session_pubkey.clone(),
                     profile: b.profile.clone(),
                     watermark,
+                    created_seq: stored.created_seq.max(0) as u64,
                     connected_at_ms: now,
                     conn: conn.clone(),
                 })
@@ -185,15 +199,22 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
         session,
         conn_id,
     };
+    let (key_commitment, key_commitment_signature) = match intro.commitment {
+        Some(c) => (Some(c.commitment), Some(c.signature)),
+        None => (None, None),
+    };
     let welcome = ops::Welcome {
-        mesh_name,
+        mesh_name: intro.name,
         role: member.role,
         display_name,
-        head_seq: head.max(0) as u64,
+        head_seq: head,
         cursor: Cursor { watermark, acked: Vec::new() },
         sealed_mesh_key: member.sealed_mesh_key,
         node_id: broker.node_id.clone(),
         server_time_ms: now_ms(),
+        key_commitment,
+        key_commitment_signature,
+        owner_pubkey: intro.owner_pubkey,
     };
     Ok((authed, welcome))
 }
@@ -278,6 +299,7 @@ pub async fn authed(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static
         ops::InviteRevoke::NAME => respond(conn, req.id, op, invite_revoke(broker, a, req).await),
         ops::MemberRemove::NAME => respond(conn, req.id, op, member_remove(broker, a, req).await),
         ops::KeyGrant::NAME => respond(conn, req.id, op, key_grant(broker, a, req).await),
+        ops::KeyReject::NAME => respond(conn, req.id, op, key_reject(broker, a, req).await),
         other => {
             if !super::coord_ops::handle(broker, conn, a, op, req).await {
                 respond::<()>(conn, req.id, op, Err(OpError::UnknownOp(other.to_owned())));
@@ -287,7 +309,11 @@ pub async fn authed(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static
 }
 
 async fn ack(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Acked, OpError> {
-    let b: ops::Ack = body(req)?;
+    let mut b: ops::Ack = body(req)?;
+    // A sequence above the head does not exist yet: acknowledging it would silence the message
+    // that later gets it.
+    let (_, head) = meshes::mesh_head(&broker.pool, a.mesh_id).await?.ok_or(OpError::NotFound("mesh"))?;
+    b.seqs.retain(|s| *s <= head.max(0) as u64);
     let state = if b.read { DeliveryState::Read } else { DeliveryState::Acked };
     broker
         .receipts
@@ -494,11 +520,45 @@ async fn key_grant(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, O
     if me.role != Role::Owner && me.sealed_mesh_key.is_none() {
         return Err(OpError::Forbidden("only a member holding the mesh key can grant it"));
     }
-    if meshes::grant_mesh_key(&broker.pool, a.mesh_id, b.member_id, &b.sealed_mesh_key).await? {
-        broker
-            .fanout
-            .publish(a.mesh_id, MeshEvent::KeyGranted { member_id: b.member_id, sealed_mesh_key: b.sealed_mesh_key });
+    match meshes::grant_mesh_key(&broker.pool, a.mesh_id, b.member_id, &b.sealed_mesh_key, a.member_id).await? {
+        meshes::Granted::Stored => {
+            broker.fanout.publish(
+                a.mesh_id,
+                MeshEvent::KeyGranted {
+                    member_id: b.member_id,
+                    sealed_mesh_key: b.sealed_mesh_key,
+                    granted_by: Some(a.member_id),
+                },
+            );
+            Ok(Done {})
+        }
+        // Granting twice is harmless: the first grant wins.
+        meshes::Granted::AlreadyHeld => Ok(Done {}),
+        meshes::Granted::NoSuchMember => Err(OpError::NotFound("member waiting for the mesh key in this mesh")),
+        meshes::Granted::Refused => {
+            Err(OpError::Forbidden("that member refused a key you granted as not matching the owner's commitment"))
+        }
     }
-    // Granting twice is harmless: the first grant wins.
+}
+
+/// `key_reject`: the caller's granted key failed the owner's commitment.
+async fn key_reject(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
+    let _: ops::KeyReject = body(req)?;
+    let Some(granter) = meshes::refuse_mesh_key(&broker.pool, a.mesh_id, a.member_id).await? else {
+        return Err(OpError::NotFound("granted mesh key"));
+    };
+    tracing::warn!(mesh_id = %a.mesh_id, member_id = %a.member_id, granter = ?granter, "a granted mesh key was refused as forged");
+    let me = meshes::member(&broker.pool, a.mesh_id, a.member_id).await?.ok_or(OpError::NotMember)?;
+    if let Some(claim_pubkey) = me.claim_pubkey {
+        broker.fanout.publish(
+            a.mesh_id,
+            MeshEvent::KeyRequest(KeyRequest {
+                member_id: me.id,
+                display_name: me.display_name,
+                member_pubkey: me.pubkey,
+                claim_pubkey,
+            }),
+        );
+    }
     Ok(Done {})
 }

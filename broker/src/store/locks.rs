@@ -109,11 +109,12 @@ pub async fn remove_expired(tx: &Transaction<'_>, mesh_id: Uuid, grace: Duration
     Ok(rows.iter().map(lock_from_row).collect())
 }
 
-/// Drop queue entries whose wait ran out and that were never granted.
+/// Drop queue entries whose wait ran out (their request gives up by itself; this covers one
+/// that could not).
 pub async fn remove_overdue_waiters(tx: &Transaction<'_>, mesh_id: Uuid) -> Result<u64, StoreError> {
     Ok(tx
         .execute(
-            "DELETE FROM lock_waiters WHERE mesh_id = $1 AND granted_token IS NULL AND deadline <= now()",
+            "DELETE FROM lock_waiters WHERE mesh_id = $1 AND deadline <= now()",
             &[&mesh_id],
         )
         .await?)
@@ -125,10 +126,10 @@ pub async fn held(db: &impl GenericClient, mesh_id: Uuid) -> Result<Vec<LockRow>
     Ok(rows.iter().map(lock_from_row).collect())
 }
 
-/// Queue entries not yet granted, in queue order.
+/// Queue entries, in queue order.
 pub async fn waiting(db: &impl GenericClient, mesh_id: Uuid) -> Result<Vec<WaiterRow>, StoreError> {
     let rows = db
-        .query("SELECT * FROM lock_waiters WHERE mesh_id = $1 AND granted_token IS NULL ORDER BY id", &[&mesh_id])
+        .query("SELECT * FROM lock_waiters WHERE mesh_id = $1 ORDER BY id", &[&mesh_id])
         .await?;
     Ok(rows.iter().map(waiter_from_row).collect())
 }
@@ -174,13 +175,19 @@ pub async fn insert(tx: &Transaction<'_>, mesh_id: Uuid, g: &Grant<'_>) -> Resul
     Ok(lock_from_row(&row))
 }
 
-/// Queue an acquire; returns its queue id.
-pub async fn enqueue(tx: &Transaction<'_>, mesh_id: Uuid, g: &Grant<'_>, wait: Duration) -> Result<i64, StoreError> {
+/// Queue an acquire for a request served by `node_id`; returns its queue id.
+pub async fn enqueue(
+    tx: &Transaction<'_>,
+    mesh_id: Uuid,
+    g: &Grant<'_>,
+    wait: Duration,
+    node_id: &str,
+) -> Result<i64, StoreError> {
     let row = tx
         .query_one(
             "INSERT INTO lock_waiters (mesh_id, pattern, exclusive, member_id, session_id, holder_name, reason, ttl_ms,
-                                       deadline)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9)) RETURNING id",
+                                       deadline, node_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10) RETURNING id",
             &[
                 &mesh_id,
                 &g.pattern,
@@ -191,29 +198,28 @@ pub async fn enqueue(tx: &Transaction<'_>, mesh_id: Uuid, g: &Grant<'_>, wait: D
                 &g.reason,
                 &g.ttl_ms,
                 &wait.as_secs_f64(),
+                &node_id,
             ],
         )
         .await?;
     Ok(row.get(0))
 }
 
-/// Record that the queue granted `token` to a waiter.
-pub async fn mark_granted(tx: &Transaction<'_>, waiter: i64, token: u64) -> Result<(), StoreError> {
-    tx.execute("UPDATE lock_waiters SET granted_token = $2 WHERE id = $1", &[&waiter, &(token as i64)]).await?;
-    Ok(())
+/// Remove a waiter; false when it was already gone.
+pub async fn remove_waiter(db: &impl GenericClient, waiter: i64) -> Result<bool, StoreError> {
+    Ok(db.execute("DELETE FROM lock_waiters WHERE id = $1", &[&waiter]).await? == 1)
 }
 
-/// The grant a waiter received, if any (without removing it).
-pub async fn granted_token(pool: &Pool, waiter: i64) -> Result<Option<u64>, StoreError> {
+/// Remove the waiters whose request is served by a node not in `live` (a dead node's requests
+/// are gone with it); returns the meshes they were queued in.
+pub async fn remove_waiters_of_dead_nodes(pool: &Pool, live: &[String]) -> Result<Vec<Uuid>, StoreError> {
     let client = pool.get().await?;
-    let row = client.query_opt("SELECT granted_token FROM lock_waiters WHERE id = $1", &[&waiter]).await?;
-    Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(|t| t as u64))
-}
-
-/// Remove a waiter; returns the token it was granted meanwhile, if any.
-pub async fn take_waiter(tx: &Transaction<'_>, waiter: i64) -> Result<Option<u64>, StoreError> {
-    let row = tx.query_opt("DELETE FROM lock_waiters WHERE id = $1 RETURNING granted_token", &[&waiter]).await?;
-    Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(|t| t as u64))
+    let rows =
+        client.query("DELETE FROM lock_waiters WHERE node_id <> ALL($1::text[]) RETURNING mesh_id", &[&live]).await?;
+    let mut meshes: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    meshes.sort();
+    meshes.dedup();
+    Ok(meshes)
 }
 
 /// One held lock.
@@ -270,7 +276,7 @@ pub async fn meshes_due(pool: &Pool, grace: Duration) -> Result<Vec<Uuid>, Store
         .query(
             "SELECT mesh_id FROM locks WHERE expires_at <= now() OR orphaned_at <= now() - make_interval(secs => $1)
              UNION
-             SELECT mesh_id FROM lock_waiters WHERE granted_token IS NULL AND deadline <= now()",
+             SELECT mesh_id FROM lock_waiters WHERE deadline <= now()",
             &[&grace.as_secs_f64()],
         )
         .await?;

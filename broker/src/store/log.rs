@@ -450,6 +450,9 @@ pub struct Addressee {
     pub groups: Vec<String>,
     /// Visible (hidden sessions skip broadcasts).
     pub visible: bool,
+    /// Head of the log when the session was first seen: at or below it, what another session
+    /// of the member acknowledged is not delivered again.
+    pub created_seq: u64,
 }
 
 /// SQL predicate: event `e` is addressed to the session in params $1 mesh, $2 session,
@@ -462,13 +465,18 @@ const ADDRESSED: &str = "e.mesh_id = $1 AND e.kind = 1 AND (
             WHERE g = e.target_group OR left(g, length(e.target_group) + 1) = e.target_group || '/'))
      OR (e.target_kind = 3 AND $5 AND e.sender_session <> $2))";
 
-/// Messages addressed to the session with `seq > after`, not acknowledged, in order.
+/// Messages addressed to the session with `seq > after`, not acknowledged, in order. What
+/// the member's other sessions acknowledged before this session existed counts as
+/// acknowledged here too (a new session does not get history a sibling already read).
 pub async fn unacked_for(pool: &Pool, who: &Addressee, after: u64, limit: u32) -> Result<Vec<Message>, StoreError> {
     let client = pool.get().await?;
     let sql = format!(
         "SELECT {MESSAGE_COLS} FROM events e WHERE {ADDRESSED} AND e.seq > $6
            AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.mesh_id = e.mesh_id AND r.session_id = $2
                            AND r.seq = e.seq AND r.state >= 2)
+           AND NOT (e.seq <= $8 AND EXISTS (
+                SELECT 1 FROM receipts r JOIN sessions s ON s.mesh_id = r.mesh_id AND s.id = r.session_id
+                WHERE r.mesh_id = e.mesh_id AND r.seq = e.seq AND r.state >= 2 AND s.member_id = $3))
          ORDER BY e.seq LIMIT $7"
     );
     let rows = client
@@ -482,6 +490,7 @@ pub async fn unacked_for(pool: &Pool, who: &Addressee, after: u64, limit: u32) -
                 &who.visible,
                 &(after as i64),
                 &(limit as i64),
+                &(who.created_seq.min(i64::MAX as u64) as i64),
             ],
         )
         .await?;

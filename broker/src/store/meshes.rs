@@ -28,6 +28,8 @@ pub struct MemberRow {
     pub claim_pubkey: Option<Vec<u8>>,
     /// The mesh key, sealed to `claim_pubkey`, once granted.
     pub sealed_mesh_key: Option<Vec<u8>>,
+    /// Who granted it.
+    pub key_granted_by: Option<Uuid>,
     /// Whether it was removed.
     pub removed: bool,
     /// Join time.
@@ -43,6 +45,7 @@ fn member_from_row(r: &tokio_postgres::Row) -> Result<MemberRow, StoreError> {
         joined_seq: r.get("joined_seq"),
         claim_pubkey: r.get("claim_pubkey"),
         sealed_mesh_key: r.get("sealed_mesh_key"),
+        key_granted_by: r.get("key_granted_by"),
         removed: r.get::<_, Option<SystemTime>>("removed_at").is_some(),
         joined_at: r.get("joined_at"),
     })
@@ -62,7 +65,7 @@ impl MemberRow {
 }
 
 const MEMBER_COLS: &str =
-    "id, pubkey, display_name, role, joined_seq, claim_pubkey, sealed_mesh_key, removed_at, joined_at";
+    "id, pubkey, display_name, role, joined_seq, claim_pubkey, sealed_mesh_key, key_granted_by, removed_at, joined_at";
 
 /// Outcome of creating a mesh.
 pub enum CreateMesh {
@@ -70,6 +73,15 @@ pub enum CreateMesh {
     Created,
     /// The id is taken.
     Exists,
+}
+
+/// The owner's signed commitment to the mesh key.
+#[derive(Debug, Clone)]
+pub struct KeyCommitment {
+    /// BLAKE2b-256 commitment.
+    pub commitment: Vec<u8>,
+    /// Owner's signature over it.
+    pub signature: Vec<u8>,
 }
 
 /// Create a mesh and its owner.
@@ -80,13 +92,21 @@ pub async fn create_mesh(
     owner_id: Uuid,
     owner_pubkey: &[u8],
     owner_name: &str,
+    commitment: Option<&KeyCommitment>,
 ) -> Result<CreateMesh, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let n = tx
         .execute(
-            "INSERT INTO meshes (id, name, owner_member_id) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-            &[&mesh_id, &name, &owner_id],
+            "INSERT INTO meshes (id, name, owner_member_id, key_commitment, key_commitment_signature)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            &[
+                &mesh_id,
+                &name,
+                &owner_id,
+                &commitment.map(|c| c.commitment.as_slice()),
+                &commitment.map(|c| c.signature.as_slice()),
+            ],
         )
         .await?;
     if n == 0 {
@@ -106,6 +126,40 @@ pub async fn mesh_head(pool: &Pool, mesh_id: Uuid) -> Result<Option<(String, i64
     let client = pool.get().await?;
     let row = client.query_opt("SELECT name, head_seq FROM meshes WHERE id = $1", &[&mesh_id]).await?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// What a hello tells the client about the mesh: name, head, and the owner's key commitment.
+pub struct MeshIntro {
+    /// Mesh name.
+    pub name: String,
+    /// Head sequence.
+    pub head: i64,
+    /// The owner's signed key commitment, if the mesh has one.
+    pub commitment: Option<KeyCommitment>,
+    /// The owner's ed25519 key.
+    pub owner_pubkey: Option<Vec<u8>>,
+}
+
+/// Name, head and key commitment of a mesh.
+pub async fn mesh_intro(pool: &Pool, mesh_id: Uuid) -> Result<Option<MeshIntro>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT m.name, m.head_seq, m.key_commitment, m.key_commitment_signature, o.pubkey
+             FROM meshes m LEFT JOIN members o ON o.mesh_id = m.id AND o.id = m.owner_member_id
+             WHERE m.id = $1",
+            &[&mesh_id],
+        )
+        .await?;
+    Ok(row.map(|r| MeshIntro {
+        name: r.get(0),
+        head: r.get(1),
+        commitment: match (r.get::<_, Option<Vec<u8>>>(2), r.get::<_, Option<Vec<u8>>>(3)) {
+            (Some(commitment), Some(signature)) => Some(KeyCommitment { commitment, signature }),
+            _ => None,
+        },
+        owner_pubkey: r.get(4),
+    }))
 }
 
 /// One member (removed ones included, flagged).
@@ -142,6 +196,8 @@ pub async fn prune_nonces(pool: &Pool, older_than: Duration) -> Result<u64, Stor
 pub struct SessionRow {
     /// Watermark of its cursor.
     pub watermark: i64,
+    /// Head of the log when the session was first seen.
+    pub created_seq: i64,
 }
 
 /// Insert or refresh a session row; returns its stored watermark, or `None` when the session
@@ -149,7 +205,8 @@ pub struct SessionRow {
 /// session is (or at the member's join sequence for its first): it receives what reached the
 /// member after any of its sessions last caught up — a message sent while the member was
 /// offline is not lost to the agent that starts next — without inheriting history a sibling
-/// already read.
+/// already read. The client's watermark is clamped to the mesh head: a cursor from the future
+/// (a bug, or a broker whose database was reset) must not silence the session.
 #[allow(clippy::too_many_arguments)]
 pub async fn upsert_session(
     pool: &Pool,
@@ -165,21 +222,23 @@ pub async fn upsert_session(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "INSERT INTO sessions (mesh_id, id, member_id, pubkey, display_name, groups, visible, watermark)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8,
+            "WITH head AS (SELECT head_seq FROM meshes WHERE id = $1)
+             INSERT INTO sessions (mesh_id, id, member_id, pubkey, display_name, groups, visible, watermark, created_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, least((SELECT head_seq FROM head), coalesce($8,
                 (SELECT max(watermark) FROM sessions WHERE mesh_id = $1 AND member_id = $3),
-                (SELECT joined_seq FROM members WHERE mesh_id = $1 AND id = $3)))
+                (SELECT joined_seq FROM members WHERE mesh_id = $1 AND id = $3))),
+                (SELECT head_seq FROM head))
              ON CONFLICT (mesh_id, id) DO UPDATE SET
                 pubkey = EXCLUDED.pubkey, display_name = EXCLUDED.display_name,
                 groups = EXCLUDED.groups, visible = EXCLUDED.visible, last_seen_at = now(),
-                watermark = greatest(sessions.watermark, coalesce($8, 0))
+                watermark = least((SELECT head_seq FROM head), greatest(sessions.watermark, coalesce($8, 0)))
              WHERE sessions.member_id = $3
-             RETURNING watermark",
+             RETURNING watermark, created_seq",
             &[&mesh_id, &session_id, &member_id, &pubkey, &display_name, &groups, &visible, &client_watermark],
         )
         .await?;
     // No row: the upsert's WHERE filtered it out, so the session id belongs to another member.
-    Ok(row.map(|r| SessionRow { watermark: r.get(0) }))
+    Ok(row.map(|r| SessionRow { watermark: r.get(0), created_seq: r.get(1) }))
 }
 
 /// Update a session's addressing (groups, visibility).
@@ -386,17 +445,70 @@ pub async fn remove_member(pool: &Pool, mesh_id: Uuid, member_id: Uuid) -> Resul
     Ok(n == 1)
 }
 
-/// Store a sealed mesh key for a member that has none yet; false when it already had one.
-pub async fn grant_mesh_key(pool: &Pool, mesh_id: Uuid, member_id: Uuid, sealed: &[u8]) -> Result<bool, StoreError> {
+/// Outcome of a key grant.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Granted {
+    /// Stored.
+    Stored,
+    /// The member already had a key (the first grant wins).
+    AlreadyHeld,
+    /// No such current member waiting for a key in this mesh.
+    NoSuchMember,
+    /// The member refused an earlier grant of this granter as forged.
+    Refused,
+}
+
+/// Store a sealed mesh key for a member that has none yet, recording who granted it.
+pub async fn grant_mesh_key(
+    pool: &Pool,
+    mesh_id: Uuid,
+    member_id: Uuid,
+    sealed: &[u8],
+    granted_by: Uuid,
+) -> Result<Granted, StoreError> {
     let client = pool.get().await?;
-    let n = client
-        .execute(
-            "UPDATE members SET sealed_mesh_key = $3
-             WHERE mesh_id = $1 AND id = $2 AND sealed_mesh_key IS NULL AND claim_pubkey IS NOT NULL AND removed_at IS NULL",
-            &[&mesh_id, &member_id, &sealed],
+    let row = client
+        .query_opt(
+            "SELECT sealed_mesh_key IS NOT NULL, $3 = ANY(key_refused_granters) FROM members
+             WHERE mesh_id = $1 AND id = $2 AND claim_pubkey IS NOT NULL AND removed_at IS NULL",
+            &[&mesh_id, &member_id, &granted_by],
         )
         .await?;
-    Ok(n == 1)
+    let Some(row) = row else { return Ok(Granted::NoSuchMember) };
+    if row.get::<_, bool>(1) {
+        return Ok(Granted::Refused);
+    }
+    if row.get::<_, bool>(0) {
+        return Ok(Granted::AlreadyHeld);
+    }
+    let n = client
+        .execute(
+            "UPDATE members SET sealed_mesh_key = $3, key_granted_by = $4
+             WHERE mesh_id = $1 AND id = $2 AND sealed_mesh_key IS NULL AND claim_pubkey IS NOT NULL AND removed_at IS NULL",
+            &[&mesh_id, &member_id, &sealed, &granted_by],
+        )
+        .await?;
+    Ok(if n == 1 { Granted::Stored } else { Granted::AlreadyHeld })
+}
+
+/// The member refuses the key it was granted: clear it and bar its granter. `None` when there
+/// was no grant to refuse, else the granter (when known).
+pub async fn refuse_mesh_key(pool: &Pool, mesh_id: Uuid, member_id: Uuid) -> Result<Option<Option<Uuid>>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "WITH old AS (SELECT key_granted_by FROM members
+                          WHERE mesh_id = $1 AND id = $2 AND sealed_mesh_key IS NOT NULL AND removed_at IS NULL
+                          FOR UPDATE)
+             UPDATE members m SET sealed_mesh_key = NULL, key_granted_by = NULL,
+                key_refused_granters = CASE WHEN old.key_granted_by IS NULL THEN m.key_refused_granters
+                                            ELSE array_append(m.key_refused_granters, old.key_granted_by) END
+             FROM old WHERE m.mesh_id = $1 AND m.id = $2
+             RETURNING old.key_granted_by",
+            &[&mesh_id, &member_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get::<_, Option<Uuid>>(0)))
 }
 
 /// Members still waiting for the mesh key.
@@ -418,13 +530,20 @@ pub async fn session_addressee(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT member_id, groups, visible, watermark FROM sessions WHERE mesh_id = $1 AND id = $2",
+            "SELECT member_id, groups, visible, watermark, created_seq FROM sessions WHERE mesh_id = $1 AND id = $2",
             &[&mesh_id, &session_id],
         )
         .await?;
     Ok(row.map(|r| {
         (
-            super::log::Addressee { mesh_id, session_id, member_id: r.get(0), groups: r.get(1), visible: r.get(2) },
+            super::log::Addressee {
+                mesh_id,
+                session_id,
+                member_id: r.get(0),
+                groups: r.get(1),
+                visible: r.get(2),
+                created_seq: r.get::<_, i64>(4).max(0) as u64,
+            },
             r.get(3),
         )
     }))

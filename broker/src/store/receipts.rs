@@ -1,6 +1,7 @@
 //! Per-recipient delivery state, batched: pushes and acks from every session of the node go
 //! through one writer that upserts them in one statement per batch. A receipt only ever moves
-//! forward (`pushed < acked < read`).
+//! forward (`pushed < acked < read`). The same writer saves sessions' advancing watermarks as
+//! acks move them, so a read position survives its node dying.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -36,6 +37,8 @@ struct ReceiptReq {
     session_id: Uuid,
     seqs: Vec<u64>,
     state: DeliveryState,
+    /// A watermark to save instead of receipts (`seqs` empty).
+    watermark: Option<u64>,
     done: Option<oneshot::Sender<Result<(), Arc<StoreError>>>>,
 }
 
@@ -55,7 +58,7 @@ impl ReceiptWriter {
 
     /// Record states without waiting (pushes).
     pub fn record(&self, mesh_id: Uuid, session_id: Uuid, seqs: Vec<u64>, state: DeliveryState) {
-        let req = ReceiptReq { mesh_id, session_id, seqs, state, done: None };
+        let req = ReceiptReq { mesh_id, session_id, seqs, state, watermark: None, done: None };
         if self.tx.try_send(req).is_err() {
             // A lost "pushed" receipt only makes message_status say "queued" for a while; it never
             // affects delivery, so shedding it under overload is the right trade.
@@ -72,11 +75,29 @@ impl ReceiptWriter {
         state: DeliveryState,
     ) -> Result<(), Arc<StoreError>> {
         let (done, rx) = oneshot::channel();
-        let req = ReceiptReq { mesh_id, session_id, seqs, state, done: Some(done) };
+        let req = ReceiptReq { mesh_id, session_id, seqs, state, watermark: None, done: Some(done) };
         if self.tx.send(req).await.is_err() {
             return Err(Arc::new(StoreError::Corrupt("receipt writer stopped")));
         }
         rx.await.unwrap_or_else(|_| Err(Arc::new(StoreError::Corrupt("receipt writer stopped"))))
+    }
+}
+
+impl ReceiptWriter {
+    /// Save a session's advanced watermark (never moves it back), without waiting. A lost one
+    /// only makes a later session replay more, which receipts then filter.
+    pub fn watermark(&self, mesh_id: Uuid, session_id: Uuid, watermark: u64) {
+        let req = ReceiptReq {
+            mesh_id,
+            session_id,
+            seqs: Vec::new(),
+            state: DeliveryState::Acked,
+            watermark: Some(watermark),
+            done: None,
+        };
+        if self.tx.try_send(req).is_err() {
+            crate::metrics::receipts_dropped().inc();
+        }
     }
 }
 
@@ -109,12 +130,34 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<ReceiptReq>, max_batch: usize) {
 async fn write(pool: &Pool, batch: &[ReceiptReq]) -> Result<(), StoreError> {
     // One upsert cannot touch a row twice, so merge to the highest state per key first.
     let mut merged: HashMap<(Uuid, Uuid, i64), i16> = HashMap::new();
+    let mut watermarks: HashMap<(Uuid, Uuid), i64> = HashMap::new();
     for req in batch {
+        if let Some(w) = req.watermark {
+            let e = watermarks.entry((req.mesh_id, req.session_id)).or_insert(0);
+            *e = (*e).max(w.min(i64::MAX as u64) as i64);
+        }
         let s = state_to_i16(req.state);
         for &seq in &req.seqs {
             let e = merged.entry((req.mesh_id, req.session_id, seq as i64)).or_insert(s);
             *e = (*e).max(s);
         }
+    }
+    let client = pool.get().await?;
+    if !watermarks.is_empty() {
+        let (mut meshes, mut sessions, mut marks) = (Vec::new(), Vec::new(), Vec::new());
+        for ((m, s), w) in watermarks {
+            meshes.push(m);
+            sessions.push(s);
+            marks.push(w);
+        }
+        client
+            .execute(
+                "UPDATE sessions s SET watermark = v.w, last_seen_at = now()
+                 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS v(m, id, w)
+                 WHERE s.mesh_id = v.m AND s.id = v.id AND s.watermark < v.w",
+                &[&meshes, &sessions, &marks],
+            )
+            .await?;
     }
     if merged.is_empty() {
         return Ok(());
@@ -129,7 +172,6 @@ async fn write(pool: &Pool, batch: &[ReceiptReq]) -> Result<(), StoreError> {
         seqs.push(q);
         states.push(st);
     }
-    let client = pool.get().await?;
     client
         .execute(
             "INSERT INTO receipts (mesh_id, session_id, seq, state)
