@@ -68,6 +68,8 @@ pub struct Broker {
     /// This node's reminder scheduler (poked when a reminder due soon is created here).
     pub reminders: std::sync::OnceLock<ActorRef<crate::actors::reminders::SchedulerMsg>>,
     next_conn_id: AtomicU64,
+    /// Connection counts and limits.
+    pub admission: Arc<crate::edge::admission::Admission>,
 }
 
 impl Broker {
@@ -128,6 +130,7 @@ impl Broker {
             firer,
             reminders: std::sync::OnceLock::new(),
             next_conn_id: AtomicU64::new(1),
+            admission: Arc::default(),
             cfg,
         });
         let (node, _) = Actor::spawn(None, NodeSupervisor, broker.clone()).await?;

@@ -81,6 +81,16 @@ pub struct HttpConfig {
     pub ping_interval_secs: u64,
     /// Seconds without any frame from the peer before the connection is closed.
     pub idle_timeout_secs: u64,
+    /// Seconds a connection may stay open without a successful hello.
+    pub hello_timeout_secs: u64,
+    /// Failed hellos after which a connection is closed.
+    pub max_failed_hellos: u32,
+    /// WebSocket connections this node accepts at once.
+    pub max_connections: usize,
+    /// Connections one remote address may hold at once.
+    pub max_connections_per_address: usize,
+    /// Connections one remote address may hold that have not said hello yet.
+    pub max_pending_hellos_per_address: usize,
 }
 
 /// Postgres.
@@ -236,6 +246,18 @@ impl Config {
         }
         if self.redis.node_ttl_secs < 2 {
             return Err(ConfigError::Value("redis.node_ttl_secs must be at least 2".into()));
+        }
+        if self.http.max_connections == 0
+            || self.http.max_connections_per_address == 0
+            || self.http.max_pending_hellos_per_address == 0
+            || self.http.max_failed_hellos == 0
+            || self.http.hello_timeout_secs == 0
+        {
+            return Err(ConfigError::Value(
+                "http.max_connections, max_connections_per_address, max_pending_hellos_per_address, \
+                 max_failed_hellos and hello_timeout_secs must be at least 1"
+                    .into(),
+            ));
         }
         if self.http.outbound_queue < 16 {
             return Err(ConfigError::Value("http.outbound_queue must be at least 16".into()));

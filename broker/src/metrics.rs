@@ -68,6 +68,24 @@ metric!(
     register_int_counter!("plexus_slow_consumer_disconnects_total", "Connections closed because their queue filled")
 );
 metric!(
+    hello_failures,
+    IntCounterVec,
+    register_int_counter_vec!(
+        "plexus_hello_failures_total",
+        "Hellos refused or never sent in time, by reason (refused, timeout)",
+        &["reason"]
+    )
+);
+metric!(
+    connections_refused,
+    IntCounterVec,
+    register_int_counter_vec!(
+        "plexus_connections_refused_total",
+        "WebSocket upgrades refused at a connection limit, by limit",
+        &["limit"]
+    )
+);
+metric!(
     receipts_dropped,
     IntCounter,
     register_int_counter!("plexus_receipts_dropped_total", "Pushed-receipts shed under overload")
@@ -211,6 +229,9 @@ pub fn init() {
     decode_errors().with_label_values(&[&u16::from(plexus_proto::ErrorCode::BadFrame).to_string()]);
     requests();
     slow_consumers();
+    hello_failures().with_label_values(&["refused"]);
+    hello_failures().with_label_values(&["timeout"]);
+    connections_refused().with_label_values(&["node_full"]);
     receipts_dropped();
     log_batch_size();
     pg_query_seconds();

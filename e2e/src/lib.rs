@@ -371,6 +371,11 @@ impl Follower {
         wait_until(timeout, || child.try_wait().ok().flatten().map(|_| ())).await.is_some()
     }
 
+    /// The process id (to signal it, e.g. SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stop the process.
     pub fn stop(&mut self) {
         let _ = self.child.kill();

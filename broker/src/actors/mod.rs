@@ -19,8 +19,16 @@ pub mod node_supervisor;
 pub mod presence_session;
 pub mod reminders;
 
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
+
 use plexus_proto::{encode_server_frame, push::PushBody, CloseCode, Push, ServerFrame};
 use tokio::sync::mpsc;
+
+/// A request to close a connection: the code and an optional reason for the peer.
+pub type CloseRequest = (CloseCode, Option<String>);
 
 /// The outbound side of one WebSocket connection: a bounded frame queue and a close signal.
 #[derive(Clone, Debug)]
@@ -28,18 +36,27 @@ pub struct ConnHandle {
     /// Encoded frames to write.
     pub frames: mpsc::Sender<Vec<u8>>,
     /// Asks the connection to close with a code.
-    pub control: mpsc::UnboundedSender<CloseCode>,
+    pub control: mpsc::UnboundedSender<CloseRequest>,
+    /// Set once when the queue first overflowed (the connection is then being cut off).
+    slow: Arc<AtomicBool>,
 }
 
 impl ConnHandle {
-    /// Queue an encoded frame. A full queue closes the connection as a slow consumer; returns
-    /// false when the frame was not queued.
+    /// A handle over a frame queue and a close channel.
+    pub fn new(frames: mpsc::Sender<Vec<u8>>, control: mpsc::UnboundedSender<CloseRequest>) -> ConnHandle {
+        ConnHandle { frames, control, slow: Arc::default() }
+    }
+
+    /// Queue an encoded frame. A full queue closes the connection as a slow consumer (counted
+    /// once per connection); returns false when the frame was not queued.
     pub fn send_frame(&self, frame: Vec<u8>) -> bool {
         match self.frames.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                crate::metrics::slow_consumers().inc();
-                let _ = self.control.send(CloseCode::SlowConsumer);
+                if !self.slow.swap(true, Ordering::SeqCst) {
+                    crate::metrics::slow_consumers().inc();
+                    let _ = self.control.send((CloseCode::SlowConsumer, None));
+                }
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -58,6 +75,11 @@ impl ConnHandle {
 
     /// Ask the connection to close.
     pub fn close(&self, code: CloseCode) {
-        let _ = self.control.send(code);
+        let _ = self.control.send((code, None));
+    }
+
+    /// Ask the connection to close, telling the peer why.
+    pub fn close_with(&self, code: CloseCode, reason: String) {
+        let _ = self.control.send((code, Some(reason)));
     }
 }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use plexus_proto::{
     decode_body, encode_server_frame,
     ops::{self, Op},
-    Request, Response, ServerFrame, PROTOCOL_VERSION,
+    CloseCode, Request, Response, ServerFrame, PROTOCOL_VERSION,
 };
 use ractor::ActorRef;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::ops as handlers;
+use super::{admission::Slot, ops as handlers};
 use crate::{
     actors::{presence_session::SessionMsg, ConnHandle},
     app::Broker,
@@ -78,12 +78,38 @@ fn metric_op(op: &str) -> &'static str {
     plexus_proto::known_op(op).unwrap_or("unknown")
 }
 
-/// Serve requests until the connection's request channel closes.
-pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Receiver<Request>) {
+/// Serve requests until the connection's request channel closes. A connection that has not
+/// said hello within `http.hello_timeout_secs`, or whose hello failed `http.max_failed_hellos`
+/// times, is closed with `HelloFailed` (4007): an unauthenticated socket costs the node memory
+/// and a slot, and gets nothing for it.
+pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Receiver<Request>, slot: Arc<Slot>) {
     let mut authed: Option<Arc<Authed>> = None;
     let mut known_targets = handlers::KnownTargets::default();
-    while let Some(req) = requests.recv().await {
+    let hello_deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_secs(broker.cfg.http.hello_timeout_secs.max(1));
+    let mut failed_hellos = 0u32;
+    loop {
+        let next = if authed.is_some() {
+            requests.recv().await
+        } else {
+            match tokio::time::timeout_at(hello_deadline, requests.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    crate::metrics::hello_failures().with_label_values(&["timeout"]).inc();
+                    let secs = broker.cfg.http.hello_timeout_secs;
+                    conn.close_with(CloseCode::HelloFailed, format!("no hello within {secs} s"));
+                    break;
+                }
+            }
+        };
+        let Some(req) = next else { break };
         let op = metric_op(&req.op);
+        if req.op.len() > plexus_proto::limits::MAX_OP_NAME {
+            let too_long =
+                plexus_proto::ProtoError::FieldTooLarge { field: "op", max: plexus_proto::limits::MAX_OP_NAME };
+            respond::<()>(&conn, req.id, op, Err(OpError::Proto(too_long)));
+            continue;
+        }
         if req.v != PROTOCOL_VERSION {
             respond::<()>(&conn, req.id, op, Err(OpError::Version { got: req.v, want: PROTOCOL_VERSION }));
             continue;
@@ -92,9 +118,21 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
             (ops::Hello::NAME, None) => match handlers::hello(&broker, &conn, &req).await {
                 Ok((a, welcome)) => {
                     authed = Some(Arc::new(a));
+                    slot.authenticated();
                     respond(&conn, req.id, op, Ok(welcome));
                 }
-                Err(e) => respond::<()>(&conn, req.id, op, Err(e)),
+                Err(e) => {
+                    let transient = matches!(e, OpError::Store(_) | OpError::Internal(_));
+                    respond::<()>(&conn, req.id, op, Err(e));
+                    if !transient {
+                        failed_hellos += 1;
+                        crate::metrics::hello_failures().with_label_values(&["refused"]).inc();
+                        if failed_hellos >= broker.cfg.http.max_failed_hellos.max(1) {
+                            conn.close_with(CloseCode::HelloFailed, format!("{failed_hellos} failed hellos"));
+                            break;
+                        }
+                    }
+                }
             },
             (ops::Hello::NAME, Some(_)) => respond::<()>(&conn, req.id, op, Err(OpError::AlreadyAuthenticated)),
             (ops::MeshCreate::NAME, _) => {

@@ -5,6 +5,7 @@ use std::{fs::File, io::BufReader, sync::Arc};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 
+use super::admission::{Limits, SocketKiller};
 use crate::app::Broker;
 
 async fn health() -> HttpResponse {
@@ -41,9 +42,25 @@ async fn ws(req: HttpRequest, body: web::Payload, broker: web::Data<Arc<Broker>>
     if !broker.ready.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(HttpResponse::ServiceUnavailable().body("not ready\n"));
     }
+    let http = &broker.cfg.http;
+    let limits = Limits {
+        max_connections: http.max_connections,
+        max_per_address: http.max_connections_per_address,
+        max_pending_per_address: http.max_pending_hellos_per_address,
+    };
+    let slot = match broker.admission.admit(req.peer_addr().map(|a| a.ip()), limits) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            crate::metrics::connections_refused().with_label_values(&[refusal.as_str()]).inc();
+            return Ok(HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "5"))
+                .body(format!("{refusal}\n")));
+        }
+    };
+    let killer = req.conn_data::<Arc<SocketKiller>>().cloned();
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let broker = broker.get_ref().clone();
-    actix_web::rt::spawn(super::connection::run(broker, session, stream));
+    actix_web::rt::spawn(super::connection::run(broker, session, stream, slot, killer));
     Ok(response)
 }
 
@@ -81,6 +98,12 @@ pub fn build(broker: Arc<Broker>) -> anyhow::Result<actix_web::dev::Server> {
     // Pushes are small frames written as they happen; with Nagle on, each one waits for the
     // peer's delayed ACK of the previous (measured: ~20 ms added to reminder pushes at 100/s).
     .tcp_nodelay(true)
+    // Keep a handle on each socket so a peer that stops reading can be cut off for good.
+    .on_connect(|conn, ext| {
+        if let Some(killer) = SocketKiller::for_connection(conn) {
+            ext.insert(Arc::new(killer));
+        }
+    })
     .disable_signals()
     .shutdown_timeout(5);
     if cfg.workers > 0 {

@@ -112,12 +112,7 @@ pub async fn remove_expired(tx: &Transaction<'_>, mesh_id: Uuid, grace: Duration
 /// Drop queue entries whose wait ran out (their request gives up by itself; this covers one
 /// that could not).
 pub async fn remove_overdue_waiters(tx: &Transaction<'_>, mesh_id: Uuid) -> Result<u64, StoreError> {
-    Ok(tx
-        .execute(
-            "DELETE FROM lock_waiters WHERE mesh_id = $1 AND deadline <= now()",
-            &[&mesh_id],
-        )
-        .await?)
+    Ok(tx.execute("DELETE FROM lock_waiters WHERE mesh_id = $1 AND deadline <= now()", &[&mesh_id]).await?)
 }
 
 /// Held locks, oldest first.
@@ -128,9 +123,7 @@ pub async fn held(db: &impl GenericClient, mesh_id: Uuid) -> Result<Vec<LockRow>
 
 /// Queue entries, in queue order.
 pub async fn waiting(db: &impl GenericClient, mesh_id: Uuid) -> Result<Vec<WaiterRow>, StoreError> {
-    let rows = db
-        .query("SELECT * FROM lock_waiters WHERE mesh_id = $1 ORDER BY id", &[&mesh_id])
-        .await?;
+    let rows = db.query("SELECT * FROM lock_waiters WHERE mesh_id = $1 ORDER BY id", &[&mesh_id]).await?;
     Ok(rows.iter().map(waiter_from_row).collect())
 }
 
