@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start (or reuse) a private local PostgreSQL for Plexus: its own data directory and port,
 # no system service. Installs Debian's postgresql package if no server binaries are found.
-#   usage: deploy/local-postgres.sh [start|stop|url]
+#   usage: deploy/local-postgres.sh [start|stop|status|url]
 # Environment: PLEXUS_STATE (default ~/.cache/plexus), PLEXUS_PG_PORT (default 55432).
 set -euo pipefail
 
@@ -76,9 +76,15 @@ stop() {
   [ -f "$DATA/PG_VERSION" ] && as_pg "$pg_ctl" -D "$DATA" -m fast stop >/dev/null 2>&1 || true
 }
 
+status() {
+  local pg_ctl; pg_ctl=$(find_bin pg_ctl) || return 1
+  [ -f "$DATA/PG_VERSION" ] && as_pg "$pg_ctl" -D "$DATA" status >/dev/null 2>&1
+}
+
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
+  status) status ;;
   url) echo "$URL" ;;
-  *) echo "usage: $0 [start|stop|url]" >&2; exit 2 ;;
+  *) echo "usage: $0 [start|stop|status|url]" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start (or reuse) a private local Redis for Plexus: its own directory and port, no system
 # service. Installs Debian's redis-server package if it is missing.
-#   usage: deploy/local-redis.sh [start|stop|url]
+#   usage: deploy/local-redis.sh [start|stop|status|url]
 # Environment: PLEXUS_STATE (default ~/.cache/plexus), PLEXUS_REDIS_PORT (default 56379).
 set -euo pipefail
 
@@ -40,6 +40,7 @@ stop() {
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
+  status) command -v redis-cli >/dev/null 2>&1 && running ;;
   url) echo "$URL" ;;
-  *) echo "usage: $0 [start|stop|url]" >&2; exit 2 ;;
+  *) echo "usage: $0 [start|stop|status|url]" >&2; exit 2 ;;
 esac

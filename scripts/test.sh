@@ -7,9 +7,16 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/plexus/target}
 export PLEXUS_STATE=${PLEXUS_STATE:-$HOME/.cache/plexus}
 export PLEXUS_PG_PORT=${PLEXUS_PG_PORT:-55432}
+export PLEXUS_REDIS_PORT=${PLEXUS_REDIS_PORT:-56379}
+# Stop, on exit or Ctrl-C, the servers this run started (ones already running stay).
+started=()
+deploy/local-postgres.sh status || started+=(deploy/local-postgres.sh)
+deploy/local-redis.sh status || started+=(deploy/local-redis.sh)
+cleanup() { for s in "${started[@]}"; do "$s" stop || true; done; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 export PLEXUS_TEST_DATABASE_URL
 PLEXUS_TEST_DATABASE_URL=$(deploy/local-postgres.sh start)
-export PLEXUS_REDIS_PORT=${PLEXUS_REDIS_PORT:-56379}
 export PLEXUS_TEST_REDIS_URL
 PLEXUS_TEST_REDIS_URL=$(deploy/local-redis.sh start)
 echo "test database: $PLEXUS_TEST_DATABASE_URL, test redis: $PLEXUS_TEST_REDIS_URL"
@@ -29,5 +36,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # End-to-end tests run the real binaries from the target directory.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# A 60-second fault-injection run on a private cluster (own Postgres and Redis ports): node
+# kills, a Postgres and a Redis restart; fails on any lost, duplicated or misrouted message,
+# overlapping lock holders, ghost grants, backwards tokens or lost/doubled reminder firings.
+"$CARGO_TARGET_DIR"/debug/plexus-chaos --secs 60 --repo .
 # Dockerfile, compose, nginx, Prometheus, Grafana and the Helm chart (see the script).
 scripts/check-deploy.sh

@@ -24,7 +24,9 @@ use plexus_proto::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::{percentile, plexus_now_ms, Args, Peer};
+use plexus_benches::{percentile, plexus_now_ms, Peer};
+
+use crate::Args;
 
 async fn connect(args: &Args, i: usize, p: &Peer, mode: SessionMode) -> Result<Connection> {
     let url = &args.broker[i % args.broker.len()];

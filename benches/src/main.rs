@@ -8,6 +8,8 @@
 
 mod coord;
 
+use plexus_benches::{percentile, setup, Peer};
+
 use std::{
     collections::HashMap,
     sync::{
@@ -21,15 +23,12 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use plexus_cli::{
     client::{push_as, signed_hello, Connection, TlsOptions},
-    profile::Profile,
     seal::{seal_for, SealTo},
 };
-use plexus_crypto::{hex, BoxKeypair, SigningKey};
 use plexus_proto::{
     ops,
     push::Message,
-    signing,
-    types::{Priority, Role, SessionMode, SessionProfile, Target},
+    types::{Priority, SessionMode, SessionProfile, Target},
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -84,105 +83,6 @@ struct Args {
     operator_token: Option<String>,
 }
 
-struct Peer {
-    profile: Profile,
-    session: BoxKeypair,
-}
-
-fn member_profile(mesh_id: Uuid, member_id: Uuid, key: &SigningKey, brokers: &[String]) -> Result<Profile> {
-    let session = BoxKeypair::generate()?;
-    Ok(Profile {
-        name: format!("load-{member_id}"),
-        brokers: brokers.to_vec(),
-        ca_file: None,
-        mesh_id,
-        mesh_name: "load".into(),
-        member_id,
-        display_name: format!("load-{}", &member_id.to_string()[..8]),
-        member_secret: hex(key.secret_bytes()),
-        session_id: Uuid::new_v4(),
-        session_secret: hex(session.secret_bytes()),
-        mesh_key: None,
-        claim_secret: None,
-        key_commitment: None,
-    })
-}
-
-async fn setup(args: &Args) -> Result<Vec<Peer>> {
-    let tls = TlsOptions::default();
-    let conn = Connection::open(&args.broker[0], &tls).await?;
-    let owner_key = SigningKey::generate()?;
-    let (mesh_id, owner_id) = (Uuid::new_v4(), Uuid::new_v4());
-    let sig = owner_key.sign(&signing::mesh_create_bytes(mesh_id, "load", owner_id, owner_key.public_key()));
-    conn.call(&ops::MeshCreate {
-        mesh_id,
-        name: "load".into(),
-        owner_member_id: owner_id,
-        owner_pubkey: owner_key.public_key().to_vec(),
-        owner_display_name: "load-owner".into(),
-        operator_token: args.operator_token.clone(),
-        signature: sig.to_vec(),
-        key_commitment: None,
-        key_commitment_signature: None,
-    })
-    .await?;
-    let owner = member_profile(mesh_id, owner_id, &owner_key, &args.broker)?;
-    let owner_session = BoxKeypair::generate()?;
-    let hello = signed_hello(
-        &owner,
-        Uuid::new_v4(),
-        owner_session.public_key(),
-        SessionMode::Control,
-        None,
-        SessionProfile::default(),
-    )?;
-    conn.call(&hello).await?;
-    let code: String = format!("LOAD{}", &Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
-    let expires_at_ms = plexus_now_ms() + 3_600_000;
-    let sig = owner_key.sign(&signing::invite_bytes(mesh_id, &code, Role::Member, args.peers as u32, expires_at_ms));
-    conn.call(&ops::InviteCreate {
-        code: code.clone(),
-        role: Role::Member,
-        max_uses: args.peers as u32,
-        expires_at_ms,
-        signature: sig.to_vec(),
-    })
-    .await?;
-    let mut peers = Vec::with_capacity(args.peers);
-    let anon = Connection::open(&args.broker[0], &tls).await?;
-    for _ in 0..args.peers {
-        let key = SigningKey::generate()?;
-        let claim = BoxKeypair::generate()?;
-        let member_id = Uuid::new_v4();
-        let sig = key.sign(&signing::claim_bytes(&code, member_id, key.public_key(), claim.public_key()));
-        anon.call(&ops::InviteClaim {
-            code: code.clone(),
-            member_id,
-            member_pubkey: key.public_key().to_vec(),
-            claim_pubkey: claim.public_key().to_vec(),
-            display_name: format!("load-{}", &member_id.to_string()[..8]),
-            signature: sig.to_vec(),
-        })
-        .await?;
-        let profile = member_profile(mesh_id, member_id, &key, &args.broker)?;
-        let session = profile.session_key().map_err(anyhow::Error::msg)?;
-        peers.push(Peer { profile, session });
-    }
-    Ok(peers)
-}
-
-fn plexus_now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -194,7 +94,7 @@ async fn main() -> Result<()> {
         "next" => Priority::Next,
         _ => bail!("--priority is now or next"),
     };
-    let peers = setup(&args).await.context("setting up the mesh")?;
+    let peers = setup(&args.broker, args.peers, args.operator_token.clone()).await.context("setting up the mesh")?;
     let tls = TlsOptions::default();
     match args.mode.as_str() {
         "storm" => return storm(&args, &peers).await,

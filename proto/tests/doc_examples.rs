@@ -12,7 +12,9 @@ use plexus_proto::{
     decode_body, decode_request, decode_server_frame, encode_body, encode_request, encode_server_frame,
     ops::{self, Op},
     push::{self, PushBody},
-    types::{Cursor, GroupRole, PeerInfo, Priority, Role, Sealing, SessionMode, SessionProfile, Status, StatusSource, Target},
+    types::{
+        Cursor, GroupRole, PeerInfo, Priority, Role, Sealing, SessionMode, SessionProfile, Status, StatusSource, Target,
+    },
     Push, Request, Response, ServerFrame,
 };
 use serde::{de::DeserializeOwned, Serialize};
@@ -152,8 +154,8 @@ fn every_documented_example_decodes_to_what_the_document_says() {
     for ex in found {
         let bytes = unhex(&ex.hex);
         let got = view(&ex.kind, &ex.name, &bytes);
-        let want: Value =
-            serde_json::from_str(&ex.json).unwrap_or_else(|e| panic!("{} {}: bad JSON in the doc: {e}", ex.kind, ex.name));
+        let want: Value = serde_json::from_str(&ex.json)
+            .unwrap_or_else(|e| panic!("{} {}: bad JSON in the doc: {e}", ex.kind, ex.name));
         assert_eq!(got, want, "{} {}: the bytes decode to something else than the JSON shown", ex.kind, ex.name);
     }
 }
@@ -248,9 +250,8 @@ fn built() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         }))
         .unwrap()
     };
-    let push_frame = |kind: &str, body: Vec<u8>| {
-        encode_server_frame(&ServerFrame::Push(Push { push: kind.into(), body })).unwrap()
-    };
+    let push_frame =
+        |kind: &str, body: Vec<u8>| encode_server_frame(&ServerFrame::Push(Push { push: kind.into(), body })).unwrap();
     vec![
         ("request", "hello", req(1, "hello", encode_body(&hello).unwrap())),
         ("response", "hello", res(1, Some(encode_body(&welcome).unwrap()), None)),
@@ -292,7 +293,8 @@ fn the_built_examples_are_the_documented_ones() {
     for (kind, name, bytes) in built() {
         if print {
             let json = serde_json::to_string_pretty(&view(kind, name, &bytes)).unwrap();
-            let wrapped: Vec<String> = hex(&bytes).as_bytes().chunks(96).map(|c| String::from_utf8_lossy(c).into()).collect();
+            let wrapped: Vec<String> =
+                hex(&bytes).as_bytes().chunks(96).map(|c| String::from_utf8_lossy(c).into()).collect();
             println!("<!-- example: {kind} {name} -->\n```json\n{json}\n```\n```hex\n{}\n```\n", wrapped.join("\n"));
             continue;
         }
