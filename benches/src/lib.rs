@@ -81,6 +81,7 @@ pub async fn setup(brokers: &[String], n: usize, operator_token: Option<String>)
         max_uses: n as u32,
         expires_at_ms,
         signature: sig.to_vec(),
+        groups: Vec::new(),
     })
     .await?;
     let mut peers = Vec::with_capacity(n);

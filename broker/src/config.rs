@@ -162,6 +162,9 @@ pub struct DeliveryConfig {
     /// Replay batches running at once on this node; more wait their turn, so a reconnect
     /// storm cannot drain the database pool (hellos stay cheap).
     pub max_concurrent_replays: usize,
+    /// A session neither present nor seen for this long no longer counts as a recipient in
+    /// `message_status` (its agent is gone; the member's next session gets member messages).
+    pub dead_session_grace_secs: u64,
 }
 
 /// Coordination.

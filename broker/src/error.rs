@@ -49,6 +49,9 @@ pub enum OpError {
     /// Already exists.
     #[error("{0} already exists")]
     AlreadyExists(&'static str),
+    /// A current member already has this display name.
+    #[error("that name is taken in this mesh; try {0:?}")]
+    NameTaken(String),
     /// Invite problems.
     #[error("invite has expired")]
     InviteExpired,
@@ -93,7 +96,7 @@ impl OpError {
             OpError::Forbidden(_) => ErrorCode::Forbidden,
             OpError::NotMember => ErrorCode::NotMember,
             OpError::NotFound(_) => ErrorCode::NotFound,
-            OpError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            OpError::AlreadyExists(_) | OpError::NameTaken(_) => ErrorCode::AlreadyExists,
             OpError::InviteExpired => ErrorCode::InviteExpired,
             OpError::InviteRevoked => ErrorCode::InviteRevoked,
             OpError::InviteExhausted => ErrorCode::InviteExhausted,

@@ -94,12 +94,19 @@ async fn oversize_fields_and_sqlish_strings() {
     assert_eq!(code_of(s.conn.call(&long_summary).await), ErrorCode::InvalidField);
     assert_eq!(counts(&db).await, before);
 
-    // SQL-ish text is just text: a display name survives verbatim.
+    // SQL-ish text is just text: a summary survives verbatim. A session cannot pick the name
+    // it is shown under (that is its member's).
     let sqlish = "Robert'); DROP TABLE members;--";
-    let sp = SessionProfile { display_name: Some(sqlish.into()), ..SessionProfile::default() };
+    let sp = SessionProfile {
+        display_name: Some("owner".into()),
+        summary: Some(sqlish.into()),
+        ..SessionProfile::default()
+    };
     let s2 = raw_session(&broker.url, &p, None, SessionMode::Session, None, sp).await.unwrap();
     let peers = s2.conn.call(&ops::Peers {}).await.unwrap();
-    assert!(peers.peers.iter().any(|x| x.display_name == sqlish));
+    let me = peers.peers.iter().find(|x| x.session_id == s2.session_id).expect("listed");
+    assert_eq!(me.profile.summary.as_deref(), Some(sqlish));
+    assert_eq!(me.display_name, p.display_name, "a session renamed itself");
     assert_eq!(db.scalar_i64("SELECT count(*) FROM members").await, before.1);
 }
 
@@ -180,6 +187,7 @@ async fn make_invite(
         max_uses: uses,
         expires_at_ms,
         signature: sig.to_vec(),
+        groups: Vec::new(),
     })
     .await
 }
@@ -224,6 +232,7 @@ async fn invites_expired_revoked_exhausted_forged() {
         max_uses: 1,
         expires_at_ms: plexus_e2e_now() + 60_000,
         signature: vec![7; 64],
+        groups: Vec::new(),
     };
     assert_eq!(code_of(s.conn.call(&bad).await), ErrorCode::BadSignature);
 

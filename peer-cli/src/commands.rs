@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::{
     coord_cmds::{self, CoordCmd},
-    Cli, Command, InboxArgs, InviteCmd, JoinArgs, MemberCmd, MeshCmd, MessageCmd, SendArgs, StatusCmd,
+    Cli, Command, GroupCmd, InboxArgs, InviteCmd, JoinArgs, MemberCmd, MeshCmd, MessageCmd, SendArgs, StatusCmd,
 };
 
 pub(crate) struct Ctx {
@@ -183,6 +183,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Peers => peers(&ctx).await,
         Command::Members => members(&ctx).await,
         Command::Member(MemberCmd::Remove { who }) => member_remove(&ctx, &who).await,
+        Command::Group(cmd) => group(&ctx, cmd).await,
         Command::Send(args) => send(&ctx, args).await,
         Command::Inbox(args) if args.follow => follow(&ctx, args).await,
         Command::Inbox(args) => inbox(&ctx, args).await,
@@ -191,7 +192,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Message(MessageCmd::Status { id }) => message_status(&ctx, id).await,
         Command::Watch => watch(&ctx).await,
         Command::Doctor => doctor(&ctx).await,
-        Command::Mcp { session } => crate::mcp::run(&ctx, session).await,
+        Command::Mcp { session, groups } => crate::mcp::run(&ctx, session, groups).await,
         Command::Install { claude, codex } => {
             let paths = crate::install::Paths::from_env()?;
             let (claude, codex) = match (claude, codex) {
@@ -332,7 +333,7 @@ fn invite_code() -> String {
 async fn invite(ctx: &Ctx, cmd: InviteCmd) -> Result<()> {
     let (p, conn, _) = control(ctx).await?;
     match cmd {
-        InviteCmd::Create { role, uses, expires_in } => {
+        InviteCmd::Create { role, uses, expires_in, groups } => {
             let role = match role.as_str() {
                 "member" => Role::Member,
                 "admin" => Role::Admin,
@@ -349,6 +350,7 @@ async fn invite(ctx: &Ctx, cmd: InviteCmd) -> Result<()> {
                     max_uses: uses,
                     expires_at_ms,
                     signature: member.sign(&signed).to_vec(),
+                    groups: groups.iter().map(|g| g.trim_start_matches('@').to_owned()).collect(),
                 })
                 .await?;
             let brokers = p.brokers.join(",");
@@ -503,6 +505,56 @@ pub(crate) fn find_member<'a>(
         0 => bail!("no member named {who:?}"),
         _ => bail!("{who:?} matches several members; use the member id"),
     }
+}
+
+async fn group(ctx: &Ctx, cmd: GroupCmd) -> Result<()> {
+    let (_, conn, _) = control(ctx).await?;
+    let mine = |g: &ops::MemberGroups| -> Value {
+        json!({"groups": g.groups.iter().map(|g| json!({"name": g.name, "role": g.role})).collect::<Vec<_>>()})
+    };
+    let names = |g: &ops::MemberGroups| g.groups.iter().map(|g| format!("@{}", g.name)).collect::<Vec<_>>().join(" ");
+    match cmd {
+        GroupCmd::Join { name, role } => {
+            let name = name.trim_start_matches('@').to_owned();
+            let now = conn.call(&ops::GroupJoin { name: name.clone(), role }).await?;
+            ctx.emit(mine(&now), || format!("joined @{name}; your groups: {}", names(&now)));
+        }
+        GroupCmd::Leave { name } => {
+            let name = name.trim_start_matches('@').to_owned();
+            let now = conn.call(&ops::GroupLeave { name: name.clone() }).await?;
+            ctx.emit(mine(&now), || format!("left @{name}; your groups: {}", names(&now)));
+        }
+        GroupCmd::List => {
+            let list = conn.call(&ops::GroupList {}).await?;
+            let rows: Vec<Value> = list
+                .groups
+                .iter()
+                .map(|g| json!({"name": g.name, "members": g.members.iter().map(|m| json!({"member_id": m.member_id, "name": m.display_name, "role": m.role})).collect::<Vec<_>>()}))
+                .collect();
+            ctx.emit(json!({"groups": rows}), || {
+                if list.groups.is_empty() {
+                    return "no groups yet (plexus group join <name>)".into();
+                }
+                list.groups
+                    .iter()
+                    .map(|g| {
+                        let who: Vec<String> = g
+                            .members
+                            .iter()
+                            .map(|m| match &m.role {
+                                Some(r) => format!("{} ({r})", m.display_name),
+                                None => m.display_name.clone(),
+                            })
+                            .collect();
+                        format!("@{:<20} {}", g.name, who.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    conn.close().await;
+    Ok(())
 }
 
 async fn member_remove(ctx: &Ctx, who: &str) -> Result<()> {

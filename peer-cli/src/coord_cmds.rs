@@ -458,7 +458,7 @@ pub async fn run(ctx: &Ctx, cmd: CoordCmd) -> Result<()> {
                 (plexus_proto::types::Target::Member(who), sealed)
             };
             let (sealing, nonce, ciphertext) = sealed;
-            let label = label.or_else(|| Some(text.chars().take(60).collect()));
+            // The body is sealed; the broker sees a label only when the user gives one.
             let req = c::RemindCreate {
                 schedule,
                 target,

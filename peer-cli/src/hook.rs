@@ -1,13 +1,17 @@
 //! `plexus hook <event>`: agent session hooks → status with source `hook`, and the local socket
 //! through which they reach the running `plexus mcp` of the same agent.
 //!
-//! The MCP server registers itself under its nearest ancestor processes (`run/pid-<pid>.json`
-//! naming its socket and session). A hook walks up its own ancestors and takes the first
-//! registration: the agent process is an ancestor of both, and the nearest match is this
-//! agent's own server even when several agents share a terminal. With no socket answering, the
-//! hook connects to the broker directly as a control connection of that session; with no
-//! registration at all there is no agent session to update and it does nothing. A hook never
-//! fails the agent: it prints nothing on stdout and exits 0.
+//! The MCP server registers itself (a file naming its socket and session) under the identity
+//! `plexus launch` put in the agent's environment (`PLEXUS_AGENT_ID`, inherited by the server
+//! and every hook) and under its nearest ancestor processes (`run/pid-<pid>-<start>.json`; see
+//! `process.rs`, portable beyond Linux's `/proc`). A hook finds its server by the agent's own
+//! session id from the hook input (a registration the server writes when the first hook tells
+//! it that id), else by the environment identity, else by walking up its own ancestors: the
+//! agent process is an ancestor of both, and the nearest match is this agent's own server even
+//! when several agents share a terminal. With no socket answering, the hook connects to the
+//! broker directly as a control connection of that session; with no registration at all there
+//! is no agent session to update and it does nothing. A hook never fails the agent: it prints
+//! nothing on stdout and exits 0.
 
 use std::{
     io::Read,
@@ -31,7 +35,8 @@ use uuid::Uuid;
 
 use crate::{commands::Ctx, mcp::Shared};
 
-/// How far up the process tree registrations and lookups go.
+/// How far up the process tree registrations and lookups go (a hook runs under a shell the
+/// agent spawned, sometimes a wrapper more).
 const ANCESTORS: usize = 6;
 
 #[derive(Serialize, Deserialize)]
@@ -42,38 +47,28 @@ struct Registration {
     session_id: Uuid,
 }
 
-/// `(pid, start time in clock ticks)` from `/proc/<pid>/stat`.
-fn proc_stat(pid: u32) -> Option<(u32, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // Fields 3 (state) onwards; the parent pid is field 4, the start time field 22 (proc(5)).
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = fields.get(1)?.parse().ok()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((ppid, start))
+/// Set by `plexus launch` in the agent's environment, which its hooks and its `plexus mcp`
+/// server both inherit: the surest way for them to find each other.
+pub const AGENT_ENV: &str = "PLEXUS_AGENT_ID";
+
+/// The agent identity of this process from the environment, if `plexus launch` set one.
+pub fn agent_from_env() -> Option<String> {
+    std::env::var(AGENT_ENV)
+        .ok()
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
-/// The parent process and its start time (the agent that spawned us), on Linux.
-pub fn parent_identity() -> Option<(u32, u64)> {
-    let (ppid, _) = proc_stat(std::process::id())?;
-    let (_, start) = proc_stat(ppid)?;
-    Some((ppid, start))
+fn agent_registration_path(home: &Path, agent: &str) -> PathBuf {
+    home.join("run").join(format!("agent-{agent}.json"))
 }
 
-fn ancestors() -> Vec<(u32, u64)> {
-    let mut out = Vec::new();
-    let mut pid = std::process::id();
-    for _ in 0..ANCESTORS {
-        let Some((ppid, _)) = proc_stat(pid) else { break };
-        if ppid <= 1 {
-            break;
-        }
-        let Some((_, start)) = proc_stat(ppid) else { break };
-        out.push((ppid, start));
-        pid = ppid;
-    }
-    out
+/// Where the registration of the agent session `session_id` (Claude Code's, from hook input)
+/// lives once a hook has told the server about it.
+fn claude_session_path(home: &Path, session_id: &str) -> Option<PathBuf> {
+    let ok = !session_id.is_empty()
+        && session_id.len() <= 128
+        && session_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then(|| home.join("run").join(format!("claude-{session_id}.json")))
 }
 
 fn registration_path(home: &Path, pid: u32, start: u64) -> PathBuf {
@@ -92,8 +87,15 @@ pub fn listen(home: &Path, identity: &str, profile: &str, session_id: Uuid, shar
     let reg =
         Registration { socket: socket.clone(), profile: profile.to_owned(), identity: identity.to_owned(), session_id };
     let text = serde_json::to_string(&reg)?;
-    for (pid, start) in ancestors().into_iter().take(3) {
-        let path = registration_path(home, pid, start);
+    let _ = shared.registration.set(text.clone());
+    let mut paths: Vec<PathBuf> = crate::process::ancestors(3)
+        .into_iter()
+        .map(|(pid, start)| registration_path(home, pid, start))
+        .collect();
+    if let Some(agent) = agent_from_env() {
+        paths.push(agent_registration_path(home, &agent));
+    }
+    for path in paths {
         if let Ok(mut f) = plexus_cli::profile::create_private(&path) {
             let _ = std::io::Write::write_all(&mut f, text.as_bytes());
         }
@@ -112,6 +114,17 @@ pub fn listen(home: &Path, identity: &str, profile: &str, session_id: Uuid, shar
     Ok(socket)
 }
 
+/// Record that the agent's own session id is `session_id`, pointing at the same socket as the
+/// registration under `identity` (later hooks then find this server without the process
+/// tree).
+pub fn register_agent_session(home: &Path, reg_text: &str, session_id: &str) {
+    if let Some(path) = claude_session_path(home, session_id) {
+        if let Ok(mut f) = plexus_cli::profile::create_private(&path) {
+            let _ = std::io::Write::write_all(&mut f, reg_text.as_bytes());
+        }
+    }
+}
+
 /// Remove the socket (registrations of a gone agent are harmless: their socket is dead).
 pub fn unlisten(socket: &Path) {
     let _ = std::fs::remove_file(socket);
@@ -119,7 +132,11 @@ pub fn unlisten(socket: &Path) {
 
 #[derive(Serialize, Deserialize)]
 struct HookRequest {
-    status: Status,
+    status: Option<Status>,
+    /// The agent's own session id (Claude Code's `session_id`), so later hooks find this
+    /// server by it directly.
+    #[serde(default)]
+    agent_session: Option<String>,
 }
 
 async fn serve_hook(stream: UnixStream, shared: &Shared) -> Result<()> {
@@ -127,9 +144,15 @@ async fn serve_hook(stream: UnixStream, shared: &Shared) -> Result<()> {
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let req: HookRequest = serde_json::from_str(line.trim())?;
-    let reply = match shared.set_status(req.status, StatusSource::Hook).await {
-        Ok(now) => serde_json::json!({"ok": true, "status": now.as_str()}),
-        Err(e) => serde_json::json!({"ok": false, "error": format!("{e:#}")}),
+    if let Some(sid) = &req.agent_session {
+        shared.remember_agent_session(sid);
+    }
+    let reply = match req.status {
+        Some(status) => match shared.set_status(status, StatusSource::Hook).await {
+            Ok(now) => serde_json::json!({"ok": true, "status": now.as_str()}),
+            Err(e) => serde_json::json!({"ok": false, "error": format!("{e:#}")}),
+        },
+        None => serde_json::json!({"ok": true}),
     };
     write.write_all(format!("{reply}\n").as_bytes()).await?;
     Ok(())
@@ -144,31 +167,57 @@ pub fn status_for(event: &str) -> Option<Status> {
     }
 }
 
+/// What a hook needs from the agent's hook input (Claude Code sends more; the rest is ignored).
+#[derive(Deserialize, Default)]
+struct HookInput {
+    #[serde(default)]
+    session_id: Option<String>,
+}
+
+/// Find this agent's `plexus mcp`: by the agent's own session id (once a hook told the server
+/// about it), by the identity `plexus launch` put in the environment, or by the agent process
+/// both descend from.
+fn find_registration(home: &Path, agent_session: Option<&str>) -> Option<Registration> {
+    let read = |path: PathBuf| -> Option<Registration> {
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str(&text).ok()
+    };
+    if let Some(reg) = agent_session.and_then(|s| claude_session_path(home, s)).and_then(read) {
+        return Some(reg);
+    }
+    if let Some(reg) = agent_from_env().map(|a| agent_registration_path(home, &a)).and_then(read) {
+        return Some(reg);
+    }
+    crate::process::ancestors(ANCESTORS).into_iter().find_map(|(pid, start)| read(registration_path(home, pid, start)))
+}
+
 /// `plexus hook <event>`.
 pub async fn run(ctx: &Ctx, event: &str) -> Result<()> {
-    // The agent sends its hook JSON on stdin; we only need the event name, but must drain it.
+    // The agent sends its hook JSON on stdin; drain it whatever happens.
     let mut input = String::new();
     let _ = std::io::stdin().read_to_string(&mut input);
-    let Some(status) = status_for(event) else { return Ok(()) };
-    let Some(reg) = ancestors().into_iter().find_map(|(pid, start)| {
-        let text = std::fs::read_to_string(registration_path(&ctx.home, pid, start)).ok()?;
-        serde_json::from_str::<Registration>(&text).ok()
-    }) else {
+    let hook: HookInput = serde_json::from_str(&input).unwrap_or_default();
+    let status = status_for(event);
+    let Some(reg) = find_registration(&ctx.home, hook.session_id.as_deref()) else {
         tracing::debug!("no plexus mcp registered for this agent; nothing to update");
         return Ok(());
     };
-    match tokio::time::timeout(Duration::from_secs(2), via_socket(&reg.socket, status)).await {
+    let req = HookRequest { status, agent_session: hook.session_id.clone() };
+    match tokio::time::timeout(Duration::from_secs(2), via_socket(&reg.socket, &req)).await {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => tracing::debug!(error = %e, "hook socket unavailable; connecting directly"),
         Err(_) => tracing::debug!("hook socket timed out; connecting directly"),
     }
-    direct(ctx, &reg, status).await
+    match status {
+        Some(status) => direct(ctx, &reg, status).await,
+        None => Ok(()),
+    }
 }
 
-async fn via_socket(socket: &Path, status: Status) -> Result<()> {
+async fn via_socket(socket: &Path, req: &HookRequest) -> Result<()> {
     let stream = UnixStream::connect(socket).await?;
     let (read, mut write) = stream.into_split();
-    write.write_all(format!("{}\n", serde_json::to_string(&HookRequest { status })?).as_bytes()).await?;
+    write.write_all(format!("{}\n", serde_json::to_string(req)?).as_bytes()).await?;
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     let v: serde_json::Value = serde_json::from_str(line.trim())?;

@@ -351,6 +351,10 @@ pub fn launch(args: &[String]) -> Result<()> {
     let claude = std::env::var("PLEXUS_CLAUDE").unwrap_or_else(|_| "claude".into());
     let mut c = std::process::Command::new(&claude);
     c.arg("--dangerously-load-development-channels").arg(format!("server:{}", crate::mcp::SERVER_NAME)).args(args);
+    // The MCP server Claude Code spawns inherits this: it tells it pushes will be surfaced.
+    c.env(crate::mcp::CHANNELS_ENV, "1");
+    // And this ties the agent's hooks to that server without looking at the process tree.
+    c.env(crate::hook::AGENT_ENV, uuid::Uuid::new_v4().to_string());
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;

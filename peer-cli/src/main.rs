@@ -6,6 +6,7 @@ mod hook;
 mod install;
 mod mcp;
 mod mcp_tools;
+mod process;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,9 @@ pub enum Command {
     /// Remove a member (owner or admin).
     #[command(subcommand)]
     Member(MemberCmd),
+    /// Groups you are in: join, leave, list (membership is yours, for every session).
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Send a message: to a member name, `@group`, `*` (everyone) or `session:<id>`.
     Send(SendArgs),
     /// Show unread messages (and acknowledge them); `--follow` stays connected.
@@ -116,6 +120,9 @@ pub enum Command {
         /// Keep this session identity across agent restarts (default: one per agent process).
         #[arg(long, env = "PLEXUS_SESSION")]
         session: Option<String>,
+        /// Join these groups at start (comma-separated); membership is the member's and durable.
+        #[arg(long, value_delimiter = ',', env = "PLEXUS_GROUPS")]
+        groups: Vec<String>,
     },
     /// Register `plexus mcp`, the status hooks and a skill with Claude Code (and Codex).
     Install {
@@ -178,6 +185,9 @@ pub enum InviteCmd {
         /// Lifetime, e.g. 30m, 24h, 7d.
         #[arg(long, default_value = "24h")]
         expires_in: String,
+        /// Groups whoever joins with it is in (comma-separated, e.g. eng,eng/backend).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
     },
     /// List invites.
     List,
@@ -204,6 +214,25 @@ pub struct JoinArgs {
     /// Extra CA (PEM) to trust for wss://.
     #[arg(long)]
     pub ca_file: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum GroupCmd {
+    /// Join a group (e.g. eng or eng/backend); `@eng` messages then reach you.
+    Join {
+        /// Group name (with or without @).
+        name: String,
+        /// Your role in it (e.g. lead).
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// Group name.
+        name: String,
+    },
+    /// Every group of the mesh and its members.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -240,7 +269,7 @@ pub struct InboxArgs {
     /// Most messages to show.
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
-    /// Groups this session belongs to while following (comma-separated, e.g. eng,eng/backend).
+    /// Join these groups first (comma-separated, e.g. eng,eng/backend); membership is durable.
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
     /// Initial status while following.

@@ -574,7 +574,8 @@ async fn remind(shared: &Shared, a: Value) -> Out {
             };
             let (target, (sealing, nonce, ciphertext)) =
                 seal_reminder(shared, a.to.as_deref().unwrap_or("me"), &text).await?;
-            let label = Some(text.chars().take(60).collect());
+            // Only the sealed body: the broker must not read the reminder text.
+            let label: Option<String> = None;
             let r = shared
                 .call(&c::RemindCreate {
                     schedule,

@@ -429,6 +429,10 @@ pub struct SetProfile {
     /// New visibility.
     #[serde(default)]
     pub visible: Option<bool>,
+    /// Whether the session surfaces pushes (`false`: it reads its inbox instead; see
+    /// [`SessionProfile::pull_only`](crate::types::SessionProfile)).
+    #[serde(default)]
+    pub pull_only: Option<bool>,
 }
 
 impl Op for SetProfile {
@@ -495,6 +499,9 @@ pub struct InviteCreate {
     /// Issuer's ed25519 signature over [`crate::signing::invite_bytes`].
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// Groups a claimer joins (not part of the signed capability: the broker applies them).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// An invite as listed.
@@ -514,6 +521,9 @@ pub struct InviteInfo {
     pub revoked: bool,
     /// Issuer member id.
     pub issued_by: Uuid,
+    /// Groups a claimer joins.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 impl Op for InviteCreate {
@@ -531,6 +541,12 @@ impl Op for InviteCreate {
         }
         if self.role == Role::Owner {
             return Err(ProtoError::Invalid { field: "role", reason: "an invite cannot make an owner" });
+        }
+        if self.groups.len() > limits::MAX_GROUPS {
+            return Err(ProtoError::FieldTooLarge { field: "groups", max: limits::MAX_GROUPS });
+        }
+        if !self.groups.iter().all(|g| crate::types::valid_group_name(g)) {
+            return Err(ProtoError::Invalid { field: "groups", reason: "bad group name" });
         }
         check_key("signature", &self.signature, 64)
     }
@@ -609,6 +625,83 @@ impl Op for KeyReject {
     type Reply = Done;
 }
 
+/// Join a group (durable membership of the caller's member, for all its sessions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupJoin {
+    /// Group name without `@` (hierarchical: `eng/backend`).
+    pub name: String,
+    /// Free-form role in the group (e.g. `lead`).
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// Reply to [`GroupJoin`] and [`GroupLeave`]: the member's groups now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberGroups {
+    /// Groups, by name.
+    pub groups: Vec<GroupRole>,
+}
+
+impl Op for GroupJoin {
+    const NAME: &'static str = "group_join";
+    type Reply = MemberGroups;
+    fn validate(&self) -> Result<(), ProtoError> {
+        crate::types::validate_groups(&[GroupRole { name: self.name.clone(), role: self.role.clone() }])
+    }
+}
+
+/// Leave a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupLeave {
+    /// Group name without `@`.
+    pub name: String,
+}
+
+impl Op for GroupLeave {
+    const NAME: &'static str = "group_leave";
+    type Reply = MemberGroups;
+    fn validate(&self) -> Result<(), ProtoError> {
+        check_len("name", &self.name, limits::MAX_GROUP_NAME)
+    }
+}
+
+/// List the mesh's groups and their members.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupList {}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// Member.
+    pub member_id: Uuid,
+    /// Its display name.
+    pub display_name: String,
+    /// Its role in the group.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+/// A group as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Name.
+    pub name: String,
+    /// Members, by name.
+    pub members: Vec<GroupMember>,
+}
+
+/// Reply to [`GroupList`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Groups {
+    /// Groups, by name.
+    pub groups: Vec<GroupInfo>,
+}
+
+impl Op for GroupList {
+    const NAME: &'static str = "group_list";
+    type Reply = Groups;
+}
+
 /// Every op name this protocol version defines, for docs and dispatch tests.
 pub const ALL_OPS: &[&str] = &[
     MeshCreate::NAME,
@@ -628,4 +721,7 @@ pub const ALL_OPS: &[&str] = &[
     MemberRemove::NAME,
     KeyGrant::NAME,
     KeyReject::NAME,
+    GroupJoin::NAME,
+    GroupLeave::NAME,
+    GroupList::NAME,
 ];

@@ -230,7 +230,8 @@ pub struct SessionProfile {
     /// What the session is working on.
     #[serde(default)]
     pub summary: Option<String>,
-    /// Groups this session belongs to.
+    /// Groups to join (membership is the member's and durable: groups named here are joined,
+    /// none are left). In a `PeerInfo`, the member's groups.
     #[serde(default)]
     pub groups: Vec<GroupRole>,
     /// Hidden sessions are left out of `peers` and broadcasts but still get direct messages.
@@ -251,6 +252,10 @@ pub struct SessionProfile {
     /// Process id of the agent the session serves.
     #[serde(default)]
     pub agent_pid: Option<u32>,
+    /// The session cannot surface pushes (an MCP client without channel support): nothing is
+    /// pushed to it; its messages wait in the inbox (state `queued`) until it reads them.
+    #[serde(default)]
+    pub pull_only: bool,
 }
 
 fn default_true() -> bool {
@@ -270,6 +275,7 @@ impl Default for SessionProfile {
             agent_kind: None,
             agent_model: None,
             agent_pid: None,
+            pull_only: false,
         }
     }
 }

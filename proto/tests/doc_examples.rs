@@ -187,6 +187,7 @@ fn built() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             agent_kind: Some("claude-code".into()),
             agent_model: None,
             agent_pid: Some(4242),
+            pull_only: false,
         },
     };
     let welcome = ops::Welcome {

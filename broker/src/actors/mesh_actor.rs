@@ -235,6 +235,15 @@ fn on_event(state: &mut MeshState, event: MeshEvent) {
                 }
             }
         }
+        MeshEvent::MemberGroups { member_id, groups } => {
+            let names: Vec<String> = groups.iter().map(|g| g.name.clone()).collect();
+            for (addressing, actor) in state.sessions.values_mut() {
+                if addressing.member_id == member_id {
+                    addressing.groups = names.clone();
+                    let _ = actor.cast(SessionMsg::Groups(groups.clone()));
+                }
+            }
+        }
         MeshEvent::MemberRemoved { member_id } => {
             tracing::info!(mesh_id = %state.mesh_id, %member_id, "closing sessions of removed member");
             for (addressing, actor) in state.sessions.values() {

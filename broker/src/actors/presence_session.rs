@@ -68,8 +68,10 @@ pub enum SessionMsg {
     Acked(Vec<u64>, RpcReplyPort<Cursor>),
     /// A status report.
     SetStatus(Status, StatusSource, RpcReplyPort<(Status, StatusSource)>),
-    /// Profile change (summary, groups, visibility); already validated and persisted.
+    /// Profile change (summary, visibility, pull-only); already validated and persisted.
     SetProfile(plexus_proto::ops::SetProfile, RpcReplyPort<()>),
+    /// The member's groups changed (the router already readdressed this session).
+    Groups(Vec<plexus_proto::types::GroupRole>),
     /// Another session's presence changed.
     PeerEvent(Arc<PeerEvent>),
     /// A member waits for the mesh key.
@@ -168,7 +170,7 @@ impl SessionState {
             return;
         }
         self.seen_through = self.seen_through.max(msg.seq);
-        let standing = match gate(msg.priority, self.status.status) {
+        let standing = match self.gate(msg.priority) {
             Gate::Push => {
                 self.push_message(&msg);
                 Standing::Pushed
@@ -177,6 +179,41 @@ impl SessionState {
             Gate::Inbox => Standing::Inbox,
         };
         self.pending.insert(msg.seq, (msg, standing));
+    }
+
+    /// Priority gating; a pull-only session is never pushed to.
+    fn gate(&self, priority: plexus_proto::types::Priority) -> Gate {
+        if self.profile.pull_only {
+            Gate::Inbox
+        } else {
+            gate(priority, self.status.status)
+        }
+    }
+
+    /// The session can take pushes now: what waited in the inbox only because it could not is
+    /// gated again by its priority.
+    fn regate_inbox(&mut self) {
+        let waiting: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, (m, s))| *s == Standing::Inbox && m.priority != plexus_proto::types::Priority::Low)
+            .map(|(k, _)| *k)
+            .collect();
+        for seq in waiting {
+            let Some(priority) = self.pending.get(&seq).map(|(m, _)| m.priority) else { continue };
+            let standing = match self.gate(priority) {
+                Gate::Push => Standing::Pushed,
+                Gate::Hold => Standing::Held,
+                Gate::Inbox => Standing::Inbox,
+            };
+            if let Some(entry) = self.pending.get_mut(&seq) {
+                entry.1 = standing;
+                if standing == Standing::Pushed {
+                    let msg = entry.0.clone();
+                    self.push_message(&msg);
+                }
+            }
+        }
     }
 
     fn push_message(&self, msg: &Message) {
@@ -189,6 +226,9 @@ impl SessionState {
 
     /// On becoming idle: push held messages in order, then announce the inbox.
     fn release_held(&mut self) {
+        if self.profile.pull_only {
+            return;
+        }
         let held: Vec<u64> = self.pending.iter().filter(|(_, (_, s))| *s == Standing::Held).map(|(k, _)| *k).collect();
         for seq in held {
             if let Some(entry) = self.pending.get_mut(&seq) {
@@ -201,7 +241,7 @@ impl SessionState {
     }
 
     fn send_digest(&self) {
-        if self.status.status != Status::Idle {
+        if self.status.status != Status::Idle || self.profile.pull_only {
             return;
         }
         let mut senders: Vec<String> = Vec::new();
@@ -379,6 +419,10 @@ impl Actor for PresenceSession {
                     state.acked(seqs);
                 }
             },
+            SessionMsg::Groups(groups) => {
+                state.profile.groups = groups;
+                state.announce(PeerChange::Updated).await;
+            }
             SessionMsg::PeerEvent(ev) => {
                 if ev.peer.session_id != state.spec.session_id {
                     state.spec.conn.push(&*ev);
@@ -394,8 +438,12 @@ impl Actor for PresenceSession {
                 state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed, granted_by });
             }
             SessionMsg::Sweep => {
-                let oldest = state.pending.values().map(|(m, _)| m.sent_at_ms).min();
-                state.broker.backlog.report(state.spec.session_id, oldest.map(|t| (state.pending.len(), t)));
+                // Overdue is what was pushed and not acknowledged; held and low messages wait
+                // legitimately (for idle, or for someone to read the inbox).
+                let pushed: Vec<u64> =
+                    state.pending.values().filter(|(_, s)| *s == Standing::Pushed).map(|(m, _)| m.sent_at_ms).collect();
+                let oldest = pushed.iter().min().copied();
+                state.broker.backlog.report(state.spec.session_id, oldest.map(|t| (pushed.len(), t)));
                 if state.status.sweep(&state.broker.rules, now_ms()) {
                     state.announce(PeerChange::Updated).await;
                     state.release_held();
@@ -448,8 +496,12 @@ impl SessionState {
         if let Some(summary) = change.summary {
             self.profile.summary = if summary.is_empty() { None } else { Some(summary) };
         }
-        if let Some(groups) = change.groups {
-            self.profile.groups = groups;
+        if let Some(pull_only) = change.pull_only {
+            let was = self.profile.pull_only;
+            self.profile.pull_only = pull_only;
+            if was && !pull_only {
+                self.regate_inbox();
+            }
         }
         let was_visible = self.profile.visible;
         if let Some(visible) = change.visible {
@@ -485,7 +537,6 @@ impl PresenceSession {
             mesh_id: state.spec.mesh_id,
             session_id: state.spec.session_id,
             member_id: state.spec.member_id,
-            groups: state.addressing().groups,
             visible: state.profile.visible,
             created_seq: state.spec.created_seq,
         };

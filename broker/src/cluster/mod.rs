@@ -43,6 +43,13 @@ pub enum MeshEvent {
         /// What to do.
         command: SessionCommand,
     },
+    /// A member's groups changed: its sessions are addressed by the new list.
+    MemberGroups {
+        /// The member.
+        member_id: Uuid,
+        /// Its groups now.
+        groups: Vec<plexus_proto::types::GroupRole>,
+    },
     /// A member was removed: close its sessions.
     MemberRemoved {
         /// The member.

@@ -82,6 +82,7 @@ pub async fn invite_claim(broker: &Broker, req: &Request) -> Result<ops::InviteC
                 meshes::ClaimRefusal::Revoked => OpError::InviteRevoked,
                 meshes::ClaimRefusal::Exhausted => OpError::InviteExhausted,
                 meshes::ClaimRefusal::AlreadyMember => OpError::AlreadyExists("member"),
+                meshes::ClaimRefusal::NameTaken(free) => OpError::NameTaken(free),
             })?;
     tracing::info!(mesh_id = %claimed.mesh_id, member_id = %b.member_id, "invite claimed");
     broker.fanout.publish(
@@ -132,8 +133,15 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
     if !meshes::record_nonce(&broker.pool, &b.nonce).await? {
         return Err(OpError::ReplayedNonce);
     }
-    let display_name = b.profile.display_name.clone().unwrap_or_else(|| member.display_name.clone());
-    let groups: Vec<String> = b.profile.groups.iter().map(|g| g.name.clone()).collect();
+    // A session is shown under its member's name: a name is an identity, not a label to pick.
+    let display_name = member.display_name.clone();
+    // Groups named at hello are joined; membership is the member's and durable.
+    meshes::join_groups(&broker.pool, b.mesh_id, b.member_id, &b.profile.groups).await?;
+    let member_groups = meshes::member_groups(&broker.pool, b.mesh_id, b.member_id).await?;
+    let groups: Vec<String> = member_groups.iter().map(|g| g.name.clone()).collect();
+    let mut profile = b.profile.clone();
+    profile.display_name = None;
+    profile.groups = member_groups;
     let head = intro.head.max(0) as u64;
     // Nothing above the head exists yet: acknowledging it would silence messages to come.
     let client_acked: Vec<u64> =
@@ -172,7 +180,7 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
                     holds_mesh_key,
                     member_name: member.display_name.clone(),
                     session_pubkey: b.session_pubkey.clone(),
-                    profile: b.profile.clone(),
+                    profile,
                     watermark,
                     created_seq: stored.created_seq.max(0) as u64,
                     connected_at_ms: now,
@@ -253,7 +261,12 @@ pub async fn prepare_send(
                     return Err(OpError::NotFound("member"));
                 }
             }
-            Target::Group(_) | Target::All => {}
+            Target::Group(g) => {
+                if !meshes::group_has_members(&broker.pool, a.mesh_id, g).await? {
+                    return Err(OpError::InvalidValue("target", format!("nobody is in @{g} (plexus group join {g})")));
+                }
+            }
+            Target::All => {}
         }
         if known.0.len() < 10_000 {
             known.0.insert(target.clone());
@@ -300,6 +313,9 @@ pub async fn authed(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static
         ops::MemberRemove::NAME => respond(conn, req.id, op, member_remove(broker, a, req).await),
         ops::KeyGrant::NAME => respond(conn, req.id, op, key_grant(broker, a, req).await),
         ops::KeyReject::NAME => respond(conn, req.id, op, key_reject(broker, a, req).await),
+        ops::GroupJoin::NAME => respond(conn, req.id, op, group_join(broker, a, req).await),
+        ops::GroupLeave::NAME => respond(conn, req.id, op, group_leave(broker, a, req).await),
+        ops::GroupList::NAME => respond(conn, req.id, op, group_list(broker, a, req).await),
         other => {
             if !super::coord_ops::handle(broker, conn, a, op, req).await {
                 respond::<()>(conn, req.id, op, Err(OpError::UnknownOp(other.to_owned())));
@@ -370,6 +386,16 @@ async fn members(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Memb
     Ok(ops::MemberList { members })
 }
 
+/// A control connection's change to its session reaches the session where it is present;
+/// when it is present nowhere there is nothing to change, and the caller is told.
+async fn require_present(broker: &Broker, a: &Authed) -> Result<(), OpError> {
+    if broker.presence.list(a.mesh_id).await.iter().any(|p| p.session_id == a.session_id) {
+        Ok(())
+    } else {
+        Err(OpError::NotFound("present session (start `plexus inbox --follow` or an agent with `plexus mcp` first)"))
+    }
+}
+
 async fn set_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::StatusNow, OpError> {
     let b: ops::SetStatus = body(req)?;
     if let Some(session) = &a.session {
@@ -378,6 +404,7 @@ async fn set_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::S
             _ => Err(OpError::Internal("session stopped")),
         };
     }
+    require_present(broker, a).await?;
     broker.fanout.publish(
         a.mesh_id,
         MeshEvent::SessionCommand {
@@ -390,23 +417,16 @@ async fn set_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::S
 }
 
 async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
-    let b: ops::SetProfile = body(req)?;
-    if b.groups.is_some() || b.visible.is_some() {
-        let (who, _) = meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id)
-            .await?
-            .ok_or(OpError::NotFound("session"))?;
-        let groups: Vec<String> = match &b.groups {
-            Some(g) => g.iter().map(|g| g.name.clone()).collect(),
-            None => who.groups,
-        };
-        meshes::update_session_profile(
-            &broker.pool,
-            a.mesh_id,
-            a.session_id,
-            &groups,
-            b.visible.unwrap_or(who.visible),
-        )
-        .await?;
+    let mut b: ops::SetProfile = body(req)?;
+    if let Some(groups) = b.groups.take() {
+        // Groups are the member's: the list replaces its membership, for all its sessions.
+        set_member_groups(broker, a, groups).await?;
+    }
+    if b.summary.is_none() && b.visible.is_none() && b.pull_only.is_none() {
+        return Ok(Done {});
+    }
+    if let Some(visible) = b.visible {
+        meshes::update_session_visibility(&broker.pool, a.mesh_id, a.session_id, visible).await?;
     }
     if let Some(session) = &a.session {
         return match session.call(|r| SessionMsg::SetProfile(b, r), Some(CALL_TIMEOUT)).await {
@@ -414,6 +434,7 @@ async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done,
             _ => Err(OpError::Internal("session stopped")),
         };
     }
+    require_present(broker, a).await?;
     broker.fanout.publish(
         a.mesh_id,
         MeshEvent::SessionCommand {
@@ -425,6 +446,41 @@ async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done,
     Ok(Done {})
 }
 
+async fn publish_groups(broker: &Broker, a: &Authed) -> Result<ops::MemberGroups, OpError> {
+    let groups = meshes::member_groups(&broker.pool, a.mesh_id, a.member_id).await?;
+    broker.fanout.publish(a.mesh_id, MeshEvent::MemberGroups { member_id: a.member_id, groups: groups.clone() });
+    Ok(ops::MemberGroups { groups })
+}
+
+async fn set_member_groups(
+    broker: &Broker,
+    a: &Authed,
+    groups: Vec<plexus_proto::types::GroupRole>,
+) -> Result<ops::MemberGroups, OpError> {
+    meshes::set_groups(&broker.pool, a.mesh_id, a.member_id, &groups).await?;
+    publish_groups(broker, a).await
+}
+
+async fn group_join(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MemberGroups, OpError> {
+    let b: ops::GroupJoin = body(req)?;
+    let group = plexus_proto::types::GroupRole { name: b.name, role: b.role };
+    meshes::join_groups(&broker.pool, a.mesh_id, a.member_id, &[group]).await?;
+    publish_groups(broker, a).await
+}
+
+async fn group_leave(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MemberGroups, OpError> {
+    let b: ops::GroupLeave = body(req)?;
+    if !meshes::leave_group(&broker.pool, a.mesh_id, a.member_id, &b.name).await? {
+        return Err(OpError::NotFound("group membership"));
+    }
+    publish_groups(broker, a).await
+}
+
+async fn group_list(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Groups, OpError> {
+    let _: ops::GroupList = body(req)?;
+    Ok(ops::Groups { groups: meshes::list_groups(&broker.pool, a.mesh_id).await? })
+}
+
 async fn message_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MessageState, OpError> {
     let b: ops::MessageStatus = body(req)?;
     let msg = store::log::message_by_id(&broker.pool, a.mesh_id, b.id).await?.ok_or(OpError::NotFound("message"))?;
@@ -432,16 +488,34 @@ async fn message_status(broker: &Broker, a: &Authed, req: &Request) -> Result<op
     if msg.sender_member != a.member_id {
         return Err(OpError::NotFound("message"));
     }
-    let recipients = store::log::recipients(&broker.pool, a.mesh_id, &msg)
+    // A session whose agent is gone stops counting after a grace: it will never read the
+    // message, and a member's next session gets what was addressed to the member.
+    let present: std::collections::HashSet<uuid::Uuid> =
+        broker.presence.list(a.mesh_id).await.into_iter().map(|p| p.session_id).collect();
+    let recent = now_ms().saturating_sub(broker.cfg.delivery.dead_session_grace_secs * 1000);
+    let mut recipients: Vec<ops::RecipientState> = store::log::recipients(&broker.pool, a.mesh_id, &msg)
         .await?
         .into_iter()
-        .map(|(session_id, member_id, display_name, state)| ops::RecipientState {
-            session_id,
-            member_id,
-            display_name,
-            state: receipts::state_from_i16(state),
+        .filter(|r| r.state.is_some() || present.contains(&r.session_id) || r.last_seen_ms >= recent)
+        .map(|r| ops::RecipientState {
+            session_id: r.session_id,
+            member_id: r.member_id,
+            display_name: r.display_name,
+            state: receipts::state_from_i16(r.state),
         })
         .collect();
+    if let Target::Member(member_id) = msg.target {
+        if recipients.is_empty() {
+            // Nobody of the member is around: the member's next session will get it.
+            let name = meshes::member(&broker.pool, a.mesh_id, member_id).await?.map(|m| m.display_name);
+            recipients.push(ops::RecipientState {
+                session_id: uuid::Uuid::nil(),
+                member_id,
+                display_name: name.unwrap_or_default(),
+                state: DeliveryState::Queued,
+            });
+        }
+    }
     Ok(ops::MessageState { seq: msg.seq, target: msg.target, priority: msg.priority, recipients })
 }
 
@@ -465,6 +539,7 @@ async fn invite_create(broker: &Broker, a: &Authed, req: &Request) -> Result<ops
         b.expires_at_ms,
         a.member_id,
         &b.signature,
+        &b.groups,
     )
     .await?
     {
@@ -478,6 +553,7 @@ async fn invite_create(broker: &Broker, a: &Authed, req: &Request) -> Result<ops
         expires_at_ms: b.expires_at_ms,
         revoked: false,
         issued_by: a.member_id,
+        groups: b.groups,
     })
 }
 

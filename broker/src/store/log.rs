@@ -446,8 +446,6 @@ pub struct Addressee {
     pub session_id: Uuid,
     /// Member.
     pub member_id: Uuid,
-    /// Groups.
-    pub groups: Vec<String>,
     /// Visible (hidden sessions skip broadcasts).
     pub visible: bool,
     /// Head of the log when the session was first seen: at or below it, what another session
@@ -456,14 +454,15 @@ pub struct Addressee {
 }
 
 /// SQL predicate: event `e` is addressed to the session in params $1 mesh, $2 session,
-/// $3 member, $4 groups, $5 visible.
+/// $3 member, $4 visible. A group message is the member's when it joined the group (or a
+/// sub-group) before the message was written.
 const ADDRESSED: &str = "e.mesh_id = $1 AND e.kind = 1 AND (
         (e.target_kind = 0 AND e.target_id = $2)
      OR (e.target_kind = 1 AND e.target_id = $3)
      OR (e.target_kind = 2 AND e.sender_session <> $2 AND EXISTS (
-            SELECT 1 FROM unnest($4::text[]) g
-            WHERE g = e.target_group OR left(g, length(e.target_group) + 1) = e.target_group || '/'))
-     OR (e.target_kind = 3 AND $5 AND e.sender_session <> $2))";
+            SELECT 1 FROM member_groups g WHERE g.mesh_id = e.mesh_id AND g.member_id = $3 AND g.joined_seq < e.seq
+              AND (g.name = e.target_group OR left(g.name, length(e.target_group) + 1) = e.target_group || '/')))
+     OR (e.target_kind = 3 AND $4 AND e.sender_session <> $2))";
 
 /// Messages addressed to the session with `seq > after`, not acknowledged, in order. What
 /// the member's other sessions acknowledged before this session existed counts as
@@ -471,13 +470,13 @@ const ADDRESSED: &str = "e.mesh_id = $1 AND e.kind = 1 AND (
 pub async fn unacked_for(pool: &Pool, who: &Addressee, after: u64, limit: u32) -> Result<Vec<Message>, StoreError> {
     let client = pool.get().await?;
     let sql = format!(
-        "SELECT {MESSAGE_COLS} FROM events e WHERE {ADDRESSED} AND e.seq > $6
+        "SELECT {MESSAGE_COLS} FROM events e WHERE {ADDRESSED} AND e.seq > $5
            AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.mesh_id = e.mesh_id AND r.session_id = $2
                            AND r.seq = e.seq AND r.state >= 2)
-           AND NOT (e.seq <= $8 AND EXISTS (
+           AND NOT (e.seq <= $7 AND EXISTS (
                 SELECT 1 FROM receipts r JOIN sessions s ON s.mesh_id = r.mesh_id AND s.id = r.session_id
                 WHERE r.mesh_id = e.mesh_id AND r.seq = e.seq AND r.state >= 2 AND s.member_id = $3))
-         ORDER BY e.seq LIMIT $7"
+         ORDER BY e.seq LIMIT $6"
     );
     let rows = client
         .query(
@@ -486,7 +485,6 @@ pub async fn unacked_for(pool: &Pool, who: &Addressee, after: u64, limit: u32) -
                 &who.mesh_id,
                 &who.session_id,
                 &who.member_id,
-                &who.groups,
                 &who.visible,
                 &(after as i64),
                 &(limit as i64),
@@ -505,25 +503,37 @@ pub async fn message_by_id(pool: &Pool, mesh_id: Uuid, id: Uuid) -> Result<Optio
     row.as_ref().map(message_from_row).transpose()
 }
 
-/// Per-recipient rows for a message: (session, member, display name, receipt state or None).
-pub async fn recipients(
-    pool: &Pool,
-    mesh_id: Uuid,
-    msg: &Message,
-) -> Result<Vec<(Uuid, Uuid, String, Option<i16>)>, StoreError> {
+/// One addressed session of a message as stored.
+#[derive(Debug, Clone)]
+pub struct RecipientRow {
+    /// Session.
+    pub session_id: Uuid,
+    /// Its member.
+    pub member_id: Uuid,
+    /// Member's display name.
+    pub display_name: String,
+    /// Receipt state, if any.
+    pub state: Option<i16>,
+    /// When the session was last seen (hello, ack, disconnect).
+    pub last_seen_ms: u64,
+}
+
+/// Per-recipient rows for a message: every session it addresses that existed when it was sent.
+pub async fn recipients(pool: &Pool, mesh_id: Uuid, msg: &Message) -> Result<Vec<RecipientRow>, StoreError> {
     let client = pool.get().await?;
     let (tk, tid, tg) = target_to_row(&msg.target);
     let rows = client
         .query(
-            "SELECT s.id, s.member_id, s.display_name, r.state
+            "SELECT s.id, s.member_id, m.display_name, r.state, s.last_seen_at
              FROM sessions s
              JOIN members m ON m.mesh_id = s.mesh_id AND m.id = s.member_id
              LEFT JOIN receipts r ON r.mesh_id = s.mesh_id AND r.session_id = s.id AND r.seq = $2
              WHERE s.mesh_id = $1 AND (r.state IS NOT NULL OR (m.removed_at IS NULL AND s.created_at <= $8))
                AND ( ($3::smallint = 0 AND s.id = $4::uuid)
                   OR ($3::smallint = 1 AND s.member_id = $4::uuid)
-                  OR ($3::smallint = 2 AND s.id <> $6 AND EXISTS (SELECT 1 FROM unnest(s.groups) g
-                        WHERE g = $5::text OR left(g, length($5::text) + 1) = $5::text || '/'))
+                  OR ($3::smallint = 2 AND s.id <> $6 AND EXISTS (SELECT 1 FROM member_groups g
+                        WHERE g.mesh_id = s.mesh_id AND g.member_id = s.member_id AND g.joined_seq < $2
+                          AND (g.name = $5::text OR left(g.name, length($5::text) + 1) = $5::text || '/')))
                   OR ($3::smallint = 3 AND s.visible AND s.id <> $6))
              ORDER BY s.display_name, s.id LIMIT $7",
             &[
@@ -538,7 +548,16 @@ pub async fn recipients(
             ],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| RecipientRow {
+            session_id: r.get(0),
+            member_id: r.get(1),
+            display_name: r.get(2),
+            state: r.get(3),
+            last_seen_ms: millis(r.get(4)),
+        })
+        .collect())
 }
 
 /// Advance a session's stored watermark (never backwards).

@@ -241,20 +241,16 @@ pub async fn upsert_session(
     Ok(row.map(|r| SessionRow { watermark: r.get(0), created_seq: r.get(1) }))
 }
 
-/// Update a session's addressing (groups, visibility).
-pub async fn update_session_profile(
+/// Update a session's visibility.
+pub async fn update_session_visibility(
     pool: &Pool,
     mesh_id: Uuid,
     session_id: Uuid,
-    groups: &[String],
     visible: bool,
 ) -> Result<(), StoreError> {
     let client = pool.get().await?;
     client
-        .execute(
-            "UPDATE sessions SET groups = $3, visible = $4 WHERE mesh_id = $1 AND id = $2",
-            &[&mesh_id, &session_id, &groups, &visible],
-        )
+        .execute("UPDATE sessions SET visible = $3 WHERE mesh_id = $1 AND id = $2", &[&mesh_id, &session_id, &visible])
         .await?;
     Ok(())
 }
@@ -279,12 +275,13 @@ pub async fn create_invite(
     expires_at_ms: u64,
     issued_by: Uuid,
     signature: &[u8],
+    groups: &[String],
 ) -> Result<bool, StoreError> {
     let client = pool.get().await?;
     let n = client
         .execute(
-            "INSERT INTO invites (mesh_id, code, role, max_uses, expires_at, issued_by, signature)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (code) DO NOTHING",
+            "INSERT INTO invites (mesh_id, code, role, max_uses, expires_at, issued_by, signature, groups)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (code) DO NOTHING",
             &[
                 &mesh_id,
                 &code,
@@ -293,6 +290,7 @@ pub async fn create_invite(
                 &from_millis(expires_at_ms),
                 &issued_by,
                 &signature,
+                &groups,
             ],
         )
         .await?;
@@ -308,6 +306,7 @@ fn invite_from_row(r: &tokio_postgres::Row) -> Result<InviteInfo, StoreError> {
         expires_at_ms: millis(r.get("expires_at")),
         revoked: r.get::<_, Option<SystemTime>>("revoked_at").is_some(),
         issued_by: r.get("issued_by"),
+        groups: r.get("groups"),
     })
 }
 
@@ -316,7 +315,7 @@ pub async fn list_invites(pool: &Pool, mesh_id: Uuid) -> Result<Vec<InviteInfo>,
     let client = pool.get().await?;
     client
         .query(
-            "SELECT code, role, max_uses, uses, expires_at, revoked_at, issued_by FROM invites
+            "SELECT code, role, max_uses, uses, expires_at, revoked_at, issued_by, groups FROM invites
              WHERE mesh_id = $1 ORDER BY created_at DESC LIMIT 500",
             &[&mesh_id],
         )
@@ -351,6 +350,8 @@ pub enum ClaimRefusal {
     Exhausted,
     /// The member id or key is already a member.
     AlreadyMember,
+    /// A current member has this display name; a free one is suggested.
+    NameTaken(String),
 }
 
 /// A successful claim.
@@ -384,7 +385,7 @@ pub async fn claim_invite(
     let tx = client.transaction().await?;
     let Some(inv) = tx
         .query_opt(
-            "SELECT i.mesh_id, i.role, i.max_uses, i.uses, i.expires_at, i.revoked_at, i.signature,
+            "SELECT i.mesh_id, i.role, i.max_uses, i.uses, i.expires_at, i.revoked_at, i.signature, i.groups,
                     m.name, im.pubkey AS issuer_pubkey
              FROM invites i JOIN meshes m ON m.id = i.mesh_id
              JOIN members im ON im.mesh_id = i.mesh_id AND im.id = i.issued_by
@@ -407,6 +408,9 @@ pub async fn claim_invite(
         return Ok(Err(ClaimRefusal::Exhausted));
     }
     let mesh_id: Uuid = inv.get("mesh_id");
+    if let Some(free) = name_taken(&tx, mesh_id, display_name).await? {
+        return Ok(Err(ClaimRefusal::NameTaken(free)));
+    }
     let role_n: i16 = inv.get("role");
     let role = Role::from_u8(role_n as u8).ok_or(StoreError::Corrupt("role"))?;
     let n = tx
@@ -421,6 +425,16 @@ pub async fn claim_invite(
         return Ok(Err(ClaimRefusal::AlreadyMember));
     }
     tx.execute("UPDATE invites SET uses = uses + 1 WHERE code = $1", &[&code]).await?;
+    let groups: Vec<String> = inv.get("groups");
+    if !groups.is_empty() {
+        tx.execute(
+            "INSERT INTO member_groups (mesh_id, member_id, name, joined_seq)
+             SELECT $1, $2, g, (SELECT head_seq FROM meshes WHERE id = $1) FROM unnest($3::text[]) g
+             ON CONFLICT DO NOTHING",
+            &[&mesh_id, &member_id, &groups],
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(Ok(Claimed {
         mesh_id,
@@ -431,6 +445,30 @@ pub async fn claim_invite(
         expires_at_ms: millis(expires_at),
         max_uses: max_uses as u32,
     }))
+}
+
+/// When a current member of the mesh is called `name` (ignoring case), a free name to suggest.
+async fn name_taken(tx: &deadpool_postgres::Transaction<'_>, mesh_id: Uuid, name: &str) -> Result<Option<String>, StoreError> {
+    let taken = |n: String| async move {
+        let row = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM members WHERE mesh_id = $1 AND removed_at IS NULL
+                                AND lower(display_name) = lower($2))",
+                &[&mesh_id, &n],
+            )
+            .await?;
+        Ok::<bool, StoreError>(row.get(0))
+    };
+    if !taken(name.to_owned()).await? {
+        return Ok(None);
+    }
+    for i in 2..1000 {
+        let candidate = format!("{name}-{i}");
+        if candidate.len() <= plexus_proto::limits::MAX_NAME && !taken(candidate.clone()).await? {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(Some(format!("{name}-{}", &Uuid::new_v4().simple().to_string()[..6])))
 }
 
 /// Mark a member removed; false when there is no such current member.
@@ -530,7 +568,7 @@ pub async fn session_addressee(
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT member_id, groups, visible, watermark, created_seq FROM sessions WHERE mesh_id = $1 AND id = $2",
+            "SELECT member_id, visible, watermark, created_seq FROM sessions WHERE mesh_id = $1 AND id = $2",
             &[&mesh_id, &session_id],
         )
         .await?;
@@ -540,11 +578,124 @@ pub async fn session_addressee(
                 mesh_id,
                 session_id,
                 member_id: r.get(0),
-                groups: r.get(1),
-                visible: r.get(2),
-                created_seq: r.get::<_, i64>(4).max(0) as u64,
+                visible: r.get(1),
+                created_seq: r.get::<_, i64>(3).max(0) as u64,
             },
-            r.get(3),
+            r.get(2),
         )
     }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups: durable membership of members.
+
+/// A member's groups, by name.
+pub async fn member_groups(
+    pool: &Pool,
+    mesh_id: Uuid,
+    member_id: Uuid,
+) -> Result<Vec<plexus_proto::types::GroupRole>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT name, role FROM member_groups WHERE mesh_id = $1 AND member_id = $2 ORDER BY name",
+            &[&mesh_id, &member_id],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| plexus_proto::types::GroupRole { name: r.get(0), role: r.get(1) }).collect())
+}
+
+/// Join groups (a role given replaces the old one; joining again keeps the join point).
+pub async fn join_groups(
+    pool: &Pool,
+    mesh_id: Uuid,
+    member_id: Uuid,
+    groups: &[plexus_proto::types::GroupRole],
+) -> Result<(), StoreError> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    let roles: Vec<Option<&str>> = groups.iter().map(|g| g.role.as_deref()).collect();
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO member_groups (mesh_id, member_id, name, role, joined_seq)
+             SELECT $1, $2, g.name, g.role, (SELECT head_seq FROM meshes WHERE id = $1)
+             FROM unnest($3::text[], $4::text[]) AS g(name, role)
+             ON CONFLICT (mesh_id, member_id, name) DO UPDATE
+                SET role = coalesce(EXCLUDED.role, member_groups.role)",
+            &[&mesh_id, &member_id, &names, &roles],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Leave a group; false when the member was not in it.
+pub async fn leave_group(pool: &Pool, mesh_id: Uuid, member_id: Uuid, name: &str) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let n = client
+        .execute(
+            "DELETE FROM member_groups WHERE mesh_id = $1 AND member_id = $2 AND name = $3",
+            &[&mesh_id, &member_id, &name],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Replace a member's groups with exactly these (kept groups keep their join point).
+pub async fn set_groups(
+    pool: &Pool,
+    mesh_id: Uuid,
+    member_id: Uuid,
+    groups: &[plexus_proto::types::GroupRole],
+) -> Result<(), StoreError> {
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    {
+        let client = pool.get().await?;
+        client
+            .execute(
+                "DELETE FROM member_groups WHERE mesh_id = $1 AND member_id = $2 AND name <> ALL($3::text[])",
+                &[&mesh_id, &member_id, &names],
+            )
+            .await?;
+    }
+    join_groups(pool, mesh_id, member_id, groups).await
+}
+
+/// Every group of the mesh with its members (current members only).
+pub async fn list_groups(pool: &Pool, mesh_id: Uuid) -> Result<Vec<plexus_proto::ops::GroupInfo>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT g.name, g.member_id, m.display_name, g.role FROM member_groups g
+             JOIN members m ON m.mesh_id = g.mesh_id AND m.id = g.member_id AND m.removed_at IS NULL
+             WHERE g.mesh_id = $1 ORDER BY g.name, m.display_name",
+            &[&mesh_id],
+        )
+        .await?;
+    let mut out: Vec<plexus_proto::ops::GroupInfo> = Vec::new();
+    for r in rows {
+        let name: String = r.get(0);
+        let member = plexus_proto::ops::GroupMember { member_id: r.get(1), display_name: r.get(2), role: r.get(3) };
+        match out.last_mut() {
+            Some(g) if g.name == name => g.members.push(member),
+            _ => out.push(plexus_proto::ops::GroupInfo { name, members: vec![member] }),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether any current member is in `group` or one of its sub-groups.
+pub async fn group_has_members(pool: &Pool, mesh_id: Uuid, group: &str) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM member_groups g JOIN members m ON m.mesh_id = g.mesh_id AND m.id = g.member_id
+                            WHERE g.mesh_id = $1 AND m.removed_at IS NULL
+                              AND (g.name = $2 OR left(g.name, length($2) + 1) = $2 || '/'))",
+            &[&mesh_id, &group],
+        )
+        .await?;
+    Ok(row.get(0))
 }

@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "locks", include_str!("../../../migrations/0003_locks.sql")),
     (4, "reminders", include_str!("../../../migrations/0004_reminders.sql")),
     (5, "faults", include_str!("../../../migrations/0005_faults.sql")),
+    (6, "members", include_str!("../../../migrations/0006_members.sql")),
 ];
 
 /// Advisory-lock key for migrations ("plexus" in ASCII).
