@@ -22,10 +22,18 @@ META_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 CHANNEL = "notifications/claude/channel"
 
 
-def params(plexus, home, session):
+def params(plexus, home, session, channels=True, groups=None):
+    """`channels`: the agent was started the way `plexus launch` starts Claude Code, so pushes
+    are surfaced; without it the server treats the client as pull-only."""
     env = dict(os.environ, PLEXUS_HOME=home, PLEXUS_LOG=os.environ.get("PLEXUS_LOG", "warn"))
     env.pop("PLEXUS_MESH", None)
-    return StdioServerParameters(command=plexus, args=["mcp", "--session", session], env=env)
+    env.pop("PLEXUS_CHANNELS", None)
+    if channels:
+        env["PLEXUS_CHANNELS"] = "1"
+    args = ["mcp", "--session", session]
+    if groups:
+        args += ["--groups", groups]
+    return StdioServerParameters(command=plexus, args=args, env=env)
 
 
 class Channel:

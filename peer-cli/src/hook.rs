@@ -88,10 +88,8 @@ pub fn listen(home: &Path, identity: &str, profile: &str, session_id: Uuid, shar
         Registration { socket: socket.clone(), profile: profile.to_owned(), identity: identity.to_owned(), session_id };
     let text = serde_json::to_string(&reg)?;
     let _ = shared.registration.set(text.clone());
-    let mut paths: Vec<PathBuf> = crate::process::ancestors(3)
-        .into_iter()
-        .map(|(pid, start)| registration_path(home, pid, start))
-        .collect();
+    let mut paths: Vec<PathBuf> =
+        crate::process::ancestors(3).into_iter().map(|(pid, start)| registration_path(home, pid, start)).collect();
     if let Some(agent) = agent_from_env() {
         paths.push(agent_registration_path(home, &agent));
     }

@@ -448,7 +448,11 @@ pub async fn claim_invite(
 }
 
 /// When a current member of the mesh is called `name` (ignoring case), a free name to suggest.
-async fn name_taken(tx: &deadpool_postgres::Transaction<'_>, mesh_id: Uuid, name: &str) -> Result<Option<String>, StoreError> {
+async fn name_taken(
+    tx: &deadpool_postgres::Transaction<'_>,
+    mesh_id: Uuid,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
     let taken = |n: String| async move {
         let row = tx
             .query_one(
