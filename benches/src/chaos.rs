@@ -323,7 +323,7 @@ async fn sender(
             else {
                 return;
             };
-            let priority = if n % 2 == 0 { Priority::Now } else { Priority::Next };
+            let priority = if n.is_multiple_of(2) { Priority::Now } else { Priority::Next };
             let send = ops::Send {
                 id,
                 target: Target::Member(to.profile.member_id),
