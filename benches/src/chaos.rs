@@ -30,8 +30,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use plexus_benches::{setup, Peer};
-use plexus_cli::{
-    client::{push_as, signed_hello, ClientError, Connection, TlsOptions},
+use plexus_client::{
+    connection::{push_as, signed_hello, ClientError, Connection, TlsOptions},
     cursor::LocalCursor,
     seal::{open, seal_for, SealTo},
 };

@@ -11,8 +11,8 @@ use std::{
 };
 
 use anyhow::{bail, Result};
-use plexus_cli::{
-    client::{push_as, signed_hello, Connection, TlsOptions},
+use plexus_client::{
+    connection::{push_as, signed_hello, Connection, TlsOptions},
     seal::{open, seal_for, SealTo},
 };
 use plexus_proto::{

@@ -2,8 +2,8 @@
 //! protocol (owner, invite, claims), and small measurement helpers.
 
 use anyhow::Result;
-use plexus_cli::{
-    client::{signed_hello, Connection, TlsOptions},
+use plexus_client::{
+    connection::{signed_hello, Connection, TlsOptions},
     profile::Profile,
 };
 use plexus_crypto::{hex, BoxKeypair, SigningKey};

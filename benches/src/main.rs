@@ -21,8 +21,8 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use plexus_cli::{
-    client::{push_as, signed_hello, Connection, TlsOptions},
+use plexus_client::{
+    connection::{push_as, signed_hello, Connection, TlsOptions},
     seal::{seal_for, SealTo},
 };
 use plexus_proto::{
@@ -309,7 +309,7 @@ async fn storm(args: &Args, peers: &[Peer]) -> Result<()> {
         let (profile, key) = (p.profile.clone(), p.session.clone());
         let (resumed, killed_at, connected, tls) = (resumed.clone(), killed_at.clone(), connected.clone(), tls.clone());
         tasks.push(tokio::spawn(async move {
-            let mut backoff = plexus_cli::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+            let mut backoff = plexus_client::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
             let mut first = true;
             let mut start = i % brokers.len();
             loop {
@@ -324,7 +324,7 @@ async fn storm(args: &Args, peers: &[Peer]) -> Result<()> {
                         SessionProfile::default(),
                     )?;
                     conn.call(&hello).await?;
-                    Ok::<_, plexus_cli::client::ClientError>(conn)
+                    Ok::<_, plexus_client::connection::ClientError>(conn)
                 };
                 match attempt.await {
                     Ok(mut conn) => {

@@ -12,8 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use plexus_cli::{
-    client::{signed_hello, Connection, TlsOptions},
+use plexus_client::{
+    connection::{signed_hello, Connection, TlsOptions},
     profile::Profile,
     seal::SealTo,
 };
@@ -440,8 +440,8 @@ impl RawSession {
         text: &[u8],
         reply_to: Option<Uuid>,
         priority: Priority,
-    ) -> Result<ops::Sent, plexus_cli::client::ClientError> {
-        let (sealing, nonce, ciphertext) = plexus_cli::seal::seal_for(to, &self.key, text).expect("seal");
+    ) -> Result<ops::Sent, plexus_client::connection::ClientError> {
+        let (sealing, nonce, ciphertext) = plexus_client::seal::seal_for(to, &self.key, text).expect("seal");
         let send = ops::Send { id, target, priority, reply_to, subtype: None, sealing, nonce, ciphertext };
         self.conn.call(&send).await
     }
@@ -454,7 +454,7 @@ impl RawSession {
         to: SealTo<'_>,
         text: &[u8],
         reply_to: Option<Uuid>,
-    ) -> Result<ops::Sent, plexus_cli::client::ClientError> {
+    ) -> Result<ops::Sent, plexus_client::connection::ClientError> {
         self.send_at(id, target, to, text, reply_to, Priority::Now).await
     }
 }
@@ -472,7 +472,7 @@ pub async fn raw_session(
     mode: SessionMode,
     cursor: Option<Cursor>,
     sp: SessionProfile,
-) -> Result<RawSession, plexus_cli::client::ClientError> {
+) -> Result<RawSession, plexus_client::connection::ClientError> {
     let (session_id, key) =
         session.unwrap_or_else(|| (Uuid::new_v4(), plexus_crypto::BoxKeypair::generate().expect("key")));
     let conn = Connection::open(broker_url, &TlsOptions::default()).await?;
@@ -611,7 +611,7 @@ pub async fn send_through_failures(
                 progress.acked.store(i, Ordering::SeqCst);
                 tokio::time::sleep(pace).await;
             }
-            Err(e) if e.is_transient() || matches!(e, plexus_cli::client::ClientError::Remote { .. }) => {
+            Err(e) if e.is_transient() || matches!(e, plexus_client::connection::ClientError::Remote { .. }) => {
                 // Not acknowledged: resend the same id on a new connection.
                 conn = None;
                 progress.retries.fetch_add(1, Ordering::SeqCst);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use plexus_cli::client::ClientError;
+use plexus_client::connection::ClientError;
 use plexus_e2e::{raw_connect, raw_session, session_for, wait_until, Broker, Mesh, TestDb};
 use plexus_proto::{
     limits, ops, signing,
@@ -117,7 +117,7 @@ async fn hello_signatures_timestamps_and_replays() {
     let mesh = Mesh::create(&broker, &["alice"]).await;
     let p = mesh.peers[0].profile();
     let key = plexus_crypto::BoxKeypair::generate().unwrap();
-    let good = plexus_cli::client::signed_hello(
+    let good = plexus_client::connection::signed_hello(
         &p,
         Uuid::new_v4(),
         key.public_key(),
@@ -172,8 +172,8 @@ async fn hello_signatures_timestamps_and_replays() {
 }
 
 async fn make_invite(
-    conn: &plexus_cli::client::Connection,
-    p: &plexus_cli::profile::Profile,
+    conn: &plexus_client::connection::Connection,
+    p: &plexus_client::profile::Profile,
     code: &str,
     uses: u32,
     expires_in_ms: i64,
@@ -274,7 +274,7 @@ async fn members_cannot_reach_other_meshes_and_removed_members_are_cut_off() {
     // A message of mesh B is invisible from mesh A.
     let zs = session_for(&broker.url, &zed, SessionMode::Control).await;
     let id = Uuid::new_v4();
-    zs.send_sealed(id, Target::All, plexus_cli::seal::SealTo::Mesh(&zed.mesh_key().unwrap()), b"secret", None)
+    zs.send_sealed(id, Target::All, plexus_client::seal::SealTo::Mesh(&zed.mesh_key().unwrap()), b"secret", None)
         .await
         .unwrap();
     let als = session_for(&broker.url, &alice, SessionMode::Control).await;

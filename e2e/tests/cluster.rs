@@ -28,7 +28,7 @@ async fn messages_presence_and_status_cross_nodes() {
     // Presence is one directory: every node lists both.
     for node_peer in [alice, bob, carol] {
         let listed = wait_until(T, || {
-            let n = names(&node_peer.json(&["peers"]));
+            let n = names(&node_peer.json(&["peers"])["peers"]);
             (n == ["bob", "carol"]).then_some(())
         })
         .await;
@@ -56,7 +56,7 @@ async fn messages_presence_and_status_cross_nodes() {
     carol.json(&["status", "set", "idle"]);
     assert!(carol_f.wait_text("all-next", T).await, "held message not released across nodes");
     let status = wait_until(T, || {
-        let peers = bob.json(&["peers"]);
+        let peers = bob.json(&["peers"])["peers"].clone();
         peers.as_array().unwrap().iter().any(|p| p["name"] == "carol" && p["status"] == "idle").then_some(())
     })
     .await;
@@ -87,7 +87,7 @@ async fn a_killed_node_is_reaped_once_and_its_peers_resume_elsewhere() {
     let alice_f = alice.spawn_json(&["inbox", "--follow"]);
     let carol_session = carol.profile().session_id.to_string();
     assert!(
-        wait_until(T, || (names(&bob.json(&["peers"])) == ["alice", "carol"]).then_some(())).await.is_some(),
+        wait_until(T, || (names(&bob.json(&["peers"])["peers"]) == ["alice", "carol"]).then_some(())).await.is_some(),
         "both followers present"
     );
 
@@ -110,7 +110,7 @@ async fn a_killed_node_is_reaped_once_and_its_peers_resume_elsewhere() {
         .count();
     assert_eq!(leaves, 1, "a dead node's session must leave exactly once");
     // Alice, who knows both nodes, is present again (on the survivor) and gets new messages.
-    assert!(wait_until(T, || (names(&bob.json(&["peers"])) == ["alice"]).then_some(())).await.is_some());
+    assert!(wait_until(T, || (names(&bob.json(&["peers"])["peers"]) == ["alice"]).then_some(())).await.is_some());
     bob.json(&["send", "alice", "after the failover", "--priority", "now"]);
     assert!(alice_f.wait_text("after the failover", T).await, "alice did not resume on the surviving node");
 }
@@ -176,7 +176,7 @@ async fn redis_restart_mid_traffic_loses_and_doubles_nothing() {
     alice.set_brokers(&[&nodes[0].url]);
     bob.set_brokers(&[&nodes[1].url]);
     let bob_f = bob.spawn_json(&["inbox", "--follow"]);
-    assert!(wait_until(T, || (names(&alice.json(&["peers"])) == ["bob"]).then_some(())).await.is_some());
+    assert!(wait_until(T, || (names(&alice.json(&["peers"])["peers"]) == ["bob"]).then_some(())).await.is_some());
 
     const N: usize = 60;
     for i in 0..N {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use plexus_cli::client::ClientError;
+use plexus_client::connection::ClientError;
 use plexus_e2e::{session_for, Broker, Mesh, TestDb};
 use plexus_proto::{
     coord::{self as c, TaskAction, TaskStatus},

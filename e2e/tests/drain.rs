@@ -71,7 +71,7 @@ async fn rolling_restart_under_load_loses_and_doubles_nothing() {
     assert_eq!(db.scalar_i64("SELECT count(*) FROM events").await, N as i64, "a resend was stored twice");
     // The follower is present again after the last restart.
     let present = wait_until(Duration::from_secs(30), || {
-        let peers = alice.json(&["peers"]);
+        let peers = alice.json(&["peers"])["peers"].clone();
         peers.as_array()?.iter().any(|p| p["name"] == "bob").then_some(())
     })
     .await;

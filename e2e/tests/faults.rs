@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use plexus_cli::{
-    client::{push_as, ClientError},
+use plexus_client::{
+    connection::{push_as, ClientError},
     seal::SealTo,
 };
 use plexus_e2e::{raw_session, session_for, wait_until_async, Broker, Mesh, RawSession, TestDb};
@@ -102,7 +102,7 @@ async fn a_retried_acquire_replaces_the_dead_one_and_tokens_never_go_back() {
     let alice = session_for(&node.url, &mesh.peers[0].profile(), SessionMode::Control).await;
     let bob_profile = mesh.peers[1].profile();
     let (sid, key) = (Uuid::new_v4(), plexus_crypto::BoxKeypair::generate().unwrap());
-    let open = |url: String, p: plexus_cli::profile::Profile, key: plexus_crypto::BoxKeypair| async move {
+    let open = |url: String, p: plexus_client::profile::Profile, key: plexus_crypto::BoxKeypair| async move {
         raw_session(&url, &p, Some((sid, key)), SessionMode::Control, None, SessionProfile::default()).await.unwrap()
     };
     // Two connections of one bob session: the first request is the one whose client gave up

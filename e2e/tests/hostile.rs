@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
-use plexus_cli::{client::ClientError, seal::SealTo};
+use plexus_client::{connection::ClientError, seal::SealTo};
 use plexus_e2e::{http_get, raw_connect, session_for, wait_until_async, Broker, Mesh, TestDb};
 use plexus_proto::{
     encode_body, encode_request, ops,
@@ -24,11 +24,17 @@ async fn ws(url: &str) -> Ws {
     tokio_tungstenite::connect_async(format!("{url}/ws")).await.expect("websocket").0
 }
 
-fn hello_frame(profile: &plexus_cli::profile::Profile, session_id: Uuid, mode: SessionMode) -> Vec<u8> {
+fn hello_frame(profile: &plexus_client::profile::Profile, session_id: Uuid, mode: SessionMode) -> Vec<u8> {
     let key = plexus_crypto::BoxKeypair::generate().unwrap();
-    let hello =
-        plexus_cli::client::signed_hello(profile, session_id, key.public_key(), mode, None, SessionProfile::default())
-            .unwrap();
+    let hello = plexus_client::connection::signed_hello(
+        profile,
+        session_id,
+        key.public_key(),
+        mode,
+        None,
+        SessionProfile::default(),
+    )
+    .unwrap();
     encode_request(&Request { v: PROTOCOL_VERSION, id: 1, op: "hello".into(), body: encode_body(&hello).unwrap() })
         .unwrap()
 }
@@ -58,7 +64,7 @@ fn metric(port: u16, name: &str) -> Option<f64> {
 /// Flood `to`'s member from `from` with `size`-byte messages until `stop` is set.
 fn flood(
     from: Arc<plexus_e2e::RawSession>,
-    to: &plexus_cli::profile::Profile,
+    to: &plexus_client::profile::Profile,
     size: usize,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<usize> {

@@ -116,14 +116,28 @@ async fn install_is_idempotent_and_uninstall_removes_only_its_own() {
     assert!(!home.join(".claude/skills/plexus").exists());
     assert_eq!(std::fs::read_to_string(home.join(".codex/config.toml")).unwrap(), OTHER_CODEX);
 
-    // Doctor now says what is missing and how to fix it (and exits non-zero).
+    // With no agent set up at all (a person using the CLI), doctor passes and says how to add
+    // one — in exactly one JSON document.
     let out = plexus(&home, plexus_home, &["--json", "doctor"]);
-    assert!(!out.status.success());
-    let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned();
-    let doctor: Value = serde_json::from_str(&first).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 1, "one document: {stdout}");
+    let doctor: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(out.status.success(), "{doctor}");
     let reg =
         doctor["checks"].as_array().unwrap().iter().find(|c| c["check"] == "Claude Code MCP registration").unwrap();
-    assert_eq!(reg["ok"], false);
-    assert!(reg["detail"].as_str().unwrap().contains("fix: plexus install"));
+    assert_eq!(reg["state"], "info");
+    assert!(reg["detail"].as_str().unwrap().contains("plexus install"));
+
+    // A half-done setup (registered, hooks gone) fails and names the fix — still one document.
+    assert!(plexus(&home, plexus_home, &["install", "--claude"]).status.success());
+    std::fs::write(home.join(".claude/settings.json"), OTHER_SETTINGS).unwrap();
+    let out = plexus(&home, plexus_home, &["--json", "doctor"]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 1, "one document: {stdout}");
+    let doctor: Value = serde_json::from_str(&stdout).unwrap();
+    let hooks = doctor["checks"].as_array().unwrap().iter().find(|c| c["check"] == "Claude Code hooks").unwrap();
+    assert_eq!(hooks["ok"], false);
+    assert!(hooks["detail"].as_str().unwrap().contains("fix: plexus install"), "{hooks}");
     std::fs::remove_dir_all(&home).unwrap();
 }

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use plexus_cli::client::{push_as, ClientError};
+use plexus_client::connection::{push_as, ClientError};
 use plexus_e2e::{raw_session, session_for, wait_until_async, Broker, Mesh, RawSession, TestDb};
 use plexus_proto::{
     coord::{self as c, LockMode},

@@ -78,7 +78,7 @@ impl Drop for Listener {
 
 async fn wait_present(watcher: &Peer, name: &str) {
     let present = wait_until(T, || {
-        let peers = watcher.json(&["peers"]);
+        let peers = watcher.json(&["peers"])["peers"].clone();
         peers.as_array()?.iter().any(|p| p["name"] == name).then_some(())
     })
     .await;
@@ -156,7 +156,7 @@ async fn hook_events_flip_status_and_release_held_messages() {
     wait_present(ana, "bo").await;
 
     let status_of_bo = || {
-        let peers = ana.json(&["peers"]);
+        let peers = ana.json(&["peers"])["peers"].clone();
         peers.as_array().and_then(|a| a.iter().find(|p| p["name"] == "bo").cloned())
     };
     agent.command("hook UserPromptSubmit");

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use plexus_cli::{
-    client::ClientError,
+use plexus_client::{
+    connection::ClientError,
     seal::{seal_for, SealTo},
 };
 use plexus_e2e::{cluster_env, session_for, wait_until_async, Broker, Mesh, RawSession, TestDb};

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use plexus_cli::{
-    client::push_as,
+use plexus_client::{
+    connection::push_as,
     seal::{open, SealTo},
 };
 use plexus_e2e::{raw_session, session_for, Broker, Mesh, RawSession, TestDb};

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
-use plexus_cli::seal::SealTo;
+use plexus_client::seal::SealTo;
 use plexus_e2e::{http_get, session_for, Broker, Mesh, TestDb};
 use plexus_proto::{
     encode_body, encode_request, ops,
@@ -24,7 +24,7 @@ async fn a_peer_that_stops_reading_is_closed_as_slow_consumer() {
     // Bob watches through a raw socket and never reads after the hello.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/ws", broker.url)).await.unwrap();
     let key = plexus_crypto::BoxKeypair::generate().unwrap();
-    let hello = plexus_cli::client::signed_hello(
+    let hello = plexus_client::connection::signed_hello(
         &bob,
         Uuid::new_v4(),
         key.public_key(),

@@ -10,25 +10,25 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Map, Value};
 
 /// Claude Code hook events `plexus hook` understands.
-pub const HOOK_EVENTS: &[&str] = &["SessionStart", "UserPromptSubmit", "Stop", "Notification", "SessionEnd"];
+pub(crate) const HOOK_EVENTS: &[&str] = &["SessionStart", "UserPromptSubmit", "Stop", "Notification", "SessionEnd"];
 
 const SKILL: &str = include_str!("skill.md");
 
 /// Where each agent keeps its configuration.
-pub struct Paths {
+pub(crate) struct Paths {
     /// `~/.claude.json` (user-scope MCP servers).
-    pub claude_json: PathBuf,
+    pub(crate) claude_json: PathBuf,
     /// `~/.claude/settings.json` (hooks).
-    pub claude_settings: PathBuf,
+    pub(crate) claude_settings: PathBuf,
     /// `~/.claude/skills/plexus/SKILL.md`.
-    pub skill: PathBuf,
+    pub(crate) skill: PathBuf,
     /// `~/.codex/config.toml`.
-    pub codex: PathBuf,
+    pub(crate) codex: PathBuf,
 }
 
 impl Paths {
     /// From `$HOME` (and `$CLAUDE_CONFIG_DIR`, `$CODEX_HOME` when set).
-    pub fn from_env() -> Result<Paths> {
+    pub(crate) fn from_env() -> Result<Paths> {
         let home = std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| anyhow!("HOME is not set"))?;
         let claude_dir =
             std::env::var_os("CLAUDE_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| home.join(".claude"));
@@ -43,18 +43,18 @@ impl Paths {
 }
 
 /// What the agent runs: this binary, with the config home and mesh pinned when not default.
-pub struct Command {
+pub(crate) struct Command {
     /// Absolute path of `plexus`.
-    pub program: String,
+    pub(crate) program: String,
     /// Arguments before the subcommand (`--mesh NAME`).
-    pub global_args: Vec<String>,
+    pub(crate) global_args: Vec<String>,
     /// Environment (`PLEXUS_HOME` when set).
-    pub env: Map<String, Value>,
+    pub(crate) env: Map<String, Value>,
 }
 
 impl Command {
     /// For the running binary.
-    pub fn current(mesh: Option<&str>) -> Result<Command> {
+    pub(crate) fn current(mesh: Option<&str>) -> Result<Command> {
         let program = std::env::current_exe()?.to_string_lossy().into_owned();
         let mut env = Map::new();
         if let Some(h) = std::env::var_os("PLEXUS_HOME") {
@@ -155,15 +155,15 @@ fn strip_hooks(settings: &mut Value) {
 
 /// What install changed, for the report.
 #[derive(Default, serde::Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Files written.
-    pub wrote: Vec<String>,
+    pub(crate) wrote: Vec<String>,
     /// Notes for the user.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// Register everything (idempotent).
-pub fn install(paths: &Paths, cmd: &Command, claude: bool, codex: bool) -> Result<Report> {
+pub(crate) fn install(paths: &Paths, cmd: &Command, claude: bool, codex: bool) -> Result<Report> {
     let mut r = Report::default();
     if claude {
         let mut cfg = read_json(&paths.claude_json)?;
@@ -174,7 +174,7 @@ pub fn install(paths: &Paths, cmd: &Command, claude: bool, codex: bool) -> Resul
             .or_insert_with(|| json!({}));
         let servers = servers.as_object_mut().ok_or_else(|| anyhow!("mcpServers is not an object"))?;
         servers.insert(
-            crate::mcp::SERVER_NAME.into(),
+            plexus_client::agent::SERVER_NAME.into(),
             json!({"type": "stdio", "command": cmd.program, "args": cmd.mcp_args(), "env": cmd.env}),
         );
         write_json(&paths.claude_json, &cfg)?;
@@ -223,7 +223,7 @@ pub fn install(paths: &Paths, cmd: &Command, claude: bool, codex: bool) -> Resul
             }
             entry.insert("env", toml_edit::value(env));
         }
-        servers.insert(crate::mcp::SERVER_NAME, toml_edit::Item::Table(entry));
+        servers.insert(plexus_client::agent::SERVER_NAME, toml_edit::Item::Table(entry));
         write_atomic(&paths.codex, &doc.to_string())?;
         r.wrote.push(paths.codex.display().to_string());
         r.notes.push("Codex has no session hooks: its status follows the status tool (or stays idle)".into());
@@ -232,17 +232,17 @@ pub fn install(paths: &Paths, cmd: &Command, claude: bool, codex: bool) -> Resul
 }
 
 /// Remove what install added, and nothing else.
-pub fn uninstall(paths: &Paths) -> Result<Report> {
+pub(crate) fn uninstall(paths: &Paths) -> Result<Report> {
     let mut r = Report::default();
     if paths.claude_json.exists() {
         let mut cfg = read_json(&paths.claude_json)?;
         let removed = cfg
             .get_mut("mcpServers")
             .and_then(Value::as_object_mut)
-            .and_then(|s| s.remove(crate::mcp::SERVER_NAME))
+            .and_then(|s| s.remove(plexus_client::agent::SERVER_NAME))
             .is_some();
         if removed {
-            if cfg["mcpServers"].as_object().is_some_and(|s| s.is_empty()) {
+            if cfg["mcpServers"].as_object().is_some_and(serde_json::Map::is_empty) {
                 if let Some(o) = cfg.as_object_mut() {
                     o.remove("mcpServers");
                 }
@@ -273,10 +273,10 @@ pub fn uninstall(paths: &Paths) -> Result<Report> {
         let removed = doc
             .get_mut("mcp_servers")
             .and_then(toml_edit::Item::as_table_mut)
-            .and_then(|t| t.remove(crate::mcp::SERVER_NAME))
+            .and_then(|t| t.remove(plexus_client::agent::SERVER_NAME))
             .is_some();
         if removed {
-            if doc.get("mcp_servers").and_then(toml_edit::Item::as_table).is_some_and(|t| t.is_empty()) {
+            if doc.get("mcp_servers").and_then(toml_edit::Item::as_table).is_some_and(toml_edit::Table::is_empty) {
                 doc.remove("mcp_servers");
             }
             write_atomic(&paths.codex, &doc.to_string())?;
@@ -287,7 +287,7 @@ pub fn uninstall(paths: &Paths) -> Result<Report> {
 }
 
 /// What `plexus doctor` checks about the agent setup: (check, ok, detail or fix).
-pub fn checks(paths: &Paths) -> Vec<(String, bool, String)> {
+pub(crate) fn checks(paths: &Paths) -> Vec<(String, bool, String)> {
     let mut out = Vec::new();
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join("plexus").is_file()))
@@ -302,7 +302,7 @@ pub fn checks(paths: &Paths) -> Vec<(String, bool, String)> {
         },
     ));
     let cfg = read_json(&paths.claude_json).unwrap_or(Value::Null);
-    let server = cfg.get("mcpServers").and_then(|s| s.get(crate::mcp::SERVER_NAME));
+    let server = cfg.get("mcpServers").and_then(|s| s.get(plexus_client::agent::SERVER_NAME));
     let registered = server.is_some();
     out.push((
         "Claude Code MCP registration".into(),
@@ -336,7 +336,7 @@ pub fn checks(paths: &Paths) -> Vec<(String, bool, String)> {
         let has = std::fs::read_to_string(&paths.codex)
             .ok()
             .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
-            .is_some_and(|d| d.get("mcp_servers").and_then(|s| s.get(crate::mcp::SERVER_NAME)).is_some());
+            .is_some_and(|d| d.get("mcp_servers").and_then(|s| s.get(plexus_client::agent::SERVER_NAME)).is_some());
         out.push((
             "Codex MCP registration".into(),
             has,
@@ -347,14 +347,16 @@ pub fn checks(paths: &Paths) -> Vec<(String, bool, String)> {
 }
 
 /// `plexus launch`: Claude Code with this server's channel enabled.
-pub fn launch(args: &[String]) -> Result<()> {
+pub(crate) fn launch(args: &[String]) -> Result<()> {
     let claude = std::env::var("PLEXUS_CLAUDE").unwrap_or_else(|_| "claude".into());
     let mut c = std::process::Command::new(&claude);
-    c.arg("--dangerously-load-development-channels").arg(format!("server:{}", crate::mcp::SERVER_NAME)).args(args);
+    c.arg("--dangerously-load-development-channels")
+        .arg(format!("server:{}", plexus_client::agent::SERVER_NAME))
+        .args(args);
     // The MCP server Claude Code spawns inherits this: it tells it pushes will be surfaced.
-    c.env(crate::mcp::CHANNELS_ENV, "1");
+    c.env(plexus_client::agent::CHANNELS_ENV, "1");
     // And this ties the agent's hooks to that server without looking at the process tree.
-    c.env(crate::hook::AGENT_ENV, uuid::Uuid::new_v4().to_string());
+    c.env(plexus_client::agent::AGENT_ENV, uuid::Uuid::new_v4().to_string());
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;

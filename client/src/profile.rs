@@ -205,7 +205,7 @@ impl Profile {
         let dir = Self::dir(home);
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
         let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_owned))
             .collect();
         names.sort();

@@ -9,6 +9,11 @@
 //! (the in-flight acks) without ever being pruned by raising the watermark past a message
 //! nobody read — a `low` message waiting in the inbox stays below every watermark until
 //! someone reads it.
+//!
+//! Surfacing is bracketed: a sequence is marked *in flight* (persisted) before it is shown and
+//! recorded after. A process killed in between cannot know whether the user saw it, so the
+//! next run shows it again marked as a repeat ([`LocalCursor::interrupted`]) rather than
+//! either losing it or showing it twice unannounced: surfacing is exactly-once by sequence.
 
 use std::{
     collections::{BTreeSet, VecDeque},
@@ -30,6 +35,10 @@ pub struct LocalCursor {
     watermark: u64,
     /// Surfaced here, acknowledgement not yet confirmed by the broker.
     pending: BTreeSet<u64>,
+    /// Being surfaced by this process right now.
+    in_flight: BTreeSet<u64>,
+    /// Were being surfaced when a previous process stopped: maybe shown, maybe not.
+    interrupted: BTreeSet<u64>,
     /// Confirmed lately (not persisted: the broker has these).
     recent: VecDeque<u64>,
 }
@@ -38,6 +47,8 @@ pub struct LocalCursor {
 struct OnDisk {
     watermark: u64,
     acked: Vec<u64>,
+    #[serde(default)]
+    surfacing: Vec<u64>,
 }
 
 impl LocalCursor {
@@ -48,26 +59,55 @@ impl LocalCursor {
             path,
             watermark: disk.watermark,
             pending: disk.acked.into_iter().filter(|s| *s > disk.watermark).collect(),
+            in_flight: BTreeSet::new(),
+            interrupted: disk.surfacing.into_iter().filter(|s| *s > disk.watermark).collect(),
             recent: VecDeque::new(),
         }
     }
 
-    /// Whether `seq` was already surfaced.
+    /// Whether `seq` was already surfaced (or is being surfaced by this process).
     pub fn seen(&self, seq: u64) -> bool {
-        seq <= self.watermark || self.pending.contains(&seq) || self.recent.contains(&seq)
+        seq <= self.watermark
+            || self.pending.contains(&seq)
+            || self.in_flight.contains(&seq)
+            || self.recent.contains(&seq)
     }
 
-    /// Record `seq` as surfaced and persist.
-    pub fn record(&mut self, seq: u64) -> std::io::Result<()> {
-        if !self.seen(seq) {
-            self.pending.insert(seq);
-        }
+    /// Whether this process is surfacing `seq` right now (not acknowledged yet).
+    pub fn in_flight(&self, seq: u64) -> bool {
+        self.in_flight.contains(&seq)
+    }
+
+    /// Whether surfacing `seq` was interrupted before (it may have been shown already).
+    pub fn interrupted(&self, seq: u64) -> bool {
+        self.interrupted.contains(&seq)
+    }
+
+    /// Mark `seq` as being surfaced, and persist that before it is shown.
+    pub fn begin(&mut self, seq: u64) -> std::io::Result<()> {
+        self.interrupted.remove(&seq);
+        self.in_flight.insert(seq);
         self.save()
+    }
+
+    /// `seq` was not surfaced after all (the consumer could not show it): forget the mark.
+    pub fn abandon(&mut self, seq: u64) -> std::io::Result<()> {
+        if self.in_flight.remove(&seq) {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Record `seq` as surfaced (ending its in-flight mark) and persist.
+    pub fn record(&mut self, seq: u64) -> std::io::Result<()> {
+        self.record_all(&[seq])
     }
 
     /// Record several sequences as surfaced and persist once.
     pub fn record_all(&mut self, seqs: &[u64]) -> std::io::Result<()> {
         for &seq in seqs {
+            self.in_flight.remove(&seq);
+            self.interrupted.remove(&seq);
             if !self.seen(seq) {
                 self.pending.insert(seq);
             }
@@ -93,6 +133,7 @@ impl LocalCursor {
         if watermark > self.watermark {
             self.watermark = watermark;
             self.pending.retain(|s| *s > watermark);
+            self.interrupted.retain(|s| *s > watermark);
             self.recent.retain(|s| *s > watermark);
         }
     }
@@ -110,7 +151,11 @@ impl LocalCursor {
 
     /// Write atomically (temp file + rename), mode 0600.
     pub fn save(&self) -> std::io::Result<()> {
-        let disk = OnDisk { watermark: self.watermark, acked: self.pending.iter().copied().collect() };
+        let disk = OnDisk {
+            watermark: self.watermark,
+            acked: self.pending.iter().copied().collect(),
+            surfacing: self.in_flight.iter().chain(&self.interrupted).copied().collect(),
+        };
         let tmp = self.path.with_extension("tmp");
         {
             let mut f = crate::profile::create_private(&tmp)?;
@@ -161,6 +206,29 @@ mod tests {
         assert!(!c.seen(low));
         assert_eq!(c.to_wire(), Cursor { watermark: low - 1, acked: vec![] }, "confirmed acks are not kept");
         assert!(c.seen(4000), "a confirmed ack is still suppressed if delivered again at once");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Issue 11 §10: a follower killed between showing a message and recording it must neither
+    /// lose it nor show it twice unannounced.
+    #[test]
+    fn a_surface_interrupted_by_a_crash_is_repeated_and_marked() {
+        let (dir, mut c) = temp_cursor();
+        c.begin(7).unwrap();
+        assert!(c.seen(7), "in flight here: not shown again by this process");
+        // The process dies here; the next one loads the cursor.
+        let mut next = LocalCursor::load(dir.join("c.json"));
+        assert!(!next.seen(7), "an interrupted message must be shown again");
+        assert!(next.interrupted(7), "and marked as a possible repeat");
+        next.begin(7).unwrap();
+        next.record(7).unwrap();
+        let again = LocalCursor::load(dir.join("c.json"));
+        assert!(again.seen(7) && !again.interrupted(7));
+        // A surface the consumer gave up on leaves no mark.
+        let mut c = again;
+        c.begin(9).unwrap();
+        c.abandon(9).unwrap();
+        assert!(!LocalCursor::load(dir.join("c.json")).interrupted(9));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -5,6 +5,7 @@ use plexus_crypto as crypto;
 use plexus_proto::{push::Message, types::Sealing};
 
 /// What a body is sealed to.
+#[derive(Clone, Copy)]
 pub enum SealTo<'a> {
     /// A session's x25519 key.
     Session(&'a [u8]),

@@ -1,5 +1,7 @@
 //! One WebSocket connection to a broker: a reader task that routes responses to their callers
 //! and pushes to a channel, a writer task, typed calls with timeouts, and the hello handshake.
+//! [`Connection::call`] is the typed call for every op: the op's body type names its wire op
+//! and its reply type (`plexus_proto::Op`).
 
 use std::{
     collections::HashMap,
@@ -30,7 +32,7 @@ use crate::profile::Profile;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client-side failure.
-#[derive(Debug, thiserror::Error, Clone)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Could not connect.
     #[error("cannot connect to {url}: {reason}")]
@@ -60,6 +62,27 @@ pub enum ClientError {
     /// Local key material is unusable.
     #[error("keys: {0}")]
     Keys(String),
+    /// The local profile could not be read or written.
+    #[error(transparent)]
+    Profile(#[from] crate::profile::ProfileError),
+    /// A recipient could not be resolved.
+    #[error("{0}")]
+    Address(String),
+    /// Local state (the cursor, a registration) could not be written.
+    #[error("local state: {0}")]
+    Io(String),
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> ClientError {
+        ClientError::Io(e.to_string())
+    }
+}
+
+impl From<plexus_crypto::CryptoError> for ClientError {
+    fn from(e: plexus_crypto::CryptoError) -> ClientError {
+        ClientError::Keys(e.to_string())
+    }
 }
 
 impl ClientError {
@@ -177,7 +200,8 @@ impl Connection {
                 match frame {
                     Ok(WsMessage::Binary(bytes)) => match decode_server_frame(&bytes) {
                         Ok(ServerFrame::Response(r)) => {
-                            let waiter = reader_pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&r.id);
+                            let waiter =
+                                reader_pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&r.id);
                             if let Some(w) = waiter {
                                 let _ = w.send(r);
                             }
@@ -192,7 +216,8 @@ impl Connection {
                     }
                     Ok(WsMessage::Close(frame)) => {
                         if let Some(ms) = frame.as_ref().and_then(|f| parse_retry_hint(&f.reason)) {
-                            *reader_hint.lock().unwrap_or_else(|p| p.into_inner()) = Some(Duration::from_millis(ms));
+                            *reader_hint.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                                Some(Duration::from_millis(ms));
                         }
                         code = frame.map(|f| match f.code {
                             WsCloseCode::Library(n) => CloseCode::from_u16(n),
@@ -207,7 +232,7 @@ impl Connection {
             // Closed first, then fail the waiters: a call that registers after this sees
             // `closed` and fails at once instead of waiting out its timeout.
             let _ = closed_tx.send(Some(code));
-            reader_pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            reader_pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         });
         Ok(Connection {
             out: out_tx,
@@ -223,7 +248,7 @@ impl Connection {
     /// How long the broker asked us to wait before reconnecting, if it did (a draining node
     /// spreads its sessions' reconnects this way).
     pub fn retry_hint(&self) -> Option<Duration> {
-        *self.retry_hint.lock().unwrap_or_else(|p| p.into_inner())
+        *self.retry_hint.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Why the connection closed, once it has (`Some(None)`: closed without a code).
@@ -246,20 +271,20 @@ impl Connection {
         let frame = encode_request(&Request { v, id, op: op.to_owned(), body })
             .map_err(|e| ClientError::Proto(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, tx);
         if self.closed().is_some() {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
             return Err(ClientError::Closed(self.closed().flatten()));
         }
         if self.out.send(WsMessage::Binary(frame.into())).await.is_err() {
-            self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
             return Err(ClientError::Closed(self.closed().flatten()));
         }
         match tokio::time::timeout(limit, rx).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(ClientError::Closed(self.wait_closed().await)),
             Err(_) => {
-                self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
                 Err(ClientError::Timeout(limit))
             }
         }
@@ -267,7 +292,7 @@ impl Connection {
 
     async fn wait_closed(&self) -> Option<CloseCode> {
         let mut rx = self.closed.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|c| c.is_some())).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(std::option::Option::is_some)).await;
         self.closed().flatten()
     }
 

@@ -1,0 +1,610 @@
+//! The command line: every command, argument and help text (clap). Nothing here runs; the
+//! commands are in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "Examples:
+  plexus mesh create my-team --broker ws://broker.example:7700 --display-name alice
+  plexus invite create --uses 3 --groups eng        # prints: plexus join CODE --broker ... --name <you>
+  plexus join K7QX2M9RTA --broker ws://broker.example:7700 --name bob
+  plexus send alice \"can you review the parser?\" --priority now
+  plexus send @eng \"deploy at 5\"
+  plexus inbox --follow                             # stay online; hands the mesh key to joiners
+  plexus lock acquire 'src/auth/**' --ttl 30m -r \"auth refactor\"
+  plexus install && plexus launch                   # Claude Code with plexus as its team channel";
+
+#[derive(Parser)]
+#[command(
+    name = "plexus",
+    version,
+    about = "Join a Plexus mesh: presence, messages and coordination for agents and humans",
+    after_help = EXAMPLES
+)]
+pub(crate) struct Cli {
+    /// Config directory (default: $XDG_CONFIG_HOME/plexus or ~/.config/plexus).
+    #[arg(long, global = true, env = "PLEXUS_HOME")]
+    pub(crate) home: Option<PathBuf>,
+    /// Which mesh profile to use (default: the first one created or joined).
+    #[arg(long, global = true, env = "PLEXUS_MESH")]
+    pub(crate) mesh: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Create and manage meshes.
+    #[command(subcommand)]
+    Mesh(MeshCmd),
+    /// Create, list and revoke invites (owner or admin).
+    #[command(subcommand)]
+    Invite(InviteCmd),
+    /// Join a mesh with an invite code.
+    Join(JoinArgs),
+    /// List present sessions.
+    Peers,
+    /// List members of the mesh.
+    Members,
+    /// Remove a member (owner or admin).
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Groups you are in: join, leave, list (membership is yours, for every session).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Send a message: to a member name, `@group`, `*` (everyone) or `session:<id>`.
+    #[command(
+        after_help = "Examples:\n  plexus send bob \"the build is green\"\n  plexus send @eng/backend \"schema change at 5\" --priority now\n  plexus send '*' \"standup in 10\" --priority low\n  plexus send - \"yes\" --reply-to 3f2a…   # to exactly the session that asked"
+    )]
+    Send(SendArgs),
+    /// Show unread messages (and acknowledge them); `--follow` stays connected.
+    #[command(
+        after_help = "Examples:\n  plexus inbox\n  plexus inbox --follow --groups eng   # online, in @eng; hands the mesh key to joiners"
+    )]
+    Inbox(InboxArgs),
+    /// Acknowledge messages by sequence number.
+    Ack {
+        /// Sequence numbers.
+        seqs: Vec<u64>,
+    },
+    /// Set or show this session's status.
+    #[command(subcommand)]
+    Status(StatusCmd),
+    /// Delivery state of a message you sent.
+    #[command(subcommand)]
+    Message(MessageCmd),
+    /// Live tail of every mesh event.
+    Watch,
+    /// Shared key-value state with versions and compare-and-set.
+    #[command(subcommand)]
+    State(StateCmd),
+    /// Locks on paths and globs: acquire (optionally waiting), renew, release, list.
+    #[command(subcommand)]
+    Lock(LockCmd),
+    /// Reminders to yourself, a member or a group: one-shot (--in, --at) or cron.
+    #[command(subcommand)]
+    Remind(RemindCmd),
+    /// Tasks: create, claim, submit for review, approve or request changes.
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Threads that wait on someone: open, reply, resolve, list.
+    #[command(subcommand)]
+    Thread(ThreadCmd),
+    /// Remember a note for the whole mesh.
+    Remember {
+        /// Text.
+        text: String,
+        /// Tags (comma-separated; weighted above the text in recall).
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+    },
+    /// Full-text recall of memories, most relevant first.
+    Recall {
+        /// Words (web-search syntax: "exact phrase", -exclude, or).
+        query: String,
+        /// Most shown.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Forget a memory (its author or an admin).
+    Forget {
+        /// Memory number.
+        number: u64,
+    },
+    /// Search memories, tasks and threads at once.
+    Search {
+        /// Words (same syntax as recall).
+        query: String,
+        /// Most shown.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Check configuration, keys, broker reachability and clock skew.
+    Doctor,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  plexus completions bash > ~/.local/share/bash-completion/completions/plexus")]
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for every command into a directory.
+    #[command(after_help = "Example:\n  plexus man ~/.local/share/man/man1 && man plexus")]
+    Man {
+        /// Directory to write plexus.1, plexus-send.1, … into.
+        dir: PathBuf,
+    },
+    /// Run the MCP server an agent (Claude Code, Codex, any MCP client) talks to over stdio.
+    Mcp {
+        /// Keep this session identity across agent restarts (default: one per agent process).
+        #[arg(long, env = "PLEXUS_SESSION")]
+        session: Option<String>,
+        /// Join these groups at start (comma-separated); membership is the member's and durable.
+        #[arg(long, value_delimiter = ',', env = "PLEXUS_GROUPS")]
+        groups: Vec<String>,
+    },
+    /// Register `plexus mcp`, the status hooks and a skill with Claude Code (and Codex).
+    Install {
+        /// Only Claude Code.
+        #[arg(long)]
+        claude: bool,
+        /// Only Codex.
+        #[arg(long)]
+        codex: bool,
+    },
+    /// Remove exactly what `install` added.
+    Uninstall,
+    /// Start Claude Code with the plexus channel enabled (extra arguments go to claude).
+    Launch {
+        /// Arguments for claude.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Report an agent hook event (SessionStart, UserPromptSubmit, Stop, …) as status; reads the
+    /// hook JSON on stdin. Registered by `plexus install`.
+    Hook {
+        /// Event name.
+        event: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MeshCmd {
+    /// Create a mesh you own on a broker.
+    Create {
+        /// Mesh name.
+        name: String,
+        /// Broker URL(s), e.g. ws://127.0.0.1:7700 (repeat or comma-separate for several).
+        #[arg(long, required = true, value_delimiter = ',')]
+        broker: Vec<String>,
+        /// Your display name.
+        #[arg(long, default_value = "owner")]
+        display_name: String,
+        /// Operator token, if the broker gates mesh creation.
+        #[arg(long, env = "PLEXUS_OPERATOR_TOKEN")]
+        operator_token: Option<String>,
+        /// Extra CA (PEM) to trust for wss://.
+        #[arg(long)]
+        ca_file: Option<String>,
+    },
+    /// List the meshes configured here.
+    List,
+    /// Make a mesh profile the default (when you belong to several meshes).
+    Use {
+        /// Profile name (as `plexus mesh list` shows it).
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum InviteCmd {
+    /// Create an invite code.
+    Create {
+        /// Role granted: member or admin.
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// How many people may use it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Lifetime, e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires_in: String,
+        /// Groups whoever joins with it is in (comma-separated, e.g. eng,eng/backend).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+    },
+    /// List invites.
+    List,
+    /// Revoke an invite.
+    Revoke {
+        /// Code.
+        code: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct JoinArgs {
+    /// Invite code.
+    pub(crate) code: String,
+    /// Broker URL(s).
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub(crate) broker: Vec<String>,
+    /// Your display name.
+    #[arg(long)]
+    pub(crate) name: String,
+    /// Seconds to wait for a member to hand over the mesh key.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) wait: u64,
+    /// Extra CA (PEM) to trust for wss://.
+    #[arg(long)]
+    pub(crate) ca_file: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GroupCmd {
+    /// Join a group (e.g. eng or eng/backend); `@eng` messages then reach you.
+    Join {
+        /// Group name (with or without @).
+        name: String,
+        /// Your role in it (e.g. lead).
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Leave a group.
+    Leave {
+        /// Group name.
+        name: String,
+    },
+    /// Every group of the mesh and its members.
+    List,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MemberCmd {
+    /// Remove a member by name or id.
+    Remove {
+        /// Display name or member id (prefix).
+        who: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct SendArgs {
+    /// Recipient: member name, @group, *, or session:<id>.
+    pub(crate) target: String,
+    /// Text.
+    pub(crate) text: String,
+    /// now, next or low.
+    #[arg(long, default_value = "next")]
+    pub(crate) priority: String,
+    /// Reply to this message id (goes to exactly the session that sent it).
+    #[arg(long)]
+    pub(crate) reply_to: Option<uuid::Uuid>,
+    /// Message id (default: random). Resending the same id is a no-op.
+    #[arg(long)]
+    pub(crate) id: Option<uuid::Uuid>,
+}
+
+#[derive(Args)]
+pub(crate) struct InboxArgs {
+    /// Stay connected and print messages as they are pushed.
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// Most messages to show.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: u32,
+    /// Join these groups first (comma-separated, e.g. eng,eng/backend); membership is durable.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) groups: Vec<String>,
+    /// Initial status while following.
+    #[arg(long, default_value = "idle")]
+    pub(crate) status: String,
+    /// Exit after this many messages (with --follow).
+    #[arg(long)]
+    pub(crate) count: Option<usize>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum StatusCmd {
+    /// Set status: idle, working or dnd.
+    Set {
+        /// New status.
+        status: String,
+        /// Source: manual, hook or jsonl.
+        #[arg(long, default_value = "manual")]
+        source: String,
+        /// Summary of what you are doing.
+        #[arg(long)]
+        summary: Option<String>,
+    },
+    /// Show this session's presence.
+    Show,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MessageCmd {
+    /// Per-recipient delivery state.
+    Status {
+        /// Message id.
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum StateCmd {
+    /// Read a key.
+    Get {
+        /// Key.
+        key: String,
+    },
+    /// Write a key (with --expect-version: only if it is at that version; 0 = must not exist).
+    Set {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// Compare-and-set guard.
+        #[arg(long)]
+        expect_version: Option<u64>,
+    },
+    /// Delete a key.
+    Delete {
+        /// Key.
+        key: String,
+        /// Compare-and-delete guard.
+        #[arg(long)]
+        expect_version: Option<u64>,
+    },
+    /// List keys by prefix.
+    List {
+        /// Prefix.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Most keys shown.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum LockCmd {
+    /// Lock a path or glob (`*` within a segment, `?` one character, `**` any segments).
+    Acquire {
+        /// Path or glob, e.g. src/auth/login.rs or src/auth/**.
+        pattern: String,
+        /// Shared instead of exclusive (others may hold overlapping shared locks).
+        #[arg(long)]
+        shared: bool,
+        /// Lifetime unless renewed, e.g. 90s, 10m, 2h.
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+        /// Wait in the queue this long if it is held (e.g. 30s); default: fail at once.
+        #[arg(long)]
+        wait: Option<String>,
+        /// Why (shown to others).
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+    /// Extend a lock you hold.
+    Renew {
+        /// Token printed by acquire.
+        token: u64,
+        /// New lifetime from now.
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+    },
+    /// Release a lock you hold; --force (admins) releases anyone's and tells the holder.
+    Release {
+        /// Token.
+        token: u64,
+        /// Admin force-release.
+        #[arg(long)]
+        force: bool,
+        /// Why (shown to the holder on force-release).
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+    /// List held locks and the queue.
+    List,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RemindCmd {
+    /// Schedule a reminder: exactly one of --in, --at or --cron.
+    Add {
+        /// Text (sealed end to end; only the label is visible to the broker).
+        text: String,
+        /// After this long, e.g. 90s, 20m, 2h.
+        #[arg(long = "in", conflicts_with_all = ["at", "cron"])]
+        after: Option<String>,
+        /// At this moment (RFC 3339, e.g. 2026-11-21T17:00:00+01:00).
+        #[arg(long, conflicts_with = "cron")]
+        at: Option<String>,
+        /// Repeatedly, by a cron expression (5 fields, or 6 with seconds first).
+        #[arg(long)]
+        cron: Option<String>,
+        /// Time zone of --cron (IANA name).
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Who: `me` (default), a member name, or @group.
+        #[arg(long, default_value = "me")]
+        to: String,
+        /// now, next or low.
+        #[arg(long, default_value = "next")]
+        priority: String,
+        /// Label shown in lists (default: the start of the text). Not sealed.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List your reminders (--all: everyone's).
+    List {
+        /// Everyone's.
+        #[arg(long)]
+        all: bool,
+        /// Include fired and cancelled ones.
+        #[arg(long)]
+        done: bool,
+    },
+    /// Cancel a reminder (yours, or any as an admin).
+    Cancel {
+        /// Reminder number.
+        number: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TaskCmd {
+    /// Create a task.
+    Create {
+        /// Title.
+        title: String,
+        /// Description.
+        #[arg(long, short, default_value = "")]
+        description: String,
+        /// simple, medium, complex or critical.
+        #[arg(long)]
+        complexity: Option<String>,
+        /// Files it touches (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        files: Vec<String>,
+        /// Tags (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Task numbers that must be done first (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        depends_on: Vec<u64>,
+        /// Assign to a member (name or id).
+        #[arg(long)]
+        assign: Option<String>,
+    },
+    /// List tasks (newest first).
+    List {
+        /// Only these statuses (comma-separated: todo,in_progress,review,done,blocked,cancelled).
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        /// Only tasks assigned to this member (name or id; `me` for yourself).
+        #[arg(long)]
+        assignee: Option<String>,
+        /// Only tasks with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Most tasks shown.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show a task and its history.
+    Show {
+        /// Task number.
+        number: u64,
+    },
+    /// Claim a todo task (exactly one claimer wins).
+    Claim {
+        /// Task number.
+        number: u64,
+    },
+    /// Give a claimed task back.
+    Release {
+        /// Task number.
+        number: u64,
+    },
+    /// Submit your task for review.
+    Submit {
+        /// Task number.
+        number: u64,
+        /// Notes for the reviewer.
+        #[arg(long, short)]
+        notes: Option<String>,
+    },
+    /// Approve a task in review (owner or admin).
+    Approve {
+        /// Task number.
+        number: u64,
+    },
+    /// Send a task in review back with feedback (owner or admin).
+    RequestChanges {
+        /// Task number.
+        number: u64,
+        /// What to change.
+        feedback: String,
+    },
+    /// Mark a task blocked.
+    Block {
+        /// Task number.
+        number: u64,
+        /// Why.
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+    /// Unblock a task.
+    Unblock {
+        /// Task number.
+        number: u64,
+    },
+    /// Cancel a task (owner or admin).
+    Cancel {
+        /// Task number.
+        number: u64,
+        /// Why.
+        #[arg(long, short)]
+        reason: Option<String>,
+    },
+    /// Assign a todo task to a member (owner or admin).
+    Assign {
+        /// Task number.
+        number: u64,
+        /// Member name or id.
+        who: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ThreadCmd {
+    /// Open a thread.
+    Open {
+        /// Topic.
+        topic: String,
+        /// First post.
+        body: String,
+        /// Members who must answer (comma-separated names or ids).
+        #[arg(long, value_delimiter = ',')]
+        waiting_on: Vec<String>,
+        /// now, next or low.
+        #[arg(long, default_value = "next")]
+        priority: String,
+    },
+    /// Reply in a thread (it then waits on the previous poster unless --waiting-on is given).
+    Reply {
+        /// Thread number.
+        number: u64,
+        /// Text.
+        body: String,
+        /// Members who must answer next (comma-separated names or ids).
+        #[arg(long, value_delimiter = ',')]
+        waiting_on: Option<Vec<String>>,
+    },
+    /// Resolve a thread.
+    Resolve {
+        /// Thread number.
+        number: u64,
+    },
+    /// Show a thread with its posts.
+    Show {
+        /// Thread number.
+        number: u64,
+    },
+    /// List open threads.
+    List {
+        /// Only threads waiting on you.
+        #[arg(long)]
+        mine: bool,
+        /// Include resolved threads.
+        #[arg(long)]
+        all: bool,
+        /// Most threads shown.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
