@@ -21,7 +21,7 @@ use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -31,9 +31,9 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use plexus_benches::{setup, Peer};
 use plexus_client::{
-    connection::{push_as, signed_hello, ClientError, Connection, TlsOptions},
-    cursor::LocalCursor,
-    seal::{open, seal_for, SealTo},
+    connection::{signed_hello, ClientError, Connection, TlsOptions},
+    seal::{seal_for, SealTo},
+    Incoming, Outcome, Policy, Session, SessionOptions, Surface,
 };
 use plexus_proto::{
     coord::{self as c, Change, CoordEvent, LockMode, Schedule},
@@ -141,7 +141,7 @@ impl Cluster {
     }
 
     fn url(&self, i: usize) -> String {
-        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let nodes = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         format!("ws://127.0.0.1:{}", nodes[i % nodes.len()].port)
     }
 
@@ -150,7 +150,7 @@ impl Cluster {
     }
 
     fn spawn(&self, i: usize) -> Result<()> {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let port = nodes[i].port;
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.log_dir.join(format!("node-{i}.log")))?;
@@ -173,7 +173,7 @@ impl Cluster {
     }
 
     fn kill9(&self, i: usize) {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(mut c) = nodes[i].child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -183,9 +183,9 @@ impl Cluster {
     /// Restart node `i` until it reports ready (it exits by itself while Redis is down).
     async fn bring_up(&self, i: usize) {
         loop {
-            let port = self.nodes.lock().unwrap_or_else(|p| p.into_inner())[i].port;
+            let port = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i].port;
             let exited = {
-                let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+                let mut nodes = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match nodes[i].child.as_mut() {
                     None => true,
                     Some(c) => c.try_wait().ok().flatten().is_some(),
@@ -249,7 +249,11 @@ async fn start_cluster(args: &Args) -> Result<Arc<Cluster>> {
     let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin.clone());
     cluster.db_url = format!("{base}/{name}");
     for _ in 0..args.nodes {
-        cluster.nodes.lock().unwrap_or_else(|p| p.into_inner()).push(Node { port: free_port()?, child: None });
+        cluster
+            .nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Node { port: free_port()?, child: None });
     }
     let cluster = Arc::new(cluster);
     for i in 0..args.nodes {
@@ -261,16 +265,12 @@ async fn start_cluster(args: &Args) -> Result<Arc<Cluster>> {
 // ---------------------------------------------------------------------------------------------
 // Clients that go through failures.
 
-async fn session(url: &str, p: &Peer, mode: SessionMode, cursor: Option<&mut LocalCursor>) -> Result<Connection> {
+/// A control connection on node `url` (senders and lockers move between nodes themselves).
+async fn session(url: &str, p: &Peer, mode: SessionMode) -> Result<Connection> {
     let conn = Connection::open(url, &TlsOptions::default()).await?;
-    let wire = cursor.as_ref().map(|c| c.to_wire()).filter(|c| c.watermark > 0 || !c.acked.is_empty());
     let hello =
-        signed_hello(&p.profile, p.profile.session_id, p.session.public_key(), mode, wire, SessionProfile::default())?;
-    let welcome = conn.call(&hello).await?;
-    if let Some(c) = cursor {
-        // The broker's watermark is the only one the cursor may take.
-        c.advance(welcome.cursor.watermark);
-    }
+        signed_hello(&p.profile, p.profile.session_id, p.session.public_key(), mode, None, SessionProfile::default())?;
+    conn.call(&hello).await?;
     Ok(conn)
 }
 
@@ -280,8 +280,8 @@ struct Tally {
     acked: Mutex<HashSet<String>>,
     /// Message texts surfaced by their receiver, with how often.
     received: Mutex<HashMap<String, u32>>,
-    /// Pushes of a sequence the receiver's cursor had already surfaced (suppressed).
-    redelivered: AtomicU64,
+    /// Messages surfaced again after an interrupted surface (marked as repeats).
+    repeats: AtomicU64,
     /// Messages that reached the wrong receiver, or did not open.
     misrouted: AtomicU64,
     /// Reminder firings surfaced: message id → count, and the reminder text of each.
@@ -310,7 +310,7 @@ async fn sender(
         loop {
             let c = match conn.as_ref() {
                 Some(c) => c,
-                None => match session(&cluster.url(node), &from, SessionMode::Control, None).await {
+                None => match session(&cluster.url(node), &from, SessionMode::Control).await {
                     Ok(c) => conn.insert(c),
                     Err(_) => {
                         node += 1;
@@ -336,7 +336,7 @@ async fn sender(
             };
             match c.call(&send).await {
                 Ok(_) => {
-                    tally.acked.lock().unwrap_or_else(|p| p.into_inner()).insert(text.clone());
+                    tally.acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(text.clone());
                     break;
                 }
                 Err(_) => {
@@ -352,67 +352,56 @@ async fn sender(
     }
 }
 
-async fn receiver(cluster: Arc<Cluster>, me: Arc<Peer>, index: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
-    let dir = cluster.log_dir.join(format!("receiver-{index}"));
-    let _ = std::fs::create_dir_all(&dir);
-    let mut cursor = LocalCursor::load(dir.join("cursor.json"));
-    let member = match me.profile.member_key() {
-        Ok(k) => k,
-        Err(_) => return,
-    };
-    let mut node = index;
-    while !stop.load(Ordering::SeqCst) {
-        let mut conn = match session(&cluster.url(node), &me, SessionMode::Session, Some(&mut cursor)).await {
-            Ok(c) => c,
-            Err(_) => {
-                node += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let mut pushes = conn.take_pushes();
-        loop {
-            let push = tokio::select! {
-                p = pushes.recv() => p,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                    if stop.load(Ordering::SeqCst) { break } else { continue }
-                }
-            };
-            let Some(push) = push else { break };
-            let Some(m) = push_as::<Message>(&push) else { continue };
-            if cursor.seen(m.seq) {
-                tally.redelivered.fetch_add(1, Ordering::Relaxed);
-            } else {
-                surface(&m, &me, &member, index, &tally);
-                if cursor.record(m.seq).is_err() {
-                    return;
-                }
-            }
-            if let Ok(a) = conn.call(&ops::Ack { seqs: vec![m.seq], read: false }).await {
-                cursor.confirm(&[m.seq], a.cursor.watermark);
-            }
+/// A receiver is a real client: `plexus_client`'s session and delivery policy, surfacing into
+/// the tally.
+struct Receiver {
+    me: usize,
+    tally: Arc<Tally>,
+}
+
+impl Surface for Receiver {
+    async fn surface(&self, i: &Incoming) -> Outcome {
+        if i.repeat {
+            self.tally.repeats.fetch_add(1, Ordering::Relaxed);
         }
-        node += 1;
+        surface(&i.message, &i.text, self.me, &self.tally);
+        Outcome::Surfaced
     }
 }
 
-fn surface(m: &Message, me: &Peer, member: &plexus_crypto::SigningKey, index: usize, tally: &Tally) {
+async fn receiver(cluster: Arc<Cluster>, me: Arc<Peer>, index: usize, tally: Arc<Tally>) {
+    let home = cluster.log_dir.join(format!("receiver-{index}"));
+    let options = SessionOptions {
+        mode: SessionMode::Session,
+        profile: SessionProfile::default(),
+        policy: Policy::default(),
+    };
+    let session = Session::new(home, me.profile.clone(), options);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    if let Err(e) = session.run(Arc::new(Receiver { me: index, tally }), tx).await {
+        eprintln!("chaos: receiver {index} stopped: {e}");
+    }
+}
+
+fn surface(m: &Message, text: &str, index: usize, tally: &Tally) {
     if m.sealing == plexus_proto::types::Sealing::Plain {
         return; // coordination events (the lockers' lock.* events)
     }
-    let Ok(text) = open(m, &me.session, member, None).map(|b| String::from_utf8_lossy(&b).into_owned()) else {
+    if text.starts_with("[cannot decrypt") {
         tally.misrouted.fetch_add(1, Ordering::Relaxed);
         return;
-    };
+    }
+    let text = text.to_owned();
     if m.subtype.as_deref() == Some("reminder") {
-        let mut r = tally.reminder_firings.lock().unwrap_or_else(|p| p.into_inner());
+        let mut r = tally.reminder_firings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         r.entry(m.id).or_insert_with(|| (text, 0)).1 += 1;
         return;
     }
     if !text.starts_with(&format!("s{index}-")) {
         tally.misrouted.fetch_add(1, Ordering::Relaxed);
     }
-    *tally.received.lock().unwrap_or_else(|p| p.into_inner()).entry(text).or_insert(0) += 1;
+    *tally.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(text).or_insert(0) += 1;
 }
 
 #[derive(Default)]
@@ -438,7 +427,7 @@ async fn locker(cluster: Arc<Cluster>, me: Arc<Peer>, index: usize, until: Insta
     while Instant::now() < until {
         let c = match conn.as_ref() {
             Some(c) => c,
-            None => match session(&cluster.url(node), &me, SessionMode::Control, None).await {
+            None => match session(&cluster.url(node), &me, SessionMode::Control).await {
                 Ok(c) => conn.insert(c),
                 Err(_) => {
                     node += 1;
@@ -458,7 +447,7 @@ async fn locker(cluster: Arc<Cluster>, me: Arc<Peer>, index: usize, until: Insta
             }
         };
         let start = Instant::now();
-        tally.received_tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(lock.token);
+        tally.received_tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(lock.token);
         if lock.token < last_token {
             tally.backwards.fetch_add(1, Ordering::Relaxed);
         }
@@ -469,7 +458,7 @@ async fn locker(cluster: Arc<Cluster>, me: Arc<Peer>, index: usize, until: Insta
         loop {
             let c = match conn.as_ref() {
                 Some(c) => c,
-                None => match session(&cluster.url(node), &me, SessionMode::Control, None).await {
+                None => match session(&cluster.url(node), &me, SessionMode::Control).await {
                     Ok(c) => conn.insert(c),
                     Err(_) => {
                         node += 1;
@@ -487,13 +476,13 @@ async fn locker(cluster: Arc<Cluster>, me: Arc<Peer>, index: usize, until: Insta
                 }
             }
         }
-        tally.holds.lock().unwrap_or_else(|p| p.into_inner()).push((lock.token, index, start, end));
+        tally.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((lock.token, index, start, end));
     }
 }
 
 /// Create the one-shot reminders (due over the run) and two cron ones (every 5 s).
 async fn create_reminders(cluster: &Cluster, creator: &Peer, target: &Peer) -> Result<Vec<(Uuid, String, bool)>> {
-    let conn = session(&cluster.url(0), creator, SessionMode::Control, None).await?;
+    let conn = session(&cluster.url(0), creator, SessionMode::Control).await?;
     let to_key = target.profile.member_key().map_err(anyhow::Error::msg)?.public_key().to_vec();
     let mut made = Vec::new();
     let n = cluster.args.reminders;
@@ -570,12 +559,11 @@ async fn run(args: &Args, cluster: Arc<Cluster>, urls: &[String]) -> Result<serd
 
     let tally = Arc::new(Tally::default());
     let locks = Arc::new(LockTally::default());
-    let stop_receivers = Arc::new(AtomicBool::new(false));
     let until = Instant::now() + Duration::from_secs(args.secs);
     let mut traffic = Vec::new();
     let mut listening = Vec::new();
     for (i, r) in receivers.iter().enumerate() {
-        listening.push(tokio::spawn(receiver(cluster.clone(), r.clone(), i, stop_receivers.clone(), tally.clone())));
+        listening.push(tokio::spawn(receiver(cluster.clone(), r.clone(), i, tally.clone())));
     }
     for (i, (s, r)) in senders.iter().zip(&receivers).enumerate() {
         traffic.push(tokio::spawn(sender(cluster.clone(), s.clone(), r.clone(), i, until, tally.clone())));
@@ -629,7 +617,7 @@ async fn run(args: &Args, cluster: Arc<Cluster>, urls: &[String]) -> Result<serd
         cluster.bring_up(i).await;
     }
     // The cron reminders stop here; their firings so far must all arrive.
-    let admin = session(&cluster.url(0), &reminder_maker, SessionMode::Control, None).await?;
+    let admin = session(&cluster.url(0), &reminder_maker, SessionMode::Control).await?;
     let mut cancelled = HashSet::new();
     for (id, _, cron) in &reminders {
         if *cron {
@@ -650,9 +638,9 @@ async fn run(args: &Args, cluster: Arc<Cluster>, urls: &[String]) -> Result<serd
         let rows = client.query("SELECT id, fire_count FROM reminders", &[]).await?;
         let counts: HashMap<Uuid, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         let expected: i64 = counts.values().sum();
-        let got = tally.reminder_firings.lock().unwrap_or_else(|p| p.into_inner()).len() as i64;
-        let acked = tally.acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let received = tally.received.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let got = tally.reminder_firings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() as i64;
+        let acked = tally.acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let received = tally.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let all_in = acked.iter().all(|t| received.contains_key(t));
         let due_done = reminders.iter().filter(|(_, _, cron)| !cron).all(|(id, _, _)| counts.get(id) == Some(&1));
         if (all_in && got >= expected && due_done) || Instant::now() > deadline {
@@ -660,19 +648,18 @@ async fn run(args: &Args, cluster: Arc<Cluster>, urls: &[String]) -> Result<serd
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    stop_receivers.store(true, Ordering::SeqCst);
     for l in listening {
-        let _ = l.await;
+        l.abort();
     }
 
     // Messages.
-    let acked = tally.acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let received = tally.received.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let acked = tally.acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let received = tally.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let lost = acked.iter().filter(|t| !received.contains_key(*t)).count();
     let duplicated: u32 = received.values().map(|n| n.saturating_sub(1)).sum();
 
     // Locks: holds must not overlap; every grant the log records was handed to a locker.
-    let mut holds = locks.holds.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut holds = locks.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     holds.sort_by_key(|h| h.2);
     let mut overlapping = 0;
     let mut latest_end: Option<Instant> = None;
@@ -691,11 +678,11 @@ async fn run(args: &Args, cluster: Arc<Cluster>, urls: &[String]) -> Result<serd
             _ => None,
         })
         .collect();
-    let handed = locks.received_tokens.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let handed = locks.received_tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let ghosts = granted.iter().filter(|t| !handed.contains(t)).count();
 
     // Reminders: each firing recorded in the database surfaced exactly once.
-    let firings = tally.reminder_firings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let firings = tally.reminder_firings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let mut per_reminder: BTreeMap<String, u32> = BTreeMap::new();
     let mut reminder_dups = 0u32;
     for (text, n) in firings.values() {
@@ -722,7 +709,7 @@ async fn run(args: &Args, cluster: Arc<Cluster>, urls: &[String]) -> Result<serd
             "acked": acked.len(),
             "received": received.len(),
             "resends": tally.resends.load(Ordering::Relaxed),
-            "redelivered_and_suppressed": tally.redelivered.load(Ordering::Relaxed),
+            "surfaced_again_marked_repeat": tally.repeats.load(Ordering::Relaxed),
         },
         "locks": { "grants": holds.len(), "logged_grants": granted.len() },
         "reminders": { "firings_due": reminders_due, "firings_received": firings.len(), "one_shots_not_fired": unfired_one_shots },

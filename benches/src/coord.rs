@@ -38,8 +38,8 @@ async fn connect(args: &Args, i: usize, p: &Peer, mode: SessionMode) -> Result<C
 }
 
 fn sorted(v: &Mutex<Vec<f64>>) -> Vec<f64> {
-    let mut v = v.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    v.sort_by(|a, b| a.total_cmp(b));
+    let mut v = v.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    v.sort_by(f64::total_cmp);
     v
 }
 
@@ -50,7 +50,7 @@ fn pcts(v: &[f64]) -> serde_json::Value {
 /// `--mode locks`: every peer acquires and releases its own path `--messages` times (no
 /// contention: the cost of the lock table itself). `--mode locks-contended`: every peer
 /// acquires one shared path with a wait, holds it for nothing, releases.
-pub async fn locks(args: &Args, peers: &[Peer], contended: bool) -> Result<()> {
+pub(crate) async fn locks(args: &Args, peers: &[Peer], contended: bool) -> Result<()> {
     let mut conns = Vec::new();
     for (i, p) in peers.iter().enumerate() {
         conns.push(Arc::new(connect(args, i, p, SessionMode::Control).await?));
@@ -75,7 +75,9 @@ pub async fn locks(args: &Args, peers: &[Peer], contended: bool) -> Result<()> {
                 };
                 match conn.call_waiting(&req, Duration::from_millis(wait_ms)).await {
                     Ok(lock) => {
-                        lat.lock().unwrap_or_else(|p| p.into_inner()).push(t.elapsed().as_secs_f64() * 1000.0);
+                        lat.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(t.elapsed().as_secs_f64() * 1000.0);
                         let rel = c::LockRelease { token: lock.token, force: false, reason: None };
                         if conn.call(&rel).await.is_err() {
                             failed.fetch_add(1, Ordering::Relaxed);
@@ -108,7 +110,7 @@ pub async fn locks(args: &Args, peers: &[Peer], contended: bool) -> Result<()> {
 
 /// `--mode claims`: the first peer creates `--messages` tasks; every peer races to claim each
 /// one. Reports tasks resolved per second, claim latency, and checks one winner per task.
-pub async fn claims(args: &Args, peers: &[Peer]) -> Result<()> {
+pub(crate) async fn claims(args: &Args, peers: &[Peer]) -> Result<()> {
     let mut conns = Vec::new();
     for (i, p) in peers.iter().enumerate() {
         conns.push(Arc::new(connect(args, i, p, SessionMode::Control).await?));
@@ -141,7 +143,7 @@ pub async fn claims(args: &Args, peers: &[Peer]) -> Result<()> {
                 let t = Instant::now();
                 let r =
                     conn.call(&c::TaskUpdate { number, action: TaskAction::Claim, note: None, assignee: None }).await;
-                lat.lock().unwrap_or_else(|p| p.into_inner()).push(t.elapsed().as_secs_f64() * 1000.0);
+                lat.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(t.elapsed().as_secs_f64() * 1000.0);
                 match r {
                     Ok(_) => wins.fetch_add(1, Ordering::Relaxed),
                     Err(_) => conflicts.fetch_add(1, Ordering::Relaxed),
@@ -175,7 +177,7 @@ pub async fn claims(args: &Args, peers: &[Peer]) -> Result<()> {
 /// member, due over `--spread-secs` starting `--lead-secs` from now; the first peer stays
 /// present and measures lateness from each reminder's due time (sealed in its body) to the
 /// push arriving.
-pub async fn reminders(args: &Args, peers: &[Peer]) -> Result<()> {
+pub(crate) async fn reminders(args: &Args, peers: &[Peer]) -> Result<()> {
     let n = args.reminders;
     let receiver = &peers[0];
     let mut recv_conn = connect(args, 0, receiver, SessionMode::Session).await?;
@@ -205,7 +207,7 @@ pub async fn reminders(args: &Args, peers: &[Peer]) -> Result<()> {
                         got.fetch_add(1, Ordering::Relaxed);
                         if let Ok(body) = open(&m, &session, &member_key, None) {
                             if let Some(due) = std::str::from_utf8(&body).ok().and_then(|s| s.parse::<u64>().ok()) {
-                                lateness.lock().unwrap_or_else(|p| p.into_inner()).push(now.saturating_sub(due) as f64);
+                                lateness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(now.saturating_sub(due) as f64);
                             }
                         }
                     }

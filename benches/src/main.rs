@@ -156,8 +156,8 @@ async fn main() -> Result<()> {
                                 let now = Instant::now();
                                 if seen.insert(m.id) {
                                     received.fetch_add(1, Ordering::Relaxed);
-                                    if let Some(t) = sent_at.lock().unwrap_or_else(|p| p.into_inner()).get(&m.id) {
-                                        latencies.lock().unwrap_or_else(|p| p.into_inner()).push(now.duration_since(*t).as_secs_f64() * 1000.0);
+                                    if let Some(t) = sent_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&m.id) {
+                                        latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(now.duration_since(*t).as_secs_f64() * 1000.0);
                                     }
                                 } else {
                                     duplicates.fetch_add(1, Ordering::Relaxed);
@@ -227,7 +227,7 @@ async fn main() -> Result<()> {
                     nonce: nonce.clone(),
                     ciphertext: ciphertext.clone(),
                 };
-                sent_at.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Instant::now());
+                sent_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, Instant::now());
                 let (conn, acked, failed) = (conn.clone(), acked.clone(), failed.clone());
                 inflight.push(tokio::spawn(async move {
                     match conn.call(&send).await {
@@ -253,8 +253,8 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total_secs = started.elapsed().as_secs_f64();
-    let mut lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    lat.sort_by(|a, b| a.total_cmp(b));
+    let mut lat = latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    lat.sort_by(f64::total_cmp);
     let acked_n = acked.load(Ordering::Relaxed);
     let received_n = received.load(Ordering::Relaxed);
     let report = json!({
@@ -332,8 +332,11 @@ async fn storm(args: &Args, peers: &[Peer]) -> Result<()> {
                         if first {
                             connected.fetch_add(1, Ordering::SeqCst);
                             first = false;
-                        } else if let Some(t) = *killed_at.lock().unwrap_or_else(|p| p.into_inner()) {
-                            resumed.lock().unwrap_or_else(|p| p.into_inner()).push(t.elapsed().as_secs_f64() * 1000.0);
+                        } else if let Some(t) = *killed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+                            resumed
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(t.elapsed().as_secs_f64() * 1000.0);
                             return;
                         }
                         while conn.next_push().await.is_some() {}
@@ -350,14 +353,16 @@ async fn storm(args: &Args, peers: &[Peer]) -> Result<()> {
     while connected.load(Ordering::SeqCst) < peers.len() as u64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    *killed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    *killed_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     std::process::Command::new("kill").args(["-9", &pid.to_string()]).status()?;
     let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
-    while resumed.lock().unwrap_or_else(|p| p.into_inner()).len() < victims.len() && Instant::now() < deadline {
+    while resumed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() < victims.len()
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut times = resumed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    times.sort_by(|a, b| a.total_cmp(b));
+    let mut times = resumed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    times.sort_by(f64::total_cmp);
     println!(
         "{}",
         json!({

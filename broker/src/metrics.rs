@@ -198,7 +198,7 @@ pub struct Backlog {
 impl Backlog {
     /// A session's unacknowledged count and the commit time (ms) of its oldest; `None` removes.
     pub fn report(&self, session: uuid::Uuid, state: Option<(usize, u64)>) {
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match state {
             Some(v) if v.0 > 0 => {
                 s.insert(session, v);
@@ -211,7 +211,7 @@ impl Backlog {
 
     /// (total messages, oldest age in seconds) at `now_ms`.
     pub fn summary(&self, now_ms: u64) -> (usize, f64) {
-        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let total = s.values().map(|v| v.0).sum();
         let oldest = s.values().map(|v| v.1).min().map(|t| now_ms.saturating_sub(t) as f64 / 1000.0).unwrap_or(0.0);
         (total, oldest)

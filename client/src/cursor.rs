@@ -156,6 +156,9 @@ impl LocalCursor {
             acked: self.pending.iter().copied().collect(),
             surfacing: self.in_flight.iter().chain(&self.interrupted).copied().collect(),
         };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let tmp = self.path.with_extension("tmp");
         {
             let mut f = crate::profile::create_private(&tmp)?;

@@ -311,7 +311,7 @@ impl Peer {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str(&line) {
-                    sink.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+                    sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(v);
                 }
             }
         });
@@ -346,7 +346,7 @@ pub struct Follower {
 impl Follower {
     /// Lines printed so far.
     pub fn lines(&self) -> Vec<Value> {
-        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Texts of the messages printed so far.
@@ -508,7 +508,7 @@ pub async fn session_for(broker_url: &str, profile: &Profile, mode: SessionMode)
 /// `$HOME/.cache/plexus/mcp-venv`, created on first use.
 pub fn mcp_python() -> PathBuf {
     static READY: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
-    let mut ready = READY.lock().unwrap_or_else(|p| p.into_inner());
+    let mut ready = READY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(p) = ready.as_ref() {
         return p.clone();
     }

@@ -17,7 +17,7 @@ async fn watch_tails_messages_and_presence() {
     // Watch is not presence: alice is not listed while only watching.
     assert!(wait_until(T, || bob.json(&["peers"])["peers"]
         .as_array()
-        .map(|a| a.is_empty())
+        .map(std::vec::Vec::is_empty)
         .unwrap_or(false)
         .then_some(()))
     .await
@@ -59,13 +59,14 @@ async fn invites_and_member_removal_through_the_cli() {
     let denied = bob.run(&["invite", "list"]);
     assert!(!denied.status.success());
     let mut follower = bob.spawn_json(&["inbox", "--follow"]);
-    assert!(wait_until(T, || (alice.json(&["peers"])["peers"].as_array().map(|a| a.len()) == Some(1)).then_some(()))
-        .await
-        .is_some());
+    assert!(wait_until(T, || (alice.json(&["peers"])["peers"].as_array().map(std::vec::Vec::len) == Some(1))
+        .then_some(()))
+    .await
+    .is_some());
     alice.json(&["member", "remove", "bob"]);
     let members: Vec<Value> = alice.json(&["members"])["members"].as_array().unwrap().clone();
     assert_eq!(members.len(), 1);
-    assert!(wait_until(T, || (alice.json(&["peers"])["peers"].as_array().map(|a| a.is_empty()) == Some(true))
+    assert!(wait_until(T, || (alice.json(&["peers"])["peers"].as_array().map(std::vec::Vec::is_empty) == Some(true))
         .then_some(()))
     .await
     .is_some());

@@ -43,7 +43,7 @@ async fn concurrent_compare_and_set_has_one_winner_per_version() {
         let wins: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
         assert_eq!(wins.len(), 1, "round {round}: {results:?}");
         assert_eq!(wins[0].version, round + 1);
-        for r in results.into_iter().filter(|r| r.is_err()) {
+        for r in results.into_iter().filter(std::result::Result::is_err) {
             assert_eq!(code(r), ErrorCode::Conflict);
         }
     }
@@ -83,7 +83,7 @@ async fn fifty_claims_from_two_nodes_have_exactly_one_winner() {
     let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(winners.len(), 1, "{results:?}");
     assert_eq!(winners[0].status, TaskStatus::InProgress);
-    for r in results.into_iter().filter(|r| r.is_err()) {
+    for r in results.into_iter().filter(std::result::Result::is_err) {
         assert_eq!(code(r), ErrorCode::Conflict);
     }
     let detail = owner.conn.call(&c::TaskGet { number: task.number }).await.unwrap();

@@ -26,7 +26,7 @@ async fn dm_group_and_broadcast_at_each_priority() {
     // Both present before sending, so pushes are live.
     assert!(plexus_e2e::wait_until(T, || {
         let peers = alice.json(&["peers"])["peers"].clone();
-        (peers.as_array().map(|a| a.len()) == Some(2)).then_some(())
+        (peers.as_array().map(std::vec::Vec::len) == Some(2)).then_some(())
     })
     .await
     .is_some());
@@ -72,8 +72,9 @@ async fn next_is_held_while_working_and_pushed_on_idle() {
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
     let (alice, bob) = (&mesh.peers[0], &mesh.peers[1]);
     let bob_f = bob.spawn_json(&["inbox", "--follow", "--status", "working"]);
-    assert!(plexus_e2e::wait_until(T, || (alice.json(&["peers"])["peers"].as_array().map(|a| a.len()) == Some(1))
-        .then_some(()))
+    assert!(plexus_e2e::wait_until(T, || (alice.json(&["peers"])["peers"].as_array().map(std::vec::Vec::len)
+        == Some(1))
+    .then_some(()))
     .await
     .is_some());
 

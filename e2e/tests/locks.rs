@@ -86,7 +86,7 @@ async fn waiters_are_served_in_order_and_shared_locks_coexist() {
     let refused = s[2].conn.call(&acquire("docs/*.md", LockMode::Exclusive, 0)).await;
     match refused {
         Err(ClientError::Remote { code: ErrorCode::Conflict, message }) => {
-            assert!(message.contains("holds docs/") && message.contains("shared"), "{message}")
+            assert!(message.contains("holds docs/") && message.contains("shared"), "{message}");
         }
         other => panic!("{other:?}"),
     }

@@ -51,20 +51,20 @@ fn codec(c: &mut Criterion) {
         b.iter(|| {
             let body = encode_body(black_box(&send_body())).unwrap();
             encode_request(&Request { v: 1, id: 9, op: "send".into(), body }).unwrap()
-        })
+        });
     });
     c.bench_function("decode send request", |b| {
         b.iter(|| {
             let r = decode_request(black_box(&req_bytes)).unwrap();
             decode_body::<ops::Send>("send", &r.body).unwrap()
-        })
+        });
     });
     let msg = message();
     c.bench_function("encode message push", |b| {
         b.iter(|| {
             let body = encode_body(black_box(&msg)).unwrap();
             encode_server_frame(&ServerFrame::Push(Push { push: "message".into(), body })).unwrap()
-        })
+        });
     });
 }
 

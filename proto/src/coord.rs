@@ -821,7 +821,7 @@ fn default_lock_ttl() -> u64 {
 pub fn check_lock_pattern(pattern: &str) -> Result<(), ProtoError> {
     let field = "pattern";
     check_required(field, pattern, MAX_PATTERN)?;
-    if pattern.chars().any(|c| c.is_control()) {
+    if pattern.chars().any(char::is_control) {
         return Err(ProtoError::Invalid { field, reason: "has control characters" });
     }
     if pattern.contains(['[', ']', '{', '}']) {

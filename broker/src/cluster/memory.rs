@@ -19,18 +19,18 @@ pub struct MemoryFanOut {
 
 impl FanOut for MemoryFanOut {
     fn publish(&self, mesh_id: Uuid, event: MeshEvent) {
-        let sink = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).get(&mesh_id).cloned();
+        let sink = self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&mesh_id).cloned();
         if let Some(sink) = sink {
             sink(event);
         }
     }
 
     fn subscribe(&self, mesh_id: Uuid, sink: EventSink) {
-        self.sinks.lock().unwrap_or_else(|p| p.into_inner()).insert(mesh_id, sink);
+        self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(mesh_id, sink);
     }
 
     fn unsubscribe(&self, mesh_id: Uuid) {
-        self.sinks.lock().unwrap_or_else(|p| p.into_inner()).remove(&mesh_id);
+        self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&mesh_id);
     }
 }
 
@@ -43,12 +43,12 @@ pub struct MemoryPresence {
 #[async_trait::async_trait]
 impl PresenceDirectory for MemoryPresence {
     async fn upsert(&self, mesh_id: Uuid, peer: PeerInfo) -> Option<PeerInfo> {
-        let mut m = self.meshes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.meshes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         m.entry(mesh_id).or_default().insert(peer.session_id, peer)
     }
 
     async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool {
-        let mut m = self.meshes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.meshes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(sessions) = m.get_mut(&mesh_id) else { return false };
         let removed = sessions.remove(&session_id).is_some();
         if sessions.is_empty() {
@@ -58,7 +58,7 @@ impl PresenceDirectory for MemoryPresence {
     }
 
     async fn list(&self, mesh_id: Uuid) -> Vec<PeerInfo> {
-        let m = self.meshes.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.meshes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut peers: Vec<PeerInfo> = m.get(&mesh_id).map(|s| s.values().cloned().collect()).unwrap_or_default();
         peers.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.session_id.cmp(&b.session_id)));
         peers
@@ -86,7 +86,7 @@ struct LocksInner {
 #[async_trait::async_trait]
 impl LockService for MemoryLocks {
     async fn try_acquire(&self, scope: Uuid, key: &str, holder: &str, ttl: Duration) -> Option<LockGrant> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         if let Some(h) = inner.held.get(key) {
             if h.expires > now {
@@ -101,7 +101,7 @@ impl LockService for MemoryLocks {
     }
 
     async fn renew(&self, key: &str, holder: &str, token: u64, ttl: Duration) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         match inner.held.get_mut(key) {
             Some(h) if h.holder == holder && h.token == token && h.expires > now => {
@@ -113,7 +113,7 @@ impl LockService for MemoryLocks {
     }
 
     async fn release(&self, key: &str, holder: &str, token: u64) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match inner.held.get(key) {
             Some(h) if h.holder == holder && h.token == token => {
                 inner.held.remove(key);

@@ -95,7 +95,7 @@ impl RedisFanOut {
 
 impl FanOut for RedisFanOut {
     fn publish(&self, mesh_id: Uuid, event: MeshEvent) {
-        let local = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).get(&mesh_id).cloned();
+        let local = self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&mesh_id).cloned();
         match rmp_serde::to_vec_named(&Envelope { origin: self.node_id.clone(), event: event.clone() }) {
             Ok(bytes) => {
                 let _ = self.publish.send((mesh_id, bytes));
@@ -108,14 +108,15 @@ impl FanOut for RedisFanOut {
     }
 
     fn subscribe(&self, mesh_id: Uuid, sink: EventSink) {
-        let fresh = self.sinks.lock().unwrap_or_else(|p| p.into_inner()).insert(mesh_id, sink).is_none();
+        let fresh =
+            self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(mesh_id, sink).is_none();
         if fresh {
             let _ = self.control.send(SubControl::Subscribe(self.channel(mesh_id)));
         }
     }
 
     fn unsubscribe(&self, mesh_id: Uuid) {
-        if self.sinks.lock().unwrap_or_else(|p| p.into_inner()).remove(&mesh_id).is_some() {
+        if self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&mesh_id).is_some() {
             let _ = self.control.send(SubControl::Unsubscribe(self.channel(mesh_id)));
         }
     }
@@ -176,7 +177,7 @@ async fn run_subscriber(
         };
         let (mut sink, mut stream) = pubsub.split();
         let channels: Vec<String> = {
-            let map = sinks.lock().unwrap_or_else(|p| p.into_inner());
+            let map = sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             map.keys().map(|m| format!("{prefix}mesh:{m}")).collect()
         };
         while control.try_recv().is_ok() {}
@@ -188,7 +189,8 @@ async fn run_subscriber(
         established.store(true, std::sync::atomic::Ordering::SeqCst);
         if !first {
             // Events published while we were disconnected are in the log: every router catches up.
-            let all: Vec<EventSink> = sinks.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            let all: Vec<EventSink> =
+                sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
             for s in all {
                 s(MeshEvent::Resync);
             }
@@ -206,7 +208,7 @@ async fn run_subscriber(
                     if env.origin == node_id {
                         continue;
                     }
-                    let target = sinks.lock().unwrap_or_else(|p| p.into_inner()).get(&mesh).cloned();
+                    let target = sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&mesh).cloned();
                     if let Some(s) = target {
                         s(env.event);
                     }

@@ -71,7 +71,7 @@ impl Refusal {
 impl Admission {
     /// Admit a socket from `addr` (unknown addresses count only against the node limit).
     pub fn admit(self: &Arc<Self>, addr: Option<IpAddr>, limits: Limits) -> Result<Slot, Refusal> {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if c.total >= limits.max_connections {
             return Err(Refusal::NodeFull);
         }
@@ -91,7 +91,7 @@ impl Admission {
 
     /// Connections open on this node.
     pub fn open(&self) -> usize {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
+        self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total
     }
 }
 
@@ -107,7 +107,7 @@ impl Slot {
     pub fn authenticated(&self) {
         if self.pending.swap(false, Ordering::SeqCst) {
             if let Some(ip) = self.addr {
-                let mut c = self.admission.counts.lock().unwrap_or_else(|p| p.into_inner());
+                let mut c = self.admission.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if let Some(e) = c.per_address.get_mut(&ip) {
                     e.1 = e.1.saturating_sub(1);
                 }
@@ -119,7 +119,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let was_pending = self.pending.load(Ordering::SeqCst);
-        let mut c = self.admission.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.admission.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         c.total = c.total.saturating_sub(1);
         if let Some(ip) = self.addr {
             let gone = match c.per_address.get_mut(&ip) {

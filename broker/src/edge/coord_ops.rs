@@ -50,21 +50,21 @@ pub async fn handle(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static
                 Ok(b) => locks::acquire(broker, &sender(a), &b, || !conn.frames.is_closed()).await,
                 Err(e) => Err(e),
             };
-            respond(conn, req.id, op, result)
+            respond(conn, req.id, op, result);
         }
         c::LockRenew::NAME => {
             let result = match body::<c::LockRenew>(req) {
                 Ok(b) => locks::renew(broker, &sender(a), &b).await,
                 Err(e) => Err(e),
             };
-            respond(conn, req.id, op, result)
+            respond(conn, req.id, op, result);
         }
         c::LockRelease::NAME => {
             let result = match body::<c::LockRelease>(req) {
                 Ok(b) => locks::release(broker, &sender(a), a.role, &b).await.map(|()| Done {}),
                 Err(e) => Err(e),
             };
-            respond(conn, req.id, op, result)
+            respond(conn, req.id, op, result);
         }
         c::RemindCreate::NAME => respond(conn, req.id, op, remind_create(broker, a, req).await),
         c::RemindList::NAME => respond(conn, req.id, op, remind_list(broker, a, req).await),
@@ -74,7 +74,7 @@ pub async fn handle(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static
                 Ok(_) => locks::list(broker, a.mesh_id).await,
                 Err(e) => Err(e),
             };
-            respond(conn, req.id, op, result)
+            respond(conn, req.id, op, result);
         }
         _ => return false,
     }

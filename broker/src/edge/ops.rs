@@ -382,7 +382,11 @@ async fn peers(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::PeerLi
 
 async fn members(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MemberList, OpError> {
     let _: ops::Members = body(req)?;
-    let members = meshes::members(&broker.pool, a.mesh_id).await?.iter().map(|m| m.info()).collect();
+    let members = meshes::members(&broker.pool, a.mesh_id)
+        .await?
+        .iter()
+        .map(super::super::store::meshes::MemberRow::info)
+        .collect();
     Ok(ops::MemberList { members })
 }
 

@@ -185,7 +185,7 @@ pub async fn task_insert(tx: &Transaction<'_>, mesh_id: Uuid, t: &NewTask<'_>) -
                 &num(number),
                 &t.title,
                 &t.description,
-                &t.complexity.map(|c| c.as_str()),
+                &t.complexity.map(plexus_proto::coord::Complexity::as_str),
                 &t.files,
                 &t.tags,
                 &deps,
@@ -263,7 +263,16 @@ pub async fn task_history_add(
     tx.execute(
         "INSERT INTO task_history (mesh_id, number, actor_id, actor_name, action, from_status, to_status, note)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[&mesh_id, &num(number), &actor.0, &actor.1, &action, &from.map(|s| s.as_str()), &to.as_str(), &note],
+        &[
+            &mesh_id,
+            &num(number),
+            &actor.0,
+            &actor.1,
+            &action,
+            &from.map(plexus_proto::coord::TaskStatus::as_str),
+            &to.as_str(),
+            &note,
+        ],
     )
     .await?;
     Ok(())
