@@ -371,11 +371,8 @@ impl Surface for Receiver {
 
 async fn receiver(cluster: Arc<Cluster>, me: Arc<Peer>, index: usize, tally: Arc<Tally>) {
     let home = cluster.log_dir.join(format!("receiver-{index}"));
-    let options = SessionOptions {
-        mode: SessionMode::Session,
-        profile: SessionProfile::default(),
-        policy: Policy::default(),
-    };
+    let options =
+        SessionOptions { mode: SessionMode::Session, profile: SessionProfile::default(), policy: Policy::default() };
     let session = Session::new(home, me.profile.clone(), options);
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while events.recv().await.is_some() {} });

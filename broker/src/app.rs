@@ -1,6 +1,6 @@
 //! The node's services, wired together: configuration, the Postgres pool, the log and receipt
-//! writers, the cluster seams and the root actor. One [`Broker`] per process, shared by the
-//! edge and every actor.
+//! writers, the cluster seams, coordination and the actor tree, each actor given only the
+//! handles it uses. One [`Broker`] per process, shared by the edge.
 
 use std::{
     sync::{
@@ -16,18 +16,24 @@ use uuid::Uuid;
 
 use crate::{
     actors::{
+        env::{MeshEnv, PgStore, ReminderEnv, SessionEnv},
         mesh_supervisor::MeshSupervisorMsg,
         node_supervisor::{NodeMsg, NodeSupervisor},
         presence_session::{SessionMsg, SessionSpec},
+        reminders::{ReminderScheduler, SchedulerMsg},
     },
-    cluster::{FanOut, LockService, MeshEvent, PresenceDirectory},
+    clock::{Clock, SystemClock},
+    cluster::{FanOut, Liveness, MeshEvent, PresenceDirectory, SingleNode},
     config::Config,
+    coord::{reminders::Firer, Coord},
     error::OpError,
     status::StatusRules,
     store::{self, log::LogWriter, receipts::ReceiptWriter},
 };
 
-/// Everything a node shares between its edge and its actors.
+/// The node as the edge sees it: configuration, the store and writers, the cluster seams, the
+/// coordination services and the root actor. Actors never get this; they get the narrow
+/// environments in [`crate::actors::env`].
 pub struct Broker {
     /// Configuration.
     pub cfg: Config,
@@ -38,35 +44,27 @@ pub struct Broker {
     /// Group-committing log writer.
     pub log: LogWriter,
     /// Receipt writer.
-    pub receipts: ReceiptWriter,
+    pub receipts: Arc<ReceiptWriter>,
     /// Fan-out between nodes.
     pub fanout: Arc<dyn FanOut>,
     /// Presence directory.
     pub presence: Arc<dyn PresenceDirectory>,
-    /// Lock primitive.
-    pub locks: Arc<dyn LockService>,
+    /// Coordination: state, locks, tasks, threads, memory, reminders.
+    pub coord: Arc<Coord>,
     /// The Redis node directory (liveness leases), in cluster mode.
-    pub directory: Option<Arc<crate::cluster::redis::RedisPresence>>,
-    /// Status engine rules.
-    pub rules: StatusRules,
+    directory: Option<Arc<crate::cluster::redis::RedisPresence>>,
     /// The broker's own multi-threaded runtime (actors, dispatchers, writers).
     pub rt: tokio::runtime::Handle,
     /// Root actor (set once right after start).
     node: std::sync::OnceLock<ActorRef<NodeMsg>>,
-    /// Replay batches allowed to run at once.
-    pub replay_slots: tokio::sync::Semaphore,
     /// Whether migrations are done and the node accepts sessions.
     pub ready: AtomicBool,
     /// Set once when the node starts draining; every connection closes with `ServerShutdown`.
     pub shutdown: tokio::sync::watch::Sender<bool>,
-    /// Wakes this node's queued lock acquires when a lock here was released or granted.
-    pub lock_wake: tokio::sync::Notify,
     /// Unacknowledged messages per present session (for the backlog gauges).
-    pub backlog: crate::metrics::Backlog,
-    /// Fires due reminders in batches.
-    pub firer: crate::coord::reminders::Firer,
-    /// This node's reminder scheduler (poked when a reminder due soon is created here).
-    pub reminders: std::sync::OnceLock<ActorRef<crate::actors::reminders::SchedulerMsg>>,
+    pub backlog: Arc<crate::metrics::Backlog>,
+    /// This node's reminder scheduler.
+    reminders: std::sync::OnceLock<ActorRef<SchedulerMsg>>,
     next_conn_id: AtomicU64,
     /// Connection counts and limits.
     pub admission: Arc<crate::edge::admission::Admission>,
@@ -86,8 +84,12 @@ impl Broker {
         let version = store::migrate::migrate(&pool).await?;
         tracing::info!(%node_id, schema = version, "database ready");
 
-        let crate::cluster::Seams { fanout, presence, locks, cluster } =
+        let crate::cluster::Seams { fanout, presence, cluster } =
             crate::cluster::Seams::build(&cfg.redis, &node_id).await?;
+        let liveness: Arc<dyn Liveness> = match &cluster {
+            Some(directory) => directory.clone(),
+            None => Arc::new(SingleNode(node_id.clone())),
+        };
         let publish = fanout.clone();
         let log = LogWriter::start(
             pool.clone(),
@@ -104,12 +106,48 @@ impl Broker {
                 publish.publish(mesh_id, MeshEvent::Message(msg));
             }),
         );
-        let receipts = ReceiptWriter::start(pool.clone(), 2048);
-        let firer = crate::coord::reminders::Firer::start(pool.clone(), log.clone(), 2048);
-        let rules = StatusRules {
-            freshness: Duration::from_secs(cfg.presence.freshness_secs),
-            working_ttl: Duration::from_secs(cfg.presence.working_ttl_secs),
-        };
+        let receipts = Arc::new(ReceiptWriter::start(pool.clone(), 2048));
+        let store = Arc::new(PgStore { pool: pool.clone() });
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let backlog = Arc::new(crate::metrics::Backlog::default());
+        let due_soon = Arc::new(tokio::sync::Notify::new());
+        let coord = Arc::new(Coord {
+            pool: pool.clone(),
+            fanout: fanout.clone(),
+            lock_wake: tokio::sync::Notify::new(),
+            node_id: node_id.clone(),
+            liveness: liveness.clone(),
+            cfg: cfg.coordination.clone(),
+            reminders_due_soon: due_soon.clone(),
+        });
+        let sessions = Arc::new(SessionEnv {
+            store: store.clone(),
+            presence: presence.clone(),
+            fanout: fanout.clone(),
+            receipts: receipts.clone(),
+            locks: coord.clone(),
+            backlog: backlog.clone(),
+            rules: StatusRules {
+                freshness: Duration::from_secs(cfg.presence.freshness_secs),
+                working_ttl: Duration::from_secs(cfg.presence.working_ttl_secs),
+            },
+            replay_batch: cfg.delivery.replay_batch.max(1),
+            replay_slots: Arc::new(tokio::sync::Semaphore::new(cfg.delivery.max_concurrent_replays)),
+            sweep_every: Duration::from_secs(cfg.presence.sweep_interval_secs.max(1)),
+            clock: clock.clone(),
+        });
+        let mesh_env = Arc::new(MeshEnv { fanout: fanout.clone(), log: store.clone(), sessions });
+        let reminder_env = Arc::new(ReminderEnv {
+            store,
+            firer: Arc::new(Firer::start(pool.clone(), log.clone(), 2048)),
+            node_id: node_id.clone(),
+            liveness,
+            horizon: Duration::from_secs(cfg.coordination.reminder_horizon_secs.max(1)),
+            claim_every: Duration::from_millis(cfg.coordination.reminder_claim_interval_ms.max(50)),
+            claim_batch: i64::from(cfg.coordination.reminder_claim_batch),
+            clock,
+            due_soon,
+        });
         let broker = Arc::new(Broker {
             node_id,
             pool,
@@ -117,27 +155,23 @@ impl Broker {
             receipts,
             fanout,
             presence,
-            locks,
+            coord: coord.clone(),
             directory: cluster.clone(),
-            rules,
             rt: tokio::runtime::Handle::current(),
-            replay_slots: tokio::sync::Semaphore::new(cfg.delivery.max_concurrent_replays),
             node: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
-            lock_wake: tokio::sync::Notify::new(),
-            backlog: Default::default(),
-            firer,
+            backlog,
             reminders: std::sync::OnceLock::new(),
             next_conn_id: AtomicU64::new(1),
             admission: Arc::default(),
             cfg,
         });
-        let (node, _) = Actor::spawn(None, NodeSupervisor, broker.clone()).await?;
+        let (node, _) = Actor::spawn(None, NodeSupervisor, mesh_env).await?;
         let _ = broker.node.set(node);
         spawn_housekeeping(broker.clone());
-        crate::coord::locks::spawn_sweeper(broker.clone());
-        let (scheduler, _) = Actor::spawn(None, crate::actors::reminders::ReminderScheduler, broker.clone()).await?;
+        crate::coord::locks::spawn_sweeper(coord);
+        let (scheduler, _) = Actor::spawn(None, ReminderScheduler, reminder_env).await?;
         let _ = broker.reminders.set(scheduler);
         match cluster {
             Some(directory) => spawn_cluster_membership(broker.clone(), directory),
@@ -145,15 +179,6 @@ impl Broker {
         }
         broker.ready.store(true, Ordering::SeqCst);
         Ok(broker)
-    }
-
-    /// Ids of the live nodes (their liveness lease in Redis is current); just this node in
-    /// single-node mode. `None` when Redis cannot be asked right now.
-    pub async fn live_node_ids(&self) -> Option<Vec<String>> {
-        match &self.directory {
-            None => Some(vec![self.node_id.clone()]),
-            Some(d) => d.live_node_ids().await.ok(),
-        }
     }
 
     /// A fresh connection id.
@@ -220,12 +245,7 @@ pub async fn drain(broker: Arc<Broker>) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not hand over reminders; they move when the lease lapses"),
     }
-    let closed = async {
-        while crate::metrics::connections().get() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), closed).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), broker.admission.all_closed()).await;
     broker.log.flush().await;
     if let Some(directory) = &broker.directory {
         if let Err(e) = directory.leave().await {
@@ -262,7 +282,7 @@ fn spawn_cluster_membership(broker: Arc<Broker>, directory: Arc<crate::cluster::
             match directory.reap_dead_nodes().await {
                 Ok(gone) => {
                     for (mesh_id, peer) in gone {
-                        crate::coord::locks::session_ended(&broker, mesh_id, peer.session_id).await;
+                        crate::coord::locks::session_ended(&broker.coord, mesh_id, peer.session_id).await;
                         let event =
                             plexus_proto::push::PeerEvent { change: plexus_proto::push::PeerChange::Left, peer };
                         broker.fanout.publish(mesh_id, MeshEvent::Peer(Arc::new(event)));

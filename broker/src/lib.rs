@@ -5,6 +5,7 @@
 //! - [`app`] — [`app::Broker`], the node's services wired together.
 //! - [`edge`] — HTTP/WebSocket edge: routes, connection tasks, request dispatch, op handlers.
 //! - [`actors`] — the ractor tree: NodeSupervisor → MeshSupervisor → MeshActor, PresenceSession.
+//! - [`clock`] — time as a seam, so schedulers run under paused time in tests.
 //! - [`cluster`] — fan-out, presence directory and lock seams (in-memory for one node).
 //! - [`store`] — Postgres: migrations, meshes/members/invites, the event log, receipts.
 //! - [`coord`] — coordination policy: task workflow steps, thread hand-offs (pure).
@@ -15,6 +16,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod coord;

@@ -3,17 +3,14 @@
 //! node ids play two nodes.
 
 use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use plexus_broker::cluster::{
-    memory::{MemoryFanOut, MemoryLocks, MemoryPresence},
-    redis::{connect, RedisFanOut, RedisLocks, RedisPresence},
-    FanOut, LockService, MeshEvent, PresenceDirectory,
+    memory::{MemoryFanOut, MemoryPresence},
+    redis::{connect, RedisFanOut, RedisPresence},
+    FanOut, Liveness, MeshEvent, PresenceDirectory, SingleNode,
 };
 use plexus_e2e::wait_until;
 use plexus_proto::types::{PeerInfo, SessionProfile, Status, StatusSource};
@@ -108,53 +105,6 @@ async fn presence_suite(a: &dyn PresenceDirectory, b: &dyn PresenceDirectory) {
     assert!(b.list(Uuid::new_v4()).await.is_empty());
 }
 
-async fn lock_suite(a: Arc<dyn LockService>, b: Arc<dyn LockService>) {
-    let scope = Uuid::new_v4();
-    let key = format!("{scope}/src/main.rs");
-    let g1 = a.try_acquire(scope, &key, "h1", Duration::from_millis(300)).await.expect("free lock");
-    assert!(b.try_acquire(scope, &key, "h2", Duration::from_secs(5)).await.is_none(), "two holders");
-    assert!(!b.release(&key, "h2", g1.fencing_token).await, "a non-holder released");
-    assert!(b.renew(&key, "h1", g1.fencing_token, Duration::from_millis(300)).await, "holder renews from any node");
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert!(!a.renew(&key, "h1", g1.fencing_token, Duration::from_secs(1)).await, "an expired holder renewed");
-    let g2 = b.try_acquire(scope, &key, "h2", Duration::from_secs(5)).await.expect("expired lock is free");
-    assert!(g2.fencing_token > g1.fencing_token, "fencing tokens must increase");
-    assert!(!a.release(&key, "h1", g1.fencing_token).await, "a stale holder released");
-    assert!(a.release(&key, "h2", g2.fencing_token).await);
-
-    // Many contenders on both nodes: never two holders at once, tokens strictly increase.
-    let holders = Arc::new(AtomicUsize::new(0));
-    let tokens: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let mut tasks = Vec::new();
-    for t in 0..16 {
-        let svc = if t % 2 == 0 { a.clone() } else { b.clone() };
-        let (holders, tokens, key) = (holders.clone(), tokens.clone(), key.clone());
-        tasks.push(tokio::spawn(async move {
-            let me = format!("c{t}");
-            let mut wins = 0;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-            while wins < 3 && tokio::time::Instant::now() < deadline {
-                if let Some(g) = svc.try_acquire(scope, &key, &me, Duration::from_secs(5)).await {
-                    assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
-                    tokens.lock().unwrap().push(g.fencing_token);
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    holders.fetch_sub(1, Ordering::SeqCst);
-                    assert!(svc.release(&key, &me, g.fencing_token).await);
-                    wins += 1;
-                } else {
-                    tokio::task::yield_now().await;
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let tokens = tokens.lock().unwrap().clone();
-    assert!(tokens.len() >= 16, "contention starved everyone: {} grants", tokens.len());
-    assert!(tokens.windows(2).all(|w| w[1] > w[0]), "tokens not strictly increasing in grant order: {tokens:?}");
-}
-
 #[tokio::test]
 async fn memory_fanout() {
     let f = MemoryFanOut::default();
@@ -165,12 +115,6 @@ async fn memory_fanout() {
 async fn memory_presence() {
     let p = MemoryPresence::default();
     presence_suite(&p, &p).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_locks() {
-    let l: Arc<dyn LockService> = Arc::new(MemoryLocks::default());
-    lock_suite(l.clone(), l).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,14 +145,6 @@ async fn redis_presence_shared_by_two_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_locks_across_two_nodes() {
-    let prefix = prefix();
-    let (_, a) = connect(&redis_url()).await.unwrap();
-    let (_, b) = connect(&redis_url()).await.unwrap();
-    lock_suite(Arc::new(RedisLocks::new(a, prefix.clone())), Arc::new(RedisLocks::new(b, prefix))).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_presence_only_the_owning_node_removes_and_dead_nodes_are_reaped_once() {
     let prefix = prefix();
     let (_, a) = connect(&redis_url()).await.unwrap();
@@ -232,6 +168,9 @@ async fn redis_presence_only_the_owning_node_removes_and_dead_nodes_are_reaped_o
     let stays = peer("stays-on-a");
     assert!(na.upsert(mesh, stays.clone()).await.is_none());
     assert_eq!(nb.live_nodes().await.unwrap(), 3);
+    let mut live = Liveness::live_node_ids(&nc).await.expect("redis answers");
+    live.sort();
+    assert_eq!(live, ["a", "b", "c"]);
     // a dies (stops heartbeating); b and c both try to reap.
     tokio::time::sleep(Duration::from_millis(450)).await;
     nb.heartbeat(ttl).await.unwrap();
@@ -242,4 +181,12 @@ async fn redis_presence_only_the_owning_node_removes_and_dead_nodes_are_reaped_o
     assert_eq!(gone, vec![stays.session_id], "exactly one leave, and only for the session still on a");
     assert_eq!(nb.list(mesh).await, vec![moved]);
     assert_eq!(nb.live_nodes().await.unwrap(), 2);
+    let mut live = Liveness::live_node_ids(&na).await.expect("redis answers");
+    live.sort();
+    assert_eq!(live, ["b", "c"], "a dead node is not live to anyone, itself included");
+}
+
+#[tokio::test]
+async fn a_single_node_is_the_whole_cluster() {
+    assert_eq!(SingleNode("solo".into()).live_node_ids().await, Some(vec!["solo".to_owned()]));
 }

@@ -1238,34 +1238,6 @@ pub enum Change {
     },
 }
 
-/// Every coordination op name.
-pub const COORD_OPS: &[&str] = &[
-    StateGet::NAME,
-    StateSet::NAME,
-    StateDelete::NAME,
-    StateList::NAME,
-    TaskCreate::NAME,
-    TaskGet::NAME,
-    TaskList::NAME,
-    TaskUpdate::NAME,
-    ThreadOpen::NAME,
-    ThreadReply::NAME,
-    ThreadResolve::NAME,
-    ThreadGet::NAME,
-    ThreadList::NAME,
-    Remember::NAME,
-    Recall::NAME,
-    Forget::NAME,
-    Search::NAME,
-    LockAcquire::NAME,
-    LockRenew::NAME,
-    LockRelease::NAME,
-    LockList::NAME,
-    RemindCreate::NAME,
-    RemindList::NAME,
-    RemindCancel::NAME,
-];
-
 // An event carries at most one value or text plus its object; JSON escaping of text without
 // control characters at most doubles it, so every event fits a frame.
 const _: () = assert!(limits::MAX_FRAME_BYTES >= 2 * (MAX_STATE_VALUE + MAX_TEXT) + 64 * 1024);

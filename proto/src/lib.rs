@@ -34,11 +34,6 @@ pub use envelope::{
 pub use ops::Op;
 pub use push::PushBody;
 
-/// The static name of a known op (for metrics labels and dispatch), or `None`.
-pub fn known_op(name: &str) -> Option<&'static str> {
-    ops::ALL_OPS.iter().chain(coord::COORD_OPS).copied().find(|o| *o == name)
-}
-
 /// Version of the wire protocol. A hello carrying another version is refused with
 /// [`ErrorCode::UnsupportedVersion`]; additive changes (new optional fields, new ops) do not
 /// bump it.

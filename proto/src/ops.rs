@@ -595,6 +595,16 @@ impl Op for MemberRemove {
     type Reply = Done;
 }
 
+/// Leave the mesh (any member but the owner): the caller's member is removed, its sessions
+/// close with `MemberRemoved` and it cannot reconnect; rejoining takes a new invite.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshLeave {}
+
+impl Op for MeshLeave {
+    const NAME: &'static str = "mesh_leave";
+    type Reply = Done;
+}
+
 /// Hand the mesh key to a member who claimed an invite, sealed to its claim key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyGrant {
@@ -701,27 +711,3 @@ impl Op for GroupList {
     const NAME: &'static str = "group_list";
     type Reply = Groups;
 }
-
-/// Every op name this protocol version defines, for docs and dispatch tests.
-pub const ALL_OPS: &[&str] = &[
-    MeshCreate::NAME,
-    InviteClaim::NAME,
-    Hello::NAME,
-    Send::NAME,
-    Ack::NAME,
-    Inbox::NAME,
-    Peers::NAME,
-    Members::NAME,
-    SetStatus::NAME,
-    SetProfile::NAME,
-    MessageStatus::NAME,
-    InviteCreate::NAME,
-    InviteList::NAME,
-    InviteRevoke::NAME,
-    MemberRemove::NAME,
-    KeyGrant::NAME,
-    KeyReject::NAME,
-    GroupJoin::NAME,
-    GroupLeave::NAME,
-    GroupList::NAME,
-];

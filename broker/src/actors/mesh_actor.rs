@@ -15,8 +15,8 @@ use plexus_proto::{push::Routed, CloseCode};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use uuid::Uuid;
 
-use super::{presence_session::SessionMsg, ConnHandle};
-use crate::{app::Broker, cluster::MeshEvent, routing::Addressing};
+use super::{env::LogReader, presence_session::SessionMsg, ConnHandle};
+use crate::{cluster::MeshEvent, routing::Addressing};
 
 /// Messages to the router.
 pub enum MeshMsg {
@@ -63,7 +63,7 @@ pub struct MeshActor;
 /// State.
 pub struct MeshState {
     mesh_id: Uuid,
-    broker: Arc<Broker>,
+    log: Arc<dyn LogReader>,
     /// Every message with `seq <= routed_through` has been routed (or never existed).
     routed_through: u64,
     sessions: HashMap<Uuid, (Addressing, ActorRef<SessionMsg>)>,
@@ -73,24 +73,18 @@ pub struct MeshState {
 impl Actor for MeshActor {
     type Msg = MeshMsg;
     type State = MeshState;
-    type Arguments = (Uuid, Arc<Broker>);
+    type Arguments = (Uuid, Arc<dyn LogReader>);
 
     async fn pre_start(
         &self,
         myself: ActorRef<MeshMsg>,
-        (mesh_id, broker): (Uuid, Arc<Broker>),
+        (mesh_id, log): (Uuid, Arc<dyn LogReader>),
     ) -> Result<MeshState, ActorProcessingErr> {
         // Sessions replay everything up to the head from the log themselves; the router starts
         // from the head.
-        let (_, head) = crate::store::meshes::mesh_head(&broker.pool, mesh_id).await?.ok_or("mesh vanished")?;
+        let head = log.head(mesh_id).await?.ok_or("mesh vanished")?;
         myself.send_interval(HEAD_CHECK_INTERVAL, || MeshMsg::CheckHead);
-        Ok(MeshState {
-            mesh_id,
-            broker,
-            routed_through: head.max(0) as u64,
-            sessions: HashMap::new(),
-            watchers: HashMap::new(),
-        })
+        Ok(MeshState { mesh_id, log, routed_through: head, sessions: HashMap::new(), watchers: HashMap::new() })
     }
 
     async fn handle(
@@ -111,8 +105,7 @@ impl Actor for MeshActor {
                 state.routed_through = msg.seq;
             }
             MeshMsg::Event(MeshEvent::Resync) | MeshMsg::CheckHead => {
-                if let Ok(Some((_, head))) = crate::store::meshes::mesh_head(&state.broker.pool, state.mesh_id).await {
-                    let head = head.max(0) as u64;
+                if let Ok(Some(head)) = state.log.head(state.mesh_id).await {
                     if head > state.routed_through {
                         // Everything up to this head is committed: what is not found is a gap.
                         catch_up(state, Some(head + 1)).await;
@@ -165,15 +158,7 @@ fn route_message(state: &MeshState, msg: &Arc<plexus_proto::push::Message>) {
 /// Route every logged message after `routed_through` (and before `until`, if given).
 async fn catch_up(state: &mut MeshState, until: Option<u64>) {
     loop {
-        let batch = match crate::store::log::messages_between(
-            &state.broker.pool,
-            state.mesh_id,
-            state.routed_through,
-            until,
-            CATCHUP_BATCH,
-        )
-        .await
-        {
+        let batch = match state.log.messages_between(state.mesh_id, state.routed_through, until, CATCHUP_BATCH).await {
             Ok(b) => b,
             Err(e) => {
                 // Leave the gap open: the next message, head check or resync tries again, and

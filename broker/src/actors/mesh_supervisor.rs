@@ -10,11 +10,11 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use uuid::Uuid;
 
 use super::{
+    env::MeshEnv,
     mesh_actor::{MeshActor, MeshMsg},
     presence_session::{PresenceSession, SessionArgs, SessionMsg, SessionSpec},
     ConnHandle,
 };
-use crate::app::Broker;
 
 /// How long an idle mesh keeps its actors (avoids churn when one peer reconnects).
 pub const IDLE_LINGER: Duration = Duration::from_secs(30);
@@ -45,14 +45,14 @@ pub struct MeshSupervisor;
 pub struct MeshSupervisorArgs {
     /// Mesh.
     pub mesh_id: Uuid,
-    /// Node services.
-    pub broker: Arc<Broker>,
+    /// What the mesh's actors use of the node.
+    pub env: Arc<MeshEnv>,
 }
 
 /// State.
 pub struct MeshSupervisorState {
     mesh_id: Uuid,
-    broker: Arc<Broker>,
+    env: Arc<MeshEnv>,
     router: ActorRef<MeshMsg>,
     sessions: HashMap<ActorId, (ActorRef<SessionMsg>, Arc<SessionSpec>)>,
     watchers: HashMap<u64, (Uuid, ConnHandle)>,
@@ -69,11 +69,11 @@ impl Actor for MeshSupervisor {
         myself: ActorRef<MeshSupervisorMsg>,
         args: MeshSupervisorArgs,
     ) -> Result<MeshSupervisorState, ActorProcessingErr> {
-        let router = spawn_router(&myself, args.mesh_id, &args.broker).await?;
+        let router = spawn_router(&myself, args.mesh_id, &args.env).await?;
         myself.send_interval(IDLE_LINGER / 3, || MeshSupervisorMsg::IdleCheck);
         Ok(MeshSupervisorState {
             mesh_id: args.mesh_id,
-            broker: args.broker,
+            env: args.env,
             router,
             sessions: HashMap::new(),
             watchers: HashMap::new(),
@@ -86,7 +86,7 @@ impl Actor for MeshSupervisor {
         _myself: ActorRef<MeshSupervisorMsg>,
         state: &mut MeshSupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        state.broker.fanout.unsubscribe(state.mesh_id);
+        state.env.fanout.unsubscribe(state.mesh_id);
         Ok(())
     }
 
@@ -100,7 +100,7 @@ impl Actor for MeshSupervisor {
             MeshSupervisorMsg::Attach(spec, reply) => {
                 let spec: Arc<SessionSpec> = Arc::from(spec);
                 let args =
-                    SessionArgs { spec: spec.clone(), router: state.router.clone(), broker: state.broker.clone() };
+                    SessionArgs { spec: spec.clone(), router: state.router.clone(), env: state.env.sessions.clone() };
                 let result = Actor::spawn_linked(None, PresenceSession, args, myself.get_cell())
                     .await
                     .map(|(session, _)| session)
@@ -146,7 +146,7 @@ impl Actor for MeshSupervisor {
                 let id = cell.get_id();
                 if id == state.router.get_id() {
                     tracing::error!(mesh_id = %state.mesh_id, error = %err, "mesh router failed; restarting");
-                    state.router = spawn_router(&myself, state.mesh_id, &state.broker).await?;
+                    state.router = spawn_router(&myself, state.mesh_id, &state.env).await?;
                     for (session, _) in state.sessions.values() {
                         let _ = session.cast(SessionMsg::Reregister(state.router.clone()));
                     }
@@ -160,7 +160,7 @@ impl Actor for MeshSupervisor {
                 } else if let Some((_, spec)) = state.sessions.remove(&id) {
                     tracing::error!(mesh_id = %state.mesh_id, session_id = %spec.session_id, error = %err, "presence session failed");
                     let _ = state.router.cast(MeshMsg::Unregister { session_id: spec.session_id, actor: id });
-                    super::presence_session::announce_gone(&state.broker, &spec, &spec.profile).await;
+                    super::presence_session::announce_gone(&state.env.sessions, &spec, &spec.profile).await;
                     spec.conn.close(plexus_proto::CloseCode::ServerShutdown);
                 }
             }
@@ -173,11 +173,11 @@ impl Actor for MeshSupervisor {
 async fn spawn_router(
     myself: &ActorRef<MeshSupervisorMsg>,
     mesh_id: Uuid,
-    broker: &Arc<Broker>,
+    env: &Arc<MeshEnv>,
 ) -> Result<ActorRef<MeshMsg>, ActorProcessingErr> {
-    let (router, _) = Actor::spawn_linked(None, MeshActor, (mesh_id, broker.clone()), myself.get_cell()).await?;
+    let (router, _) = Actor::spawn_linked(None, MeshActor, (mesh_id, env.log.clone()), myself.get_cell()).await?;
     let sink_ref = router.clone();
-    broker.fanout.subscribe(
+    env.fanout.subscribe(
         mesh_id,
         Arc::new(move |event| {
             let _ = sink_ref.cast(MeshMsg::Event(event));

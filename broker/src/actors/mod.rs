@@ -13,6 +13,7 @@
 //! published) and its connection closes, so the peer reconnects and resumes from its cursor. A
 //! crashed MeshActor is restarted and every live session registers with the new one.
 
+pub mod env;
 pub mod mesh_actor;
 pub mod mesh_supervisor;
 pub mod node_supervisor;

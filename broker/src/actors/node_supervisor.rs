@@ -7,8 +7,10 @@ use std::{collections::HashMap, sync::Arc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use uuid::Uuid;
 
-use super::mesh_supervisor::{MeshSupervisor, MeshSupervisorArgs, MeshSupervisorMsg};
-use crate::app::Broker;
+use super::{
+    env::MeshEnv,
+    mesh_supervisor::{MeshSupervisor, MeshSupervisorArgs, MeshSupervisorMsg},
+};
 
 /// Messages to the node supervisor.
 pub enum NodeMsg {
@@ -23,21 +25,17 @@ pub struct NodeSupervisor;
 
 /// State: the registry.
 pub struct NodeState {
-    broker: Arc<Broker>,
+    env: Arc<MeshEnv>,
     meshes: HashMap<Uuid, ActorRef<MeshSupervisorMsg>>,
 }
 
 impl Actor for NodeSupervisor {
     type Msg = NodeMsg;
     type State = NodeState;
-    type Arguments = Arc<Broker>;
+    type Arguments = Arc<MeshEnv>;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<NodeMsg>,
-        broker: Arc<Broker>,
-    ) -> Result<NodeState, ActorProcessingErr> {
-        Ok(NodeState { broker, meshes: HashMap::new() })
+    async fn pre_start(&self, _myself: ActorRef<NodeMsg>, env: Arc<MeshEnv>) -> Result<NodeState, ActorProcessingErr> {
+        Ok(NodeState { env, meshes: HashMap::new() })
     }
 
     async fn handle(
@@ -89,7 +87,7 @@ impl NodeSupervisor {
         if let Some(sup) = state.meshes.get(&mesh_id) {
             return Ok(sup.clone());
         }
-        let args = MeshSupervisorArgs { mesh_id, broker: state.broker.clone() };
+        let args = MeshSupervisorArgs { mesh_id, env: state.env.clone() };
         let (sup, _) =
             Actor::spawn_linked(None, MeshSupervisor, args, myself.get_cell()).await.map_err(|e| e.to_string())?;
         state.meshes.insert(mesh_id, sup.clone());

@@ -8,19 +8,18 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use plexus_proto::{
     push::{Digest, KeyRequest, MeshKey, Message, PeerChange, PeerEvent},
-    types::{Cursor, DeliveryState, PeerInfo, SessionProfile, Status, StatusSource},
+    types::{Cursor, PeerInfo, SessionProfile, Status, StatusSource},
     CloseCode,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
-use super::{mesh_actor::MeshMsg, ConnHandle};
+use super::{env::SessionEnv, mesh_actor::MeshMsg, ConnHandle};
 use crate::{
-    app::Broker,
     cluster::MeshEvent,
     routing::{gate, Addressing, Gate},
     status::StatusState,
-    store::{self, log::Addressee, now_ms},
+    store::log::Addressee,
 };
 
 /// Who the session is, fixed at hello.
@@ -109,15 +108,15 @@ pub struct SessionArgs {
     pub spec: Arc<SessionSpec>,
     /// The mesh router.
     pub router: ActorRef<MeshMsg>,
-    /// Node services.
-    pub broker: Arc<Broker>,
+    /// What the session uses of the node.
+    pub env: Arc<SessionEnv>,
 }
 
 /// State.
 pub struct SessionState {
     spec: Arc<SessionSpec>,
     router: ActorRef<MeshMsg>,
-    broker: Arc<Broker>,
+    env: Arc<SessionEnv>,
     profile: SessionProfile,
     status: StatusState,
     pending: BTreeMap<u64, (Arc<Message>, Standing)>,
@@ -218,9 +217,9 @@ impl SessionState {
 
     fn push_message(&self, msg: &Message) {
         if self.spec.conn.push(msg) {
-            let latency = now_ms().saturating_sub(msg.sent_at_ms) as f64 / 1000.0;
+            let latency = self.env.clock.now_ms().saturating_sub(msg.sent_at_ms) as f64 / 1000.0;
             crate::metrics::delivery_latency().with_label_values(&[msg.priority.as_str()]).observe(latency);
-            self.broker.receipts.record(self.spec.mesh_id, self.spec.session_id, vec![msg.seq], DeliveryState::Pushed);
+            self.env.receipts.pushed(self.spec.mesh_id, self.spec.session_id, msg.seq);
         }
     }
 
@@ -261,7 +260,7 @@ impl SessionState {
 
     async fn announce(&self, change: PeerChange) {
         let peer = self.peer_info();
-        let previous = self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
+        let previous = self.env.presence.upsert(self.spec.mesh_id, peer.clone()).await;
         // A session already listed (it reconnected before its old entry was reaped, perhaps on
         // another node) is not a join; if nothing peers can see changed, it is not an event at
         // all. This is what keeps a reconnect storm from fanning out n² presence pushes.
@@ -270,7 +269,7 @@ impl SessionState {
             (Some(_), PeerChange::Joined) => PeerChange::Updated,
             (_, change) => change,
         };
-        self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change, peer })));
+        self.env.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change, peer })));
     }
 }
 
@@ -299,8 +298,8 @@ fn redacted(peer: &PeerInfo) -> PeerInfo {
 /// Remove a session from presence and publish its leave (used on stop and on crash); false
 /// when the entry was not this node's to remove (the session is present elsewhere). A hidden
 /// session's leave goes to its own member only, like every other event about it.
-pub async fn announce_gone(broker: &Broker, spec: &SessionSpec, profile: &SessionProfile) -> bool {
-    if broker.presence.remove(spec.mesh_id, spec.session_id).await {
+pub async fn announce_gone(env: &SessionEnv, spec: &SessionSpec, profile: &SessionProfile) -> bool {
+    if env.presence.remove(spec.mesh_id, spec.session_id).await {
         crate::metrics::sessions().dec();
         let peer = PeerInfo {
             session_id: spec.session_id,
@@ -309,11 +308,11 @@ pub async fn announce_gone(broker: &Broker, spec: &SessionSpec, profile: &Sessio
             session_pubkey: spec.session_pubkey.clone(),
             status: Status::Idle,
             status_source: StatusSource::Manual,
-            status_since_ms: now_ms(),
+            status_since_ms: env.clock.now_ms(),
             profile: profile.clone(),
             connected_at_ms: spec.connected_at_ms,
         };
-        broker.fanout.publish(spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change: PeerChange::Left, peer })));
+        env.fanout.publish(spec.mesh_id, MeshEvent::Peer(Arc::new(PeerEvent { change: PeerChange::Left, peer })));
         return true;
     }
     false
@@ -329,7 +328,7 @@ impl Actor for PresenceSession {
         myself: ActorRef<SessionMsg>,
         args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
-        let now = now_ms();
+        let now = args.env.clock.now_ms();
         let spec = args.spec;
         let state = SessionState {
             profile: spec.profile.clone(),
@@ -341,13 +340,13 @@ impl Actor for PresenceSession {
             replaced: false,
             saved_watermark: spec.watermark,
             router: args.router,
-            broker: args.broker,
+            env: args.env,
             spec,
         };
         let _ = state.router.cast(MeshMsg::Register { addressing: state.addressing(), actor: myself.clone() });
         crate::metrics::sessions().inc();
         state.announce(PeerChange::Joined).await;
-        crate::coord::locks::session_started(&state.broker, state.spec.mesh_id, state.spec.session_id).await;
+        state.env.locks.session_started(state.spec.mesh_id, state.spec.session_id).await;
         Ok(state)
     }
 
@@ -357,7 +356,7 @@ impl Actor for PresenceSession {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         let _ = myself.cast(SessionMsg::Replay);
-        let every = Duration::from_secs(state.broker.cfg.presence.sweep_interval_secs.max(1));
+        let every = state.env.sweep_every.max(Duration::from_millis(10));
         myself.send_interval(every, || SessionMsg::Sweep);
         Ok(())
     }
@@ -370,16 +369,15 @@ impl Actor for PresenceSession {
         let _ = state.router.cast(MeshMsg::Unregister { session_id: state.spec.session_id, actor: myself.get_id() });
         if state.replaced {
             crate::metrics::sessions().dec();
-        } else if announce_gone(&state.broker, &state.spec, &state.profile).await {
+        } else if announce_gone(&state.env, &state.spec, &state.profile).await {
             // Only when the entry was still ours: a session already present on another node
             // keeps its locks.
-            crate::coord::locks::session_ended(&state.broker, state.spec.mesh_id, state.spec.session_id).await;
+            state.env.locks.session_ended(state.spec.mesh_id, state.spec.session_id).await;
         }
-        state.broker.backlog.report(state.spec.session_id, None);
+        state.env.backlog.report(state.spec.session_id, None);
         let cursor = state.cursor();
         if let Err(e) =
-            store::log::raise_watermark(&state.broker.pool, state.spec.mesh_id, state.spec.session_id, cursor.watermark)
-                .await
+            state.env.store.raise_watermark(state.spec.mesh_id, state.spec.session_id, cursor.watermark).await
         {
             tracing::warn!(session_id = %state.spec.session_id, error = %e, "could not persist watermark");
         }
@@ -443,8 +441,8 @@ impl Actor for PresenceSession {
                 let pushed: Vec<u64> =
                     state.pending.values().filter(|(_, s)| *s == Standing::Pushed).map(|(m, _)| m.sent_at_ms).collect();
                 let oldest = pushed.iter().min().copied();
-                state.broker.backlog.report(state.spec.session_id, oldest.map(|t| (pushed.len(), t)));
-                if state.status.sweep(&state.broker.rules, now_ms()) {
+                state.env.backlog.report(state.spec.session_id, oldest.map(|t| (pushed.len(), t)));
+                if state.status.sweep(&state.env.rules, state.env.clock.now_ms()) {
                     state.announce(PeerChange::Updated).await;
                     state.release_held();
                 }
@@ -478,13 +476,13 @@ impl SessionState {
         let cursor = self.cursor();
         if cursor.watermark > self.saved_watermark {
             self.saved_watermark = cursor.watermark;
-            self.broker.receipts.watermark(self.spec.mesh_id, self.spec.session_id, cursor.watermark);
+            self.env.receipts.watermark(self.spec.mesh_id, self.spec.session_id, cursor.watermark);
         }
         cursor
     }
 
     async fn set_status(&mut self, status: Status, source: StatusSource) {
-        if self.status.report(status, source, &self.broker.rules, now_ms()) {
+        if self.status.report(status, source, &self.env.rules, self.env.clock.now_ms()) {
             self.announce(PeerChange::Updated).await;
             if self.status.status == Status::Idle {
                 self.release_held();
@@ -512,13 +510,13 @@ impl SessionState {
             // To everyone but its member the session is gone now; the leave says no more than
             // that (no summary, cwd or groups).
             let gone = PeerEvent { change: PeerChange::Left, peer: redacted(&self.peer_info()) };
-            self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(gone)));
+            self.env.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(gone)));
             self.announce(PeerChange::Updated).await;
         } else if !was_visible && self.profile.visible {
             let peer = self.peer_info();
-            self.broker.presence.upsert(self.spec.mesh_id, peer.clone()).await;
+            self.env.presence.upsert(self.spec.mesh_id, peer.clone()).await;
             let joined = PeerEvent { change: PeerChange::Joined, peer };
-            self.broker.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(joined)));
+            self.env.fanout.publish(self.spec.mesh_id, MeshEvent::Peer(Arc::new(joined)));
         } else {
             self.announce(PeerChange::Updated).await;
         }
@@ -540,11 +538,11 @@ impl PresenceSession {
             visible: state.profile.visible,
             created_seq: state.spec.created_seq,
         };
-        let batch = state.broker.cfg.delivery.replay_batch.max(1);
+        let batch = state.env.replay_batch.max(1);
         let mut after = state.spec.watermark;
         loop {
-            let slot = state.broker.replay_slots.acquire().await;
-            let fetched = store::log::unacked_for(&state.broker.pool, &who, after, batch).await;
+            let slot = state.env.replay_slots.acquire().await;
+            let fetched = state.env.store.unacked_for(&who, after, batch).await;
             drop(slot);
             match fetched {
                 Ok(messages) => {
@@ -571,9 +569,7 @@ impl PresenceSession {
         if !state.holds_mesh_key {
             // A grant published between the hello's read of the member and this session's
             // registration reached no session; the stored grant closes that window.
-            if let Ok(Some(me)) =
-                store::meshes::member(&state.broker.pool, state.spec.mesh_id, state.spec.member_id).await
-            {
+            if let Ok(Some(me)) = state.env.store.member(state.spec.mesh_id, state.spec.member_id).await {
                 if let Some(sealed) = me.sealed_mesh_key {
                     state.holds_mesh_key = true;
                     state.spec.conn.push(&MeshKey { sealed_mesh_key: sealed, granted_by: me.key_granted_by });
@@ -581,7 +577,7 @@ impl PresenceSession {
             }
         }
         if state.holds_mesh_key {
-            if let Ok(waiting) = store::meshes::pending_key_requests(&state.broker.pool, state.spec.mesh_id).await {
+            if let Ok(waiting) = state.env.store.pending_key_requests(state.spec.mesh_id).await {
                 for m in waiting {
                     if let Some(claim_pubkey) = m.claim_pubkey {
                         state.spec.conn.push(&KeyRequest {

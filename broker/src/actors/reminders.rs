@@ -11,11 +11,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use uuid::Uuid;
 
-use crate::{
-    app::Broker,
-    coord::reminders::Fired,
-    store::{self, reminders::ReminderRow},
-};
+use super::env::ReminderEnv;
+use crate::{coord::reminders::Fired, store::reminders::ReminderRow};
 
 /// Messages to the scheduler.
 pub enum SchedulerMsg {
@@ -30,7 +27,7 @@ pub struct ReminderScheduler;
 
 /// Scheduler state: the running actors by reminder id.
 pub struct SchedulerState {
-    broker: Arc<Broker>,
+    env: Arc<ReminderEnv>,
     running: HashMap<Uuid, ActorRef<ReminderMsg>>,
     /// Claims since the last look at this node's own rows.
     ticks: u32,
@@ -39,16 +36,25 @@ pub struct SchedulerState {
 impl Actor for ReminderScheduler {
     type Msg = SchedulerMsg;
     type State = SchedulerState;
-    type Arguments = Arc<Broker>;
+    type Arguments = Arc<ReminderEnv>;
 
     async fn pre_start(
         &self,
         myself: ActorRef<SchedulerMsg>,
-        broker: Arc<Broker>,
+        env: Arc<ReminderEnv>,
     ) -> Result<SchedulerState, ActorProcessingErr> {
-        let every = Duration::from_millis(broker.cfg.coordination.reminder_claim_interval_ms.max(50));
-        myself.send_interval(every, || SchedulerMsg::Claim);
-        Ok(SchedulerState { broker, running: HashMap::new(), ticks: 0 })
+        myself.send_interval(env.claim_every.max(Duration::from_millis(10)), || SchedulerMsg::Claim);
+        // A reminder due before the next periodic claim asks for one now.
+        let (due_soon, me) = (env.due_soon.clone(), myself.clone());
+        tokio::spawn(async move {
+            loop {
+                due_soon.notified().await;
+                if me.cast(SchedulerMsg::Claim).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(SchedulerState { env, running: HashMap::new(), ticks: 0 })
     }
 
     async fn handle(
@@ -92,17 +98,16 @@ impl Actor for ReminderScheduler {
 const OWN_ROWS_EVERY: u32 = 5;
 
 async fn claim(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState) {
-    let broker = state.broker.clone();
+    let env = state.env.clone();
     // Without a current view of which nodes live, only this node's own reminders are safe
     // to run (a node that cannot see Redis must not take over anyone's).
-    let live = broker.live_node_ids().await.unwrap_or_else(|| vec![broker.node_id.clone()]);
-    let horizon = Duration::from_secs(broker.cfg.coordination.reminder_horizon_secs.max(1));
-    let limit = broker.cfg.coordination.reminder_claim_batch as i64;
+    let live = env.liveness.live_node_ids().await.unwrap_or_else(|| vec![env.node_id.clone()]);
+    let (horizon, limit) = (env.horizon, env.claim_batch);
     // This node's own rows need an actor only after a restart, a failed actor, or a cron run
     // that was past the horizon when it last fired: a read every few claims covers them all
     // (well before they are due, since the horizon is much longer than that period).
     if state.ticks.is_multiple_of(OWN_ROWS_EVERY) {
-        match store::reminders::own_due(&broker.pool, &broker.node_id, horizon, limit).await {
+        match env.store.own_due(&env.node_id, horizon, limit).await {
             Ok(rows) => {
                 start_actors(myself, state, rows).await;
             }
@@ -111,7 +116,7 @@ async fn claim(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState) {
     }
     state.ticks = state.ticks.wrapping_add(1);
     loop {
-        let due = match store::reminders::claim_due(&broker.pool, &broker.node_id, &live, horizon, limit).await {
+        let due = match env.store.claim_due(&env.node_id, &live, horizon, limit).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming reminders failed");
@@ -128,14 +133,13 @@ async fn claim(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState) {
 }
 
 async fn start_actors(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState, due: Vec<ReminderRow>) -> usize {
-    let broker = &state.broker;
     let mut started = 0;
     for row in due {
         if state.running.contains_key(&row.id) {
             continue;
         }
         let id = row.id;
-        let args = ReminderArgs { row, broker: broker.clone(), scheduler: myself.clone() };
+        let args = ReminderArgs { row, env: state.env.clone(), scheduler: myself.clone() };
         match Actor::spawn_linked(None, ReminderActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 state.running.insert(id, actor);
@@ -159,13 +163,12 @@ pub struct ReminderActor;
 /// Start-up arguments.
 pub struct ReminderArgs {
     row: ReminderRow,
-    broker: Arc<Broker>,
+    env: Arc<ReminderEnv>,
     scheduler: ActorRef<SchedulerMsg>,
 }
 
-fn arm(myself: &ActorRef<ReminderMsg>, row: &ReminderRow) {
-    let due = row.next_fire_at.unwrap_or_else(std::time::SystemTime::now);
-    let delay = due.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+fn arm(myself: &ActorRef<ReminderMsg>, row: &ReminderRow, env: &ReminderEnv) {
+    let delay = row.next_fire_at.map(|due| crate::clock::until(&*env.clock, due)).unwrap_or_default();
     myself.send_after(delay, || ReminderMsg::Fire);
 }
 
@@ -179,7 +182,7 @@ impl Actor for ReminderActor {
         myself: ActorRef<ReminderMsg>,
         args: ReminderArgs,
     ) -> Result<ReminderArgs, ActorProcessingErr> {
-        arm(&myself, &args.row);
+        arm(&myself, &args.row, &args.env);
         Ok(args)
     }
 
@@ -199,12 +202,12 @@ impl Actor for ReminderActor {
         state: &mut ReminderArgs,
     ) -> Result<(), ActorProcessingErr> {
         let ReminderMsg::Fire = msg;
-        let horizon = Duration::from_secs(state.broker.cfg.coordination.reminder_horizon_secs.max(1));
-        match state.broker.firer.fire(state.row.clone()).await {
-            Ok(Fired::Sent(Some(next))) if next <= std::time::SystemTime::now() + horizon => {
+        let horizon = state.env.horizon;
+        match state.env.firer.fire(state.row.clone()).await {
+            Ok(Fired::Sent(Some(next))) if next <= state.env.clock.now() + horizon => {
                 state.row.next_fire_at = Some(next);
                 state.row.fire_count += 1;
-                arm(&myself, &state.row);
+                arm(&myself, &state.row, &state.env);
             }
             Ok(_) => myself.stop(None),
             Err(e) => {

@@ -1,15 +1,11 @@
 //! In-memory fan-out, presence directory and locks, for single-node mode.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Mutex};
 
 use plexus_proto::types::PeerInfo;
 use uuid::Uuid;
 
-use super::{EventSink, FanOut, LockGrant, LockService, MeshEvent, PresenceDirectory};
+use super::{EventSink, FanOut, MeshEvent, PresenceDirectory};
 
 /// Fan-out within one process.
 #[derive(Default)]
@@ -62,64 +58,5 @@ impl PresenceDirectory for MemoryPresence {
         let mut peers: Vec<PeerInfo> = m.get(&mesh_id).map(|s| s.values().cloned().collect()).unwrap_or_default();
         peers.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.session_id.cmp(&b.session_id)));
         peers
-    }
-}
-
-struct Held {
-    holder: String,
-    token: u64,
-    expires: Instant,
-}
-
-/// Locks within one process.
-#[derive(Default)]
-pub struct MemoryLocks {
-    inner: Mutex<LocksInner>,
-}
-
-#[derive(Default)]
-struct LocksInner {
-    held: HashMap<String, Held>,
-    fencing: HashMap<Uuid, u64>,
-}
-
-#[async_trait::async_trait]
-impl LockService for MemoryLocks {
-    async fn try_acquire(&self, scope: Uuid, key: &str, holder: &str, ttl: Duration) -> Option<LockGrant> {
-        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        if let Some(h) = inner.held.get(key) {
-            if h.expires > now {
-                return None;
-            }
-        }
-        let counter = inner.fencing.entry(scope).or_insert(0);
-        *counter += 1;
-        let token = *counter;
-        inner.held.insert(key.to_owned(), Held { holder: holder.to_owned(), token, expires: now + ttl });
-        Some(LockGrant { fencing_token: token })
-    }
-
-    async fn renew(&self, key: &str, holder: &str, token: u64, ttl: Duration) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        match inner.held.get_mut(key) {
-            Some(h) if h.holder == holder && h.token == token && h.expires > now => {
-                h.expires = now + ttl;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    async fn release(&self, key: &str, holder: &str, token: u64) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match inner.held.get(key) {
-            Some(h) if h.holder == holder && h.token == token => {
-                inner.held.remove(key);
-                true
-            }
-            _ => false,
-        }
     }
 }

@@ -1,6 +1,7 @@
-//! The seams between nodes: fan-out of mesh events, the presence directory and the lock
-//! primitive. Each is a small trait with two implementations run through one shared test
-//! suite: [`memory`] for single-node mode and [`redis`] for clusters.
+//! The seams between nodes: fan-out of mesh events, the presence directory and node
+//! liveness. Each is a small trait with two implementations run through one shared test
+//! suite: [`memory`] for single-node mode and [`redis`] for clusters. (Locks are rows in
+//! Postgres, `coord::locks`: they must survive a Redis restart and commit with their events.)
 
 pub mod memory;
 pub mod redis;
@@ -99,33 +100,37 @@ pub trait PresenceDirectory: Send + Sync {
     async fn list(&self, mesh_id: Uuid) -> Vec<PeerInfo>;
 }
 
-/// A granted lock: who holds it and its fencing token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockGrant {
-    /// Strictly increasing per scope; a resource guarded by the lock rejects writes carrying
-    /// an older token than one it has seen.
-    pub fencing_token: u64,
-}
-
-/// Mutual exclusion with expiry and fencing tokens.
+/// Which nodes of the cluster are alive.
 #[async_trait::async_trait]
-pub trait LockService: Send + Sync {
-    /// Take `key` for `holder` for `ttl` if free (or expired). `scope` owns the fencing counter.
-    async fn try_acquire(&self, scope: Uuid, key: &str, holder: &str, ttl: Duration) -> Option<LockGrant>;
-    /// Extend a held lock; false when `holder` no longer holds it with `token`.
-    async fn renew(&self, key: &str, holder: &str, token: u64, ttl: Duration) -> bool;
-    /// Release a held lock; false when `holder` no longer holds it with `token`.
-    async fn release(&self, key: &str, holder: &str, token: u64) -> bool;
+pub trait Liveness: Send + Sync {
+    /// Ids of the live nodes (their lease is current); `None` when that cannot be known now
+    /// (Redis unreachable).
+    async fn live_node_ids(&self) -> Option<Vec<String>>;
 }
 
-/// The three seams of one node, in-memory or Redis-backed per configuration.
+/// One node alone: it is the cluster.
+pub struct SingleNode(pub String);
+
+#[async_trait::async_trait]
+impl Liveness for SingleNode {
+    async fn live_node_ids(&self) -> Option<Vec<String>> {
+        Some(vec![self.0.clone()])
+    }
+}
+
+#[async_trait::async_trait]
+impl Liveness for redis::RedisPresence {
+    async fn live_node_ids(&self) -> Option<Vec<String>> {
+        redis::RedisPresence::live_node_ids(self).await.ok()
+    }
+}
+
+/// The seams of one node, in-memory or Redis-backed per configuration.
 pub struct Seams {
     /// Fan-out.
     pub fanout: Arc<dyn FanOut>,
     /// Presence directory.
     pub presence: Arc<dyn PresenceDirectory>,
-    /// Locks.
-    pub locks: Arc<dyn LockService>,
     /// The Redis presence directory (for heartbeats and reaping), in cluster mode.
     pub cluster: Option<Arc<redis::RedisPresence>>,
 }
@@ -138,7 +143,6 @@ impl Seams {
             return Ok(Seams {
                 fanout: Arc::new(memory::MemoryFanOut::default()),
                 presence: Arc::new(memory::MemoryPresence::default()),
-                locks: Arc::new(memory::MemoryLocks::default()),
                 cluster: None,
             });
         }
@@ -150,7 +154,6 @@ impl Seams {
         Ok(Seams {
             fanout: Arc::new(redis::RedisFanOut::start(client, conn.clone(), node_id.to_owned(), cfg.prefix.clone())),
             presence: presence.clone(),
-            locks: Arc::new(redis::RedisLocks::new(conn.clone(), cfg.prefix.clone())),
             cluster: Some(presence),
         })
     }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{EventSink, FanOut, LockGrant, LockService, MeshEvent, PresenceDirectory};
+use super::{EventSink, FanOut, MeshEvent, PresenceDirectory};
 
 /// Redis could not be reached or answered with an error.
 #[derive(Debug, thiserror::Error)]
@@ -445,73 +445,5 @@ impl PresenceDirectory for RedisPresence {
             raw.values().filter_map(|b| rmp_serde::from_slice::<PresenceEntry>(b).ok()).map(|e| e.peer).collect();
         peers.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.session_id.cmp(&b.session_id)));
         peers
-    }
-}
-
-/// Locks with `SET NX PX`, a fencing counter per scope, and compare-and-delete release.
-pub struct RedisLocks {
-    conn: ConnectionManager,
-    prefix: String,
-}
-
-const RENEW: &str =
-    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
-const RELEASE: &str =
-    r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-// Take the lock and draw the next fencing token in one atomic step, so a token is only ever
-// consumed by a grant.
-const ACQUIRE: &str = r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
-return token";
-
-impl RedisLocks {
-    /// Over an existing command connection.
-    pub fn new(conn: ConnectionManager, prefix: String) -> RedisLocks {
-        RedisLocks { conn, prefix }
-    }
-}
-
-#[async_trait::async_trait]
-impl LockService for RedisLocks {
-    async fn try_acquire(&self, scope: Uuid, key: &str, holder: &str, ttl: Duration) -> Option<LockGrant> {
-        let mut conn = self.conn.clone();
-        let token: redis::RedisResult<u64> = redis::Script::new(ACQUIRE)
-            .key(format!("{}lock:{key}", self.prefix))
-            .key(format!("{}fence:{scope}", self.prefix))
-            .arg(holder)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await;
-        match token {
-            Ok(0) => None,
-            Ok(t) => Some(LockGrant { fencing_token: t }),
-            Err(e) => {
-                crate::metrics::redis_errors().inc();
-                tracing::warn!(error = %e, "lock acquire failed");
-                None
-            }
-        }
-    }
-
-    async fn renew(&self, key: &str, holder: &str, token: u64, ttl: Duration) -> bool {
-        let mut conn = self.conn.clone();
-        let r: redis::RedisResult<i64> = redis::Script::new(RENEW)
-            .key(format!("{}lock:{key}", self.prefix))
-            .arg(format!("{holder}|{token}"))
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await;
-        matches!(r, Ok(1))
-    }
-
-    async fn release(&self, key: &str, holder: &str, token: u64) -> bool {
-        let mut conn = self.conn.clone();
-        let r: redis::RedisResult<i64> = redis::Script::new(RELEASE)
-            .key(format!("{}lock:{key}", self.prefix))
-            .arg(format!("{holder}|{token}"))
-            .invoke_async(&mut conn)
-            .await;
-        matches!(r, Ok(1))
     }
 }

@@ -13,7 +13,6 @@ use plexus_proto::{
 use uuid::Uuid;
 
 use crate::{
-    app::Broker,
     cluster::MeshEvent,
     error::OpError,
     store::{self, log::NewMessage},
@@ -67,7 +66,7 @@ pub async fn append(
 
 /// Commit `tx`, then publish the events it appended, in order.
 pub async fn commit(
-    broker: &Broker,
+    coord: &super::Coord,
     mesh_id: Uuid,
     tx: Transaction<'_>,
     events: Vec<Arc<Message>>,
@@ -75,7 +74,7 @@ pub async fn commit(
     tx.commit().await.map_err(store::StoreError::from)?;
     for msg in events {
         crate::metrics::messages_routed().with_label_values(&[msg.priority.as_str(), "event"]).inc();
-        broker.fanout.publish(mesh_id, MeshEvent::Message(msg));
+        coord.fanout.publish(mesh_id, MeshEvent::Message(msg));
     }
     Ok(())
 }

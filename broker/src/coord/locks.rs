@@ -12,7 +12,7 @@
 //!
 //! Why not Redis: locks must survive a Redis restart (two holders after a flush is the one
 //! thing a lock may never do), and a glob overlap check needs the whole held set atomically,
-//! which a single-key `SET NX PX` cannot give. The Redis primitive leases reminder ownership.
+//! which a single-key `SET NX PX` cannot give. Redis only says which nodes are alive.
 
 use std::{
     sync::Arc,
@@ -20,7 +20,8 @@ use std::{
 };
 
 use plexus_proto::{
-    coord::{Change, CoordEvent, LockAcquire, LockInfo, LockMode, LockRelease, LockRenew, Locks},
+    coord::{Change, CoordEvent, LockAcquire, LockInfo, LockList, LockMode, LockRelease, LockRenew, Locks},
+    ops::Done,
     push::Message,
     types::{Priority, Role, Target},
 };
@@ -29,9 +30,9 @@ use uuid::Uuid;
 use super::{
     events::{self, Sender},
     glob::overlap,
+    Caller, Coord,
 };
 use crate::{
-    app::Broker,
     error::OpError,
     store::{
         self,
@@ -102,13 +103,13 @@ async fn lock_event(
 /// Begin a transaction holding the mesh's lock-table mutex, with expired locks and overdue
 /// waiters already removed; returns the held set and the events so far.
 async fn begin<'a>(
-    broker: &Broker,
+    coord: &Coord,
     client: &'a mut deadpool_postgres::Object,
     mesh_id: Uuid,
 ) -> Result<(Tx<'a>, Vec<LockRow>, Vec<Arc<Message>>), OpError> {
     let tx = client.transaction().await.map_err(StoreError::from)?;
     db::serialize_mesh(&tx, mesh_id).await?;
-    let grace = Duration::from_secs(broker.cfg.coordination.lock_grace_secs);
+    let grace = Duration::from_secs(coord.cfg.lock_grace_secs);
     let mut events = Vec::new();
     let expired = db::remove_expired(&tx, mesh_id, grace).await?;
     for l in &expired {
@@ -121,11 +122,11 @@ async fn begin<'a>(
     Ok((tx, held, events))
 }
 
-async fn finish(broker: &Broker, mesh_id: Uuid, tx: Tx<'_>, events: Vec<Arc<Message>>) -> Result<(), OpError> {
+async fn finish(coord: &Coord, mesh_id: Uuid, tx: Tx<'_>, events: Vec<Arc<Message>>) -> Result<(), OpError> {
     let changed = !events.is_empty();
-    events::commit(broker, mesh_id, tx, events).await?;
+    events::commit(coord, mesh_id, tx, events).await?;
     if changed {
-        broker.lock_wake.notify_waiters();
+        coord.lock_wake.notify_waiters();
     }
     Ok(())
 }
@@ -148,14 +149,15 @@ fn blocker(me: (&str, LockMode, Uuid), held: &[LockRow], ahead: &[WaiterRow]) ->
 /// Acquire, waiting in the queue up to `wait_ms`. `alive` tells whether the asking connection
 /// is still there (a waiter whose client left gives its place back).
 pub async fn acquire(
-    broker: &Broker,
-    who: &Sender,
-    req: &LockAcquire,
+    coord: &Coord,
+    a: &Caller,
+    req: LockAcquire,
     alive: impl Fn() -> bool,
 ) -> Result<LockInfo, OpError> {
+    let (who, req) = (&a.sender(), &req);
     let mesh_id = who.mesh_id;
-    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-    let (tx, held, mut events) = begin(broker, &mut client, mesh_id).await?;
+    let mut client = coord.pool.get().await.map_err(StoreError::from)?;
+    let (tx, held, mut events) = begin(coord, &mut client, mesh_id).await?;
     let me = (req.pattern.as_str(), req.mode, who.session_id);
     let mut queue = db::waiting(&tx, mesh_id).await?;
     // An earlier request of this session for the same lock still in the queue is one whose
@@ -172,7 +174,7 @@ pub async fn acquire(
         .max_by_key(|l| l.token)
     {
         let lock = db::renew(&tx, mesh_id, mine.token, req.ttl_ms).await?;
-        finish(broker, mesh_id, tx, events).await?;
+        finish(coord, mesh_id, tx, events).await?;
         return Ok(lock);
     }
     let grant = Grant {
@@ -188,19 +190,19 @@ pub async fn acquire(
         let lock = db::insert(&tx, mesh_id, &grant).await?;
         let summary = format!("{} locked {} ({})", who.name, lock.pattern, lock.mode.as_str());
         events.push(lock_event(&tx, who, Target::All, Priority::Low, "acquired", summary, &lock).await?);
-        finish(broker, mesh_id, tx, events).await?;
+        finish(coord, mesh_id, tx, events).await?;
         crate::metrics::lock_wait_seconds().observe(0.0);
         return Ok(lock);
     };
     if req.wait_ms == 0 {
-        finish(broker, mesh_id, tx, events).await?;
+        finish(coord, mesh_id, tx, events).await?;
         return Err(OpError::Conflict(why));
     }
-    let waiter = db::enqueue(&tx, mesh_id, &grant, Duration::from_millis(req.wait_ms), &broker.node_id).await?;
-    finish(broker, mesh_id, tx, events).await?;
+    let waiter = db::enqueue(&tx, mesh_id, &grant, Duration::from_millis(req.wait_ms), &coord.node_id).await?;
+    finish(coord, mesh_id, tx, events).await?;
     drop(client);
-    let guard = WaiterGuard { pool: broker.pool.clone(), waiter: Some(waiter) };
-    wait_in_queue(broker, who, waiter, req, alive, guard).await
+    let guard = WaiterGuard { pool: coord.pool.clone(), waiter: Some(waiter) };
+    wait_in_queue(coord, who, waiter, req, alive, guard).await
 }
 
 /// Removes a queue entry on every exit of its wait that did not remove it already (an error,
@@ -254,7 +256,7 @@ enum Turn {
 }
 
 async fn wait_in_queue(
-    broker: &Broker,
+    coord: &Coord,
     who: &Sender,
     waiter: i64,
     req: &LockAcquire,
@@ -263,10 +265,10 @@ async fn wait_in_queue(
 ) -> Result<LockInfo, OpError> {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(req.wait_ms);
-    let poll = Duration::from_millis(broker.cfg.coordination.lock_wait_poll_ms.max(10));
+    let poll = Duration::from_millis(coord.cfg.lock_wait_poll_ms.max(10));
     loop {
-        let wake = broker.lock_wake.notified();
-        match take_turn(broker, who, waiter, req).await? {
+        let wake = coord.lock_wake.notified();
+        match take_turn(coord, who, waiter, req).await? {
             Turn::Taken(lock) => {
                 guard.disarm();
                 crate::metrics::lock_wait_seconds().observe(started.elapsed().as_secs_f64());
@@ -285,7 +287,7 @@ async fn wait_in_queue(
         }
         let gone = !alive();
         if gone || Instant::now() >= deadline {
-            let result = give_up(broker, who, waiter, req, gone).await;
+            let result = give_up(coord, who, waiter, req, gone).await;
             guard.disarm();
             return result;
         }
@@ -296,11 +298,11 @@ async fn wait_in_queue(
 
 /// Take the lock if this waiter is at the front for it. A cheap unserialized look first: only
 /// a waiter that may be first runs the serialized transaction.
-async fn take_turn(broker: &Broker, who: &Sender, waiter: i64, req: &LockAcquire) -> Result<Turn, OpError> {
+async fn take_turn(coord: &Coord, who: &Sender, waiter: i64, req: &LockAcquire) -> Result<Turn, OpError> {
     let mesh_id = who.mesh_id;
     let me = (req.pattern.as_str(), req.mode, who.session_id);
     {
-        let client = broker.pool.get().await.map_err(StoreError::from)?;
+        let client = coord.pool.get().await.map_err(StoreError::from)?;
         let now = store::now_ms();
         let held: Vec<LockRow> =
             db::held(&client, mesh_id).await?.into_iter().filter(|l| l.expires_at_ms > now).collect();
@@ -310,15 +312,15 @@ async fn take_turn(broker: &Broker, who: &Sender, waiter: i64, req: &LockAcquire
             return Ok(Turn::Blocked);
         }
     }
-    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-    let (tx, held, mut events) = begin(broker, &mut client, mesh_id).await?;
+    let mut client = coord.pool.get().await.map_err(StoreError::from)?;
+    let (tx, held, mut events) = begin(coord, &mut client, mesh_id).await?;
     let queue = db::waiting(&tx, mesh_id).await?;
     let Some(pos) = queue.iter().position(|w| w.id == waiter) else {
-        finish(broker, mesh_id, tx, events).await?;
+        finish(coord, mesh_id, tx, events).await?;
         return Ok(Turn::Gone);
     };
     if blocker(me, &held, &queue[..pos]).is_some() {
-        finish(broker, mesh_id, tx, events).await?;
+        finish(coord, mesh_id, tx, events).await?;
         return Ok(Turn::Blocked);
     }
     db::remove_waiter(&tx, waiter).await?;
@@ -335,27 +337,27 @@ async fn take_turn(broker: &Broker, who: &Sender, waiter: i64, req: &LockAcquire
     let lock = db::insert(&tx, mesh_id, &grant).await?;
     let summary = format!("{} locked {} ({}) after waiting", lock.holder_name, lock.pattern, lock.mode.as_str());
     events.push(lock_event(&tx, who, Target::All, Priority::Low, "acquired", summary, &lock).await?);
-    finish(broker, mesh_id, tx, events).await?;
+    finish(coord, mesh_id, tx, events).await?;
     Ok(Turn::Taken(lock))
 }
 
 /// Leave the queue, naming what blocks the lock now (not what blocked it when the wait began).
 async fn give_up(
-    broker: &Broker,
+    coord: &Coord,
     who: &Sender,
     waiter: i64,
     req: &LockAcquire,
     client_gone: bool,
 ) -> Result<LockInfo, OpError> {
     let mesh_id = who.mesh_id;
-    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-    let (tx, held, events) = begin(broker, &mut client, mesh_id).await?;
+    let mut client = coord.pool.get().await.map_err(StoreError::from)?;
+    let (tx, held, events) = begin(coord, &mut client, mesh_id).await?;
     let queue = db::waiting(&tx, mesh_id).await?;
     let ahead: Vec<WaiterRow> = queue.iter().take_while(|w| w.id != waiter).cloned().collect();
     db::remove_waiter(&tx, waiter).await?;
-    finish(broker, mesh_id, tx, events).await?;
+    finish(coord, mesh_id, tx, events).await?;
     // Whoever queued behind this waiter may go now.
-    broker.lock_wake.notify_waiters();
+    coord.lock_wake.notify_waiters();
     if client_gone {
         return Err(OpError::Conflict("the requesting connection closed".into()));
     }
@@ -366,29 +368,31 @@ async fn give_up(
 }
 
 /// Extend a lock the caller's member holds.
-pub async fn renew(broker: &Broker, who: &Sender, req: &LockRenew) -> Result<LockInfo, OpError> {
-    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-    let (tx, held, events) = begin(broker, &mut client, who.mesh_id).await?;
+pub async fn renew(coord: &Coord, a: &Caller, req: LockRenew) -> Result<LockInfo, OpError> {
+    let who = &a.sender();
+    let mut client = coord.pool.get().await.map_err(StoreError::from)?;
+    let (tx, held, events) = begin(coord, &mut client, who.mesh_id).await?;
     let Some(lock) = held.iter().find(|l| l.token == req.token) else {
-        finish(broker, who.mesh_id, tx, events).await?;
+        finish(coord, who.mesh_id, tx, events).await?;
         return Err(OpError::Conflict(format!("lock {} has expired or was released; acquire it again", req.token)));
     };
     if lock.holder_member != who.member_id {
         return Err(OpError::Forbidden("only the holder may renew a lock"));
     }
     let lock = db::renew(&tx, who.mesh_id, req.token, req.ttl_ms).await?;
-    finish(broker, who.mesh_id, tx, events).await?;
+    finish(coord, who.mesh_id, tx, events).await?;
     Ok(lock)
 }
 
 /// Release a lock the caller's member holds, or force-release anyone's as an admin (the holder
 /// is told, at priority `now`).
-pub async fn release(broker: &Broker, who: &Sender, role: Role, req: &LockRelease) -> Result<(), OpError> {
+pub async fn release(coord: &Coord, a: &Caller, req: LockRelease) -> Result<Done, OpError> {
+    let (who, role) = (&a.sender(), a.role);
     let mesh_id = who.mesh_id;
-    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-    let (tx, held, mut events) = begin(broker, &mut client, mesh_id).await?;
+    let mut client = coord.pool.get().await.map_err(StoreError::from)?;
+    let (tx, held, mut events) = begin(coord, &mut client, mesh_id).await?;
     let Some(lock) = held.iter().find(|l| l.token == req.token).cloned() else {
-        finish(broker, mesh_id, tx, events).await?;
+        finish(coord, mesh_id, tx, events).await?;
         return Err(OpError::NotFound("lock (it may have expired)"));
     };
     let own = lock.holder_member == who.member_id;
@@ -410,12 +414,14 @@ pub async fn release(broker: &Broker, who: &Sender, role: Role, req: &LockReleas
         events.push(lock_event(&tx, who, to, Priority::Now, "force_released", summary, &lock).await?);
     }
     // The events wake this node's waiters; other nodes' poll.
-    finish(broker, mesh_id, tx, events).await
+    finish(coord, mesh_id, tx, events).await?;
+    Ok(Done {})
 }
 
 /// Held locks and the queue.
-pub async fn list(broker: &Broker, mesh_id: Uuid) -> Result<Locks, OpError> {
-    let client = broker.pool.get().await.map_err(StoreError::from)?;
+pub async fn list(coord: &Coord, a: &Caller, _: LockList) -> Result<Locks, OpError> {
+    let mesh_id = a.mesh_id;
+    let client = coord.pool.get().await.map_err(StoreError::from)?;
     let now = store::now_ms();
     let locks = db::held(&client, mesh_id).await?.into_iter().filter(|l| l.expires_at_ms > now).collect();
     let waiters = db::waiting(&client, mesh_id).await?.iter().map(WaiterRow::info).collect();
@@ -425,33 +431,32 @@ pub async fn list(broker: &Broker, mesh_id: Uuid) -> Result<Locks, OpError> {
 /// One sweep: drop the queue entries of dead nodes, expire locks and queue entries on every
 /// mesh that has some due, and wake this node's waiters. Runs on every node; the per-mesh
 /// mutex makes concurrent sweeps safe.
-pub async fn sweep(broker: &Broker) -> Result<(), OpError> {
+pub async fn sweep(coord: &Coord) -> Result<(), OpError> {
     // Unknown liveness (Redis unreachable) removes nobody.
-    if let Some(live) = broker.live_node_ids().await {
-        let meshes = db::remove_waiters_of_dead_nodes(&broker.pool, &live).await?;
+    if let Some(live) = coord.liveness.live_node_ids().await {
+        let meshes = db::remove_waiters_of_dead_nodes(&coord.pool, &live).await?;
         if !meshes.is_empty() {
             tracing::info!(meshes = meshes.len(), "removed lock waiters of dead nodes");
-            broker.lock_wake.notify_waiters();
+            coord.lock_wake.notify_waiters();
         }
     }
-    let grace = Duration::from_secs(broker.cfg.coordination.lock_grace_secs);
-    for mesh_id in db::meshes_due(&broker.pool, grace).await? {
-        let mut client = broker.pool.get().await.map_err(StoreError::from)?;
-        let (tx, _, events) = begin(broker, &mut client, mesh_id).await?;
-        finish(broker, mesh_id, tx, events).await?;
+    let grace = Duration::from_secs(coord.cfg.lock_grace_secs);
+    for mesh_id in db::meshes_due(&coord.pool, grace).await? {
+        let mut client = coord.pool.get().await.map_err(StoreError::from)?;
+        let (tx, _, events) = begin(coord, &mut client, mesh_id).await?;
+        finish(coord, mesh_id, tx, events).await?;
     }
     Ok(())
 }
 
 /// Run [`sweep`] forever at the configured interval.
-pub fn spawn_sweeper(broker: Arc<Broker>) {
+pub fn spawn_sweeper(coord: Arc<Coord>) {
     tokio::spawn(async move {
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(broker.cfg.coordination.lock_sweep_interval_ms.max(50)));
+        let mut tick = tokio::time::interval(Duration::from_millis(coord.cfg.lock_sweep_interval_ms.max(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = sweep(&broker).await {
+            if let Err(e) = sweep(&coord).await {
                 tracing::warn!(error = %e, "lock sweep failed");
             }
         }
@@ -459,15 +464,15 @@ pub fn spawn_sweeper(broker: Arc<Broker>) {
 }
 
 /// A session's presence ended: its locks go after the grace unless it returns.
-pub async fn session_ended(broker: &Broker, mesh_id: Uuid, session_id: Uuid) {
-    if let Err(e) = db::orphan_session(&broker.pool, mesh_id, session_id).await {
+pub async fn session_ended(coord: &Coord, mesh_id: Uuid, session_id: Uuid) {
+    if let Err(e) = db::orphan_session(&coord.pool, mesh_id, session_id).await {
         tracing::warn!(%session_id, error = %e, "could not start the lock grace of an ended session");
     }
 }
 
 /// A session is present (again): locks it still holds are kept.
-pub async fn session_started(broker: &Broker, mesh_id: Uuid, session_id: Uuid) {
-    if let Err(e) = db::adopt_session(&broker.pool, mesh_id, session_id).await {
+pub async fn session_started(coord: &Coord, mesh_id: Uuid, session_id: Uuid) {
+    if let Err(e) = db::adopt_session(&coord.pool, mesh_id, session_id).await {
         tracing::warn!(%session_id, error = %e, "could not re-adopt a session's locks");
     }
 }

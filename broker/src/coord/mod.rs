@@ -1,23 +1,97 @@
-//! Coordination: the policy of task steps and thread hand-offs (pure functions, unit-tested
-//! here), and the services the op handlers in `edge::coord_ops` share.
+//! Coordination: every rule of shared state, locks, tasks, threads, memory and reminders, as
+//! plain functions over the store ([`Coord`]) for one caller ([`Caller`]). The edge only
+//! decodes, authorizes and replies. The pure policies — task steps, thread hand-offs — are
+//! here and unit-tested as tables.
 //!
-//! - [`glob`] — whether two lock patterns can name the same path.
-//! - [`events`] — appending a change's event in its transaction and publishing it after commit.
+//! - [`state`] — versioned keys with compare-and-set.
 //! - [`locks`] — the lock table: grants, the FIFO wait queue, expiry and session hand-off.
-//! - [`reminders`] — schedules (cron in a time zone) and the exactly-once firing step.
+//! - [`glob`] — whether two lock patterns can name the same path.
+//! - [`tasks`], [`threads`], [`memory`] — the workflows and the team's notes and search.
+//! - [`reminders`] — creating them, schedules (cron in a time zone), the exactly-once firing.
+//! - [`events`] — appending a change's event in its transaction and publishing it after commit.
 
+mod change;
 pub mod events;
 pub mod glob;
 pub mod locks;
+pub mod memory;
 pub mod reminders;
+pub mod state;
+pub mod tasks;
+pub mod threads;
 
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
 use plexus_proto::{
     coord::{Task, TaskAction, TaskStatus},
     types::Role,
 };
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::error::OpError;
+use crate::{
+    cluster::{FanOut, Liveness},
+    config::CoordinationConfig,
+    error::OpError,
+};
+
+/// What coordination uses of the node: the store, the mesh channels its events go out on,
+/// which nodes are alive (a dead node's lock waiters leave the queue), and its settings.
+pub struct Coord {
+    /// Postgres.
+    pub pool: Pool,
+    /// Publishes committed events.
+    pub fanout: Arc<dyn FanOut>,
+    /// Wakes this node's queued lock acquires when a lock here was released.
+    pub lock_wake: Notify,
+    /// This node.
+    pub node_id: String,
+    /// Which nodes are alive.
+    pub liveness: Arc<dyn Liveness>,
+    /// Settings.
+    pub cfg: CoordinationConfig,
+    /// Poked when a reminder due before the next periodic claim was created here.
+    pub reminders_due_soon: Arc<Notify>,
+}
+
+/// Who asks: a session of a member, as coordination sees it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Mesh.
+    pub mesh_id: Uuid,
+    /// Member.
+    pub member_id: Uuid,
+    /// Session.
+    pub session_id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Role in the mesh.
+    pub role: Role,
+    /// Session x25519 key.
+    pub session_pubkey: Vec<u8>,
+    /// Member ed25519 key.
+    pub member_pubkey: Vec<u8>,
+}
+
+impl Caller {
+    /// As the actor of a step.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor { member: self.member_id, name: &self.name, role: self.role }
+    }
+
+    /// As the sender of an event.
+    pub fn sender(&self) -> events::Sender {
+        events::Sender {
+            mesh_id: self.mesh_id,
+            member_id: self.member_id,
+            session_id: self.session_id,
+            name: self.name.clone(),
+            session_pubkey: self.session_pubkey.clone(),
+            member_pubkey: self.member_pubkey.clone(),
+        }
+    }
+}
 
 /// The caller of a step.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,5 @@
-//! Reminders: schedule arithmetic (cron in a time zone via `croner` + `chrono-tz`), and the
-//! firing step the reminder actors run.
+//! Reminders: creating, listing and cancelling them, schedule arithmetic (cron in a time zone
+//! via `croner` + `chrono-tz`), and the firing step the reminder actors run.
 //!
 //! Firing is exactly-once without a distributed transaction: the delivery goes through the
 //! log writer with an id derived from (reminder, firing number), so a second attempt at the
@@ -22,6 +22,12 @@ use uuid::Uuid;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 
+use plexus_proto::{
+    coord as c,
+    types::{Role, Target},
+};
+
+use super::{change::member_name, Caller, Coord};
 use crate::{
     error::OpError,
     store::{
@@ -244,6 +250,77 @@ async fn advance(pool: Pool, batch: Vec<FireReq>, sent: Vec<(usize, bool)>) {
     for (req, outcome) in batch.into_iter().zip(outcomes) {
         let _ = req.done.send(outcome);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ops
+
+/// `remind_create`: schedule a sealed reminder for a member or group.
+pub async fn remind_create(coord: &Coord, a: &Caller, b: c::RemindCreate) -> Result<c::Reminder, OpError> {
+    let now = std::time::SystemTime::now();
+    let (first, repeating) = first_fire(&b.schedule, now)?;
+    if let Target::Member(m) = b.target {
+        member_name(coord, a.mesh_id, m).await?;
+    }
+    let (cron, tz) = match repeating {
+        Some((expr, tz)) => (Some(expr), Some(tz)),
+        None => (None, None),
+    };
+    let row = ReminderRow {
+        mesh_id: a.mesh_id,
+        id: Uuid::new_v4(),
+        number: 0,
+        creator_member: a.member_id,
+        creator_session: a.session_id,
+        creator_name: a.name.clone(),
+        creator_session_pubkey: a.session_pubkey.clone(),
+        creator_member_pubkey: a.member_pubkey.clone(),
+        label: b.label,
+        target: b.target,
+        priority: b.priority,
+        sealing: b.sealing,
+        nonce: b.nonce,
+        ciphertext: b.ciphertext,
+        cron,
+        tz,
+        next_fire_at: Some(first),
+        fire_count: 0,
+        cancelled: false,
+    };
+    let mut client = coord.pool.get().await.map_err(store::StoreError::from)?;
+    let tx = client.transaction().await.map_err(store::StoreError::from)?;
+    let stored = store::reminders::insert(&tx, &row).await?;
+    tx.commit().await.map_err(store::StoreError::from)?;
+    // Due before the next periodic claim: claim now, so short reminders are not late.
+    let soon = std::time::Duration::from_millis(coord.cfg.reminder_claim_interval_ms * 2);
+    if first <= now + soon {
+        coord.reminders_due_soon.notify_one();
+    }
+    Ok(stored.info())
+}
+
+/// `remind_list`: the caller's reminders (or all, for `all`), soonest first.
+pub async fn remind_list(coord: &Coord, a: &Caller, b: c::RemindList) -> Result<c::Reminders, OpError> {
+    let client = coord.pool.get().await.map_err(store::StoreError::from)?;
+    let creator = (!b.all).then_some(a.member_id);
+    let rows = store::reminders::list(&client, a.mesh_id, creator, b.include_done).await?;
+    Ok(c::Reminders { reminders: rows.iter().map(ReminderRow::info).collect() })
+}
+
+/// `remind_cancel`: cancel a reminder (its creator or an admin).
+pub async fn remind_cancel(coord: &Coord, a: &Caller, b: c::RemindCancel) -> Result<c::Reminder, OpError> {
+    let mut client = coord.pool.get().await.map_err(store::StoreError::from)?;
+    let tx = client.transaction().await.map_err(store::StoreError::from)?;
+    let row = store::reminders::lock(&tx, a.mesh_id, b.number).await?.ok_or(OpError::NotFound("reminder"))?;
+    if row.creator_member != a.member_id && a.role < Role::Admin {
+        return Err(OpError::Forbidden("only its creator or an admin may cancel a reminder"));
+    }
+    if row.cancelled || row.next_fire_at.is_none() {
+        return Err(OpError::Conflict(format!("reminder #{} is already cancelled or done", row.number)));
+    }
+    let cancelled = store::reminders::cancel(&tx, a.mesh_id, row.id).await?;
+    tx.commit().await.map_err(store::StoreError::from)?;
+    Ok(cancelled.info())
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ struct Counts {
 #[derive(Default)]
 pub struct Admission {
     counts: Mutex<Counts>,
+    /// Woken when the last connection closes (a drain waits for it).
+    emptied: tokio::sync::Notify,
 }
 
 /// Why a socket was refused.
@@ -93,6 +95,18 @@ impl Admission {
     pub fn open(&self) -> usize {
         self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).total
     }
+
+    /// Resolves once no connection is open.
+    pub async fn all_closed(&self) {
+        loop {
+            // Registered before the check, so a close between the two is not missed.
+            let emptied = self.emptied.notified();
+            if self.open() == 0 {
+                return;
+            }
+            emptied.await;
+        }
+    }
 }
 
 /// One admitted socket's place; given back on drop.
@@ -121,6 +135,9 @@ impl Drop for Slot {
         let was_pending = self.pending.load(Ordering::SeqCst);
         let mut c = self.admission.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         c.total = c.total.saturating_sub(1);
+        if c.total == 0 {
+            self.admission.emptied.notify_waiters();
+        }
         if let Some(ip) = self.addr {
             let gone = match c.per_address.get_mut(&ip) {
                 Some(e) => {
@@ -207,5 +224,22 @@ mod tests {
         drop((s2, s3, again));
         assert_eq!(a.open(), 0);
         assert!(a.counts.lock().unwrap().per_address.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_drain_wakes_when_the_last_connection_closes() {
+        let a = Arc::new(Admission::default());
+        let (s1, s2) = (a.admit(None, LIMITS).unwrap(), a.admit(None, LIMITS).unwrap());
+        let waiting = tokio::spawn({
+            let a = a.clone();
+            async move { a.all_closed().await }
+        });
+        tokio::task::yield_now().await;
+        drop(s1);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one connection is still open");
+        drop(s2);
+        waiting.await.unwrap();
+        a.all_closed().await;
     }
 }

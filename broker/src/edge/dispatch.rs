@@ -1,5 +1,7 @@
 //! The request loop of one connection, on the broker runtime. A connection is anonymous until
 //! its hello succeeds; then it is bound to one mesh, member and session for its lifetime.
+//! The loop serves `hello` and `send` itself (they change the connection or must keep its
+//! order); every other op goes through [`super::registry`] and runs concurrently.
 
 use std::sync::Arc;
 
@@ -11,34 +13,26 @@ use plexus_proto::{
 use ractor::ActorRef;
 use serde::Serialize;
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
-use super::{admission::Slot, ops as handlers};
+use super::{
+    admission::Slot,
+    ops as handlers,
+    registry::{self, Routed},
+};
 use crate::{
     actors::{presence_session::SessionMsg, ConnHandle},
     app::Broker,
+    coord::Caller,
     error::OpError,
 };
 
 /// What a completed hello binds the connection to.
 #[derive(Debug)]
 pub struct Authed {
-    /// Mesh.
-    pub mesh_id: Uuid,
-    /// Member.
-    pub member_id: Uuid,
-    /// Member's role.
-    pub role: plexus_proto::types::Role,
-    /// Member's ed25519 key.
-    pub member_pubkey: Vec<u8>,
+    /// The mesh, member and session, as coordination sees a caller.
+    pub who: Caller,
     /// Whether the member holds the mesh key.
     pub holds_mesh_key: bool,
-    /// Session.
-    pub session_id: Uuid,
-    /// Session x25519 key.
-    pub session_pubkey: Vec<u8>,
-    /// Name shown to peers.
-    pub display_name: String,
     /// Connection mode.
     pub mode: plexus_proto::types::SessionMode,
     /// The presence actor (session mode).
@@ -74,10 +68,6 @@ pub fn respond<T: Serialize>(conn: &ConnHandle, id: u64, op: &str, result: Resul
     }
 }
 
-fn metric_op(op: &str) -> &'static str {
-    plexus_proto::known_op(op).unwrap_or("unknown")
-}
-
 /// Serve requests until the connection's request channel closes. A connection that has not
 /// said hello within `http.hello_timeout_secs`, or whose hello failed `http.max_failed_hellos`
 /// times, is closed with `HelloFailed` (4007): an unauthenticated socket costs the node memory
@@ -103,7 +93,7 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
             }
         };
         let Some(req) = next else { break };
-        let op = metric_op(&req.op);
+        let op = registry::metric_label(&req.op);
         if req.op.len() > plexus_proto::limits::MAX_OP_NAME {
             let too_long =
                 plexus_proto::ProtoError::FieldTooLarge { field: "op", max: plexus_proto::limits::MAX_OP_NAME };
@@ -135,14 +125,6 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
                 }
             },
             (ops::Hello::NAME, Some(_)) => respond::<()>(&conn, req.id, op, Err(OpError::AlreadyAuthenticated)),
-            (ops::MeshCreate::NAME, _) => {
-                let (b, c) = (broker.clone(), conn.clone());
-                tokio::spawn(async move { respond(&c, req.id, op, handlers::mesh_create(&b, &req).await) });
-            }
-            (ops::InviteClaim::NAME, _) => {
-                let (b, c) = (broker.clone(), conn.clone());
-                tokio::spawn(async move { respond(&c, req.id, op, handlers::invite_claim(&b, &req).await) });
-            }
             (ops::Send::NAME, Some(a)) => {
                 // Prepared and enqueued in arrival order, so one connection's messages get
                 // increasing sequences; the commit is awaited off the loop.
@@ -165,14 +147,16 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
                     Err(e) => respond::<()>(&conn, req.id, op, Err(e)),
                 }
             }
-            (name, Some(a)) if plexus_proto::known_op(name).is_some() => {
-                let (b, c, a) = (broker.clone(), conn.clone(), a.clone());
-                tokio::spawn(async move { handlers::authed(&b, &c, &a, op, &req).await });
+            (_, authed) => {
+                if let Routed::NotHere(req) = registry::route(&broker, &conn, authed.as_ref(), req) {
+                    let error = if registry::is_op(&req.op) {
+                        OpError::NotAuthenticated
+                    } else {
+                        OpError::UnknownOp(req.op.chars().take(32).collect())
+                    };
+                    respond::<()>(&conn, req.id, op, Err(error));
+                }
             }
-            (name, None) if plexus_proto::known_op(name).is_some() => {
-                respond::<()>(&conn, req.id, op, Err(OpError::NotAuthenticated));
-            }
-            (name, _) => respond::<()>(&conn, req.id, op, Err(OpError::UnknownOp(name.chars().take(32).collect()))),
         }
     }
     if let Some(a) = authed {
@@ -180,7 +164,7 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
             let _ = session.cast(SessionMsg::Disconnected);
         }
         if a.mode == plexus_proto::types::SessionMode::Watch {
-            broker.unwatch(a.mesh_id, a.conn_id).await;
+            broker.unwatch(a.who.mesh_id, a.conn_id).await;
         }
     }
 }

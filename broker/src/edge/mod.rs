@@ -8,12 +8,12 @@
 //!   ping/pong, typed closes. Runs on an actix worker.
 //! - [`dispatch`] — the connection's request loop on the broker runtime: hello first, then
 //!   ops; sends keep their order, everything else runs concurrently.
-//! - [`ops`] — one handler per op.
-//! - [`coord_ops`] — handlers of the coordination ops (state, tasks, threads, memory, search).
+//! - [`registry`] — the op table: name, request type, access, handler and reply of every op.
+//! - [`ops`] — the handlers that are not coordination rules (those are in `crate::coord`).
 
 pub mod admission;
 pub mod connection;
-pub mod coord_ops;
 pub mod dispatch;
 pub mod http;
 pub mod ops;
+pub mod registry;

@@ -1,18 +1,19 @@
-//! One handler per op. Handlers validate, authorize, touch the store and the actors, and
-//! return typed replies; [`super::dispatch`] turns results into frames.
+//! The handlers of the ops that are not coordination rules: meshes, invites, membership, keys,
+//! groups, presence and delivery. Each takes its decoded body and returns its typed reply;
+//! [`super::registry`] routes to them and checks access.
 
 use std::time::Duration;
 
 use plexus_crypto as crypto;
 use plexus_proto::{
-    ops::{self, Done, Op},
+    ops::{self, Done},
     push::KeyRequest,
     signing,
     types::{Cursor, DeliveryState, Role, Sealing, SessionMode, Target},
     Request, PROTOCOL_VERSION,
 };
 
-use super::dispatch::{body, respond, Authed};
+use super::dispatch::{body, Authed};
 use crate::{
     actors::{
         presence_session::{SessionMsg, SessionSpec},
@@ -20,6 +21,7 @@ use crate::{
     },
     app::Broker,
     cluster::{MeshEvent, SessionCommand},
+    coord::Caller,
     error::OpError,
     store::{self, log::NewMessage, meshes, now_ms, receipts},
 };
@@ -32,8 +34,7 @@ fn tokens_equal(a: &str, b: &str) -> bool {
 }
 
 /// `mesh_create`.
-pub async fn mesh_create(broker: &Broker, req: &Request) -> Result<ops::MeshCreated, OpError> {
-    let b: ops::MeshCreate = body(req)?;
+pub async fn mesh_create(broker: &Broker, b: ops::MeshCreate) -> Result<ops::MeshCreated, OpError> {
     let required = &broker.cfg.meshes.operator_token;
     if !required.is_empty() && !b.operator_token.as_deref().is_some_and(|t| tokens_equal(t, required)) {
         return Err(OpError::OperatorToken);
@@ -69,8 +70,7 @@ pub async fn mesh_create(broker: &Broker, req: &Request) -> Result<ops::MeshCrea
 }
 
 /// `invite_claim`.
-pub async fn invite_claim(broker: &Broker, req: &Request) -> Result<ops::InviteClaimed, OpError> {
-    let b: ops::InviteClaim = body(req)?;
+pub async fn invite_claim(broker: &Broker, b: ops::InviteClaim) -> Result<ops::InviteClaimed, OpError> {
     let signed = signing::claim_bytes(&b.code, b.member_id, &b.member_pubkey, &b.claim_pubkey);
     crypto::verify(&b.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("invite_claim"))?;
     let claimed =
@@ -195,14 +195,16 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
         SessionMode::Control => None,
     };
     let authed = Authed {
-        mesh_id: b.mesh_id,
-        member_id: b.member_id,
-        role: member.role,
-        member_pubkey: member.pubkey.clone(),
+        who: Caller {
+            mesh_id: b.mesh_id,
+            member_id: b.member_id,
+            session_id: b.session_id,
+            name: display_name.clone(),
+            role: member.role,
+            session_pubkey: b.session_pubkey.clone(),
+            member_pubkey: member.pubkey.clone(),
+        },
         holds_mesh_key,
-        session_id: b.session_id,
-        session_pubkey: b.session_pubkey.clone(),
-        display_name: display_name.clone(),
         mode: b.mode,
         session,
         conn_id,
@@ -243,7 +245,7 @@ pub async fn prepare_send(
     let b: ops::Send = body(req)?;
     let mut target = b.target.clone();
     if let Some(original) = b.reply_to {
-        let orig = store::log::message_by_id(&broker.pool, a.mesh_id, original)
+        let orig = store::log::message_by_id(&broker.pool, a.who.mesh_id, original)
             .await?
             .ok_or(OpError::NotFound("message replied to"))?;
         if b.sealing != Sealing::BoxSession {
@@ -253,16 +255,16 @@ pub async fn prepare_send(
     } else if !known.0.contains(&target) {
         match &target {
             Target::Session(id) => {
-                meshes::session_member(&broker.pool, a.mesh_id, *id).await?.ok_or(OpError::NotFound("session"))?;
+                meshes::session_member(&broker.pool, a.who.mesh_id, *id).await?.ok_or(OpError::NotFound("session"))?;
             }
             Target::Member(id) => {
-                let m = meshes::member(&broker.pool, a.mesh_id, *id).await?.ok_or(OpError::NotFound("member"))?;
+                let m = meshes::member(&broker.pool, a.who.mesh_id, *id).await?.ok_or(OpError::NotFound("member"))?;
                 if m.removed {
                     return Err(OpError::NotFound("member"));
                 }
             }
             Target::Group(g) => {
-                if !meshes::group_has_members(&broker.pool, a.mesh_id, g).await? {
+                if !meshes::group_has_members(&broker.pool, a.who.mesh_id, g).await? {
                     return Err(OpError::InvalidValue("target", format!("nobody is in @{g} (plexus group join {g})")));
                 }
             }
@@ -273,67 +275,33 @@ pub async fn prepare_send(
         }
     }
     Ok(NewMessage {
-        mesh_id: a.mesh_id,
+        mesh_id: a.who.mesh_id,
         id: b.id,
         target,
         priority: b.priority,
         reply_to: b.reply_to,
         subtype: b.subtype,
-        sender_member: a.member_id,
-        sender_session: a.session_id,
-        sender_name: a.display_name.clone(),
-        sender_pubkey: a.session_pubkey.clone(),
-        sender_member_pubkey: a.member_pubkey.clone(),
+        sender_member: a.who.member_id,
+        sender_session: a.who.session_id,
+        sender_name: a.who.name.clone(),
+        sender_pubkey: a.who.session_pubkey.clone(),
+        sender_member_pubkey: a.who.member_pubkey.clone(),
         sealing: b.sealing,
         nonce: b.nonce,
         ciphertext: b.ciphertext,
     })
 }
 
-fn require_admin(a: &Authed) -> Result<(), OpError> {
-    if a.role < Role::Admin {
-        return Err(OpError::Forbidden("needs the admin or owner role"));
-    }
-    Ok(())
-}
-
-/// Every op that needs a hello, other than `send`.
-pub async fn authed(broker: &Broker, conn: &ConnHandle, a: &Authed, op: &'static str, req: &Request) {
-    match op {
-        ops::Ack::NAME => respond(conn, req.id, op, ack(broker, a, req).await),
-        ops::Inbox::NAME => respond(conn, req.id, op, inbox(broker, a, req).await),
-        ops::Peers::NAME => respond(conn, req.id, op, peers(broker, a, req).await),
-        ops::Members::NAME => respond(conn, req.id, op, members(broker, a, req).await),
-        ops::SetStatus::NAME => respond(conn, req.id, op, set_status(broker, a, req).await),
-        ops::SetProfile::NAME => respond(conn, req.id, op, set_profile(broker, a, req).await),
-        ops::MessageStatus::NAME => respond(conn, req.id, op, message_status(broker, a, req).await),
-        ops::InviteCreate::NAME => respond(conn, req.id, op, invite_create(broker, a, req).await),
-        ops::InviteList::NAME => respond(conn, req.id, op, invite_list(broker, a, req).await),
-        ops::InviteRevoke::NAME => respond(conn, req.id, op, invite_revoke(broker, a, req).await),
-        ops::MemberRemove::NAME => respond(conn, req.id, op, member_remove(broker, a, req).await),
-        ops::KeyGrant::NAME => respond(conn, req.id, op, key_grant(broker, a, req).await),
-        ops::KeyReject::NAME => respond(conn, req.id, op, key_reject(broker, a, req).await),
-        ops::GroupJoin::NAME => respond(conn, req.id, op, group_join(broker, a, req).await),
-        ops::GroupLeave::NAME => respond(conn, req.id, op, group_leave(broker, a, req).await),
-        ops::GroupList::NAME => respond(conn, req.id, op, group_list(broker, a, req).await),
-        other => {
-            if !super::coord_ops::handle(broker, conn, a, op, req).await {
-                respond::<()>(conn, req.id, op, Err(OpError::UnknownOp(other.to_owned())));
-            }
-        }
-    }
-}
-
-async fn ack(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Acked, OpError> {
-    let mut b: ops::Ack = body(req)?;
+/// `ack`: record acknowledged (or read) sequences for the session.
+pub async fn ack(broker: &Broker, a: &Authed, mut b: ops::Ack) -> Result<ops::Acked, OpError> {
     // A sequence above the head does not exist yet: acknowledging it would silence the message
     // that later gets it.
-    let (_, head) = meshes::mesh_head(&broker.pool, a.mesh_id).await?.ok_or(OpError::NotFound("mesh"))?;
+    let (_, head) = meshes::mesh_head(&broker.pool, a.who.mesh_id).await?.ok_or(OpError::NotFound("mesh"))?;
     b.seqs.retain(|s| *s <= head.max(0) as u64);
     let state = if b.read { DeliveryState::Read } else { DeliveryState::Acked };
     broker
         .receipts
-        .commit(a.mesh_id, a.session_id, b.seqs.clone(), state)
+        .commit(a.who.mesh_id, a.who.session_id, b.seqs.clone(), state)
         .await
         .map_err(|_| OpError::Internal("could not record ack"))?;
     if let Some(session) = &a.session {
@@ -346,43 +314,45 @@ async fn ack(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Acked, O
     }
     // A control connection acks for the session wherever it is present.
     broker.fanout.publish(
-        a.mesh_id,
+        a.who.mesh_id,
         MeshEvent::SessionCommand {
-            session_id: a.session_id,
-            member_id: a.member_id,
+            session_id: a.who.session_id,
+            member_id: a.who.member_id,
             command: SessionCommand::Acked(b.seqs),
         },
     );
-    let (_, watermark) =
-        meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
+    let (_, watermark) = meshes::session_addressee(&broker.pool, a.who.mesh_id, a.who.session_id)
+        .await?
+        .ok_or(OpError::NotFound("session"))?;
     Ok(ops::Acked { cursor: Cursor { watermark: watermark.max(0) as u64, acked: Vec::new() } })
 }
 
-async fn inbox(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::InboxItems, OpError> {
-    let b: ops::Inbox = body(req)?;
-    let (who, watermark) =
-        meshes::session_addressee(&broker.pool, a.mesh_id, a.session_id).await?.ok_or(OpError::NotFound("session"))?;
+/// `inbox`: unacknowledged messages addressed to the session, held ones included.
+pub async fn inbox(broker: &Broker, a: &Authed, b: ops::Inbox) -> Result<ops::InboxItems, OpError> {
+    let (who, watermark) = meshes::session_addressee(&broker.pool, a.who.mesh_id, a.who.session_id)
+        .await?
+        .ok_or(OpError::NotFound("session"))?;
     let mut messages = store::log::unacked_for(&broker.pool, &who, watermark.max(0) as u64, b.limit + 1).await?;
     let more = messages.len() > b.limit as usize;
     messages.truncate(b.limit as usize);
     Ok(ops::InboxItems { messages, more })
 }
 
-async fn peers(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::PeerList, OpError> {
-    let _: ops::Peers = body(req)?;
+/// `peers`: present sessions (hidden ones only to their own member).
+pub async fn peers(broker: &Broker, a: &Authed, _: ops::Peers) -> Result<ops::PeerList, OpError> {
     let peers = broker
         .presence
-        .list(a.mesh_id)
+        .list(a.who.mesh_id)
         .await
         .into_iter()
-        .filter(|p| p.profile.visible || p.member_id == a.member_id)
+        .filter(|p| p.profile.visible || p.member_id == a.who.member_id)
         .collect();
     Ok(ops::PeerList { peers })
 }
 
-async fn members(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MemberList, OpError> {
-    let _: ops::Members = body(req)?;
-    let members = meshes::members(&broker.pool, a.mesh_id)
+/// `members`: every member of the mesh.
+pub async fn members(broker: &Broker, a: &Authed, _: ops::Members) -> Result<ops::MemberList, OpError> {
+    let members = meshes::members(&broker.pool, a.who.mesh_id)
         .await?
         .iter()
         .map(super::super::store::meshes::MemberRow::info)
@@ -393,15 +363,16 @@ async fn members(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Memb
 /// A control connection's change to its session reaches the session where it is present;
 /// when it is present nowhere there is nothing to change, and the caller is told.
 async fn require_present(broker: &Broker, a: &Authed) -> Result<(), OpError> {
-    if broker.presence.list(a.mesh_id).await.iter().any(|p| p.session_id == a.session_id) {
+    if broker.presence.list(a.who.mesh_id).await.iter().any(|p| p.session_id == a.who.session_id) {
         Ok(())
     } else {
         Err(OpError::NotFound("present session (start `plexus inbox --follow` or an agent with `plexus mcp` first)"))
     }
 }
 
-async fn set_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::StatusNow, OpError> {
-    let b: ops::SetStatus = body(req)?;
+/// `set_status`: report a status, to this session or, from a control connection, to the
+/// present session of the same id.
+pub async fn set_status(broker: &Broker, a: &Authed, b: ops::SetStatus) -> Result<ops::StatusNow, OpError> {
     if let Some(session) = &a.session {
         return match session.call(|r| SessionMsg::SetStatus(b.status, b.source, r), Some(CALL_TIMEOUT)).await {
             Ok(ractor::rpc::CallResult::Success((status, source))) => Ok(ops::StatusNow { status, source }),
@@ -410,18 +381,18 @@ async fn set_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::S
     }
     require_present(broker, a).await?;
     broker.fanout.publish(
-        a.mesh_id,
+        a.who.mesh_id,
         MeshEvent::SessionCommand {
-            session_id: a.session_id,
-            member_id: a.member_id,
+            session_id: a.who.session_id,
+            member_id: a.who.member_id,
             command: SessionCommand::SetStatus(b.status, b.source),
         },
     );
     Ok(ops::StatusNow { status: b.status, source: b.source })
 }
 
-async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
-    let mut b: ops::SetProfile = body(req)?;
+/// `set_profile`: summary, visibility, pull-only and the member's groups.
+pub async fn set_profile(broker: &Broker, a: &Authed, mut b: ops::SetProfile) -> Result<Done, OpError> {
     if let Some(groups) = b.groups.take() {
         // Groups are the member's: the list replaces its membership, for all its sessions.
         set_member_groups(broker, a, groups).await?;
@@ -430,7 +401,7 @@ async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done,
         return Ok(Done {});
     }
     if let Some(visible) = b.visible {
-        meshes::update_session_visibility(&broker.pool, a.mesh_id, a.session_id, visible).await?;
+        meshes::update_session_visibility(&broker.pool, a.who.mesh_id, a.who.session_id, visible).await?;
     }
     if let Some(session) = &a.session {
         return match session.call(|r| SessionMsg::SetProfile(b, r), Some(CALL_TIMEOUT)).await {
@@ -440,10 +411,10 @@ async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done,
     }
     require_present(broker, a).await?;
     broker.fanout.publish(
-        a.mesh_id,
+        a.who.mesh_id,
         MeshEvent::SessionCommand {
-            session_id: a.session_id,
-            member_id: a.member_id,
+            session_id: a.who.session_id,
+            member_id: a.who.member_id,
             command: SessionCommand::SetProfile(b),
         },
     );
@@ -451,8 +422,10 @@ async fn set_profile(broker: &Broker, a: &Authed, req: &Request) -> Result<Done,
 }
 
 async fn publish_groups(broker: &Broker, a: &Authed) -> Result<ops::MemberGroups, OpError> {
-    let groups = meshes::member_groups(&broker.pool, a.mesh_id, a.member_id).await?;
-    broker.fanout.publish(a.mesh_id, MeshEvent::MemberGroups { member_id: a.member_id, groups: groups.clone() });
+    let groups = meshes::member_groups(&broker.pool, a.who.mesh_id, a.who.member_id).await?;
+    broker
+        .fanout
+        .publish(a.who.mesh_id, MeshEvent::MemberGroups { member_id: a.who.member_id, groups: groups.clone() });
     Ok(ops::MemberGroups { groups })
 }
 
@@ -461,43 +434,44 @@ async fn set_member_groups(
     a: &Authed,
     groups: Vec<plexus_proto::types::GroupRole>,
 ) -> Result<ops::MemberGroups, OpError> {
-    meshes::set_groups(&broker.pool, a.mesh_id, a.member_id, &groups).await?;
+    meshes::set_groups(&broker.pool, a.who.mesh_id, a.who.member_id, &groups).await?;
     publish_groups(broker, a).await
 }
 
-async fn group_join(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MemberGroups, OpError> {
-    let b: ops::GroupJoin = body(req)?;
+/// `group_join`: the member joins a group.
+pub async fn group_join(broker: &Broker, a: &Authed, b: ops::GroupJoin) -> Result<ops::MemberGroups, OpError> {
     let group = plexus_proto::types::GroupRole { name: b.name, role: b.role };
-    meshes::join_groups(&broker.pool, a.mesh_id, a.member_id, &[group]).await?;
+    meshes::join_groups(&broker.pool, a.who.mesh_id, a.who.member_id, &[group]).await?;
     publish_groups(broker, a).await
 }
 
-async fn group_leave(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MemberGroups, OpError> {
-    let b: ops::GroupLeave = body(req)?;
-    if !meshes::leave_group(&broker.pool, a.mesh_id, a.member_id, &b.name).await? {
+/// `group_leave`: the member leaves a group.
+pub async fn group_leave(broker: &Broker, a: &Authed, b: ops::GroupLeave) -> Result<ops::MemberGroups, OpError> {
+    if !meshes::leave_group(&broker.pool, a.who.mesh_id, a.who.member_id, &b.name).await? {
         return Err(OpError::NotFound("group membership"));
     }
     publish_groups(broker, a).await
 }
 
-async fn group_list(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Groups, OpError> {
-    let _: ops::GroupList = body(req)?;
-    Ok(ops::Groups { groups: meshes::list_groups(&broker.pool, a.mesh_id).await? })
+/// `group_list`: the mesh's groups and their members.
+pub async fn group_list(broker: &Broker, a: &Authed, _: ops::GroupList) -> Result<ops::Groups, OpError> {
+    Ok(ops::Groups { groups: meshes::list_groups(&broker.pool, a.who.mesh_id).await? })
 }
 
-async fn message_status(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::MessageState, OpError> {
-    let b: ops::MessageStatus = body(req)?;
-    let msg = store::log::message_by_id(&broker.pool, a.mesh_id, b.id).await?.ok_or(OpError::NotFound("message"))?;
+/// `message_status`: who got a message the caller's member sent, and how far.
+pub async fn message_status(broker: &Broker, a: &Authed, b: ops::MessageStatus) -> Result<ops::MessageState, OpError> {
+    let msg =
+        store::log::message_by_id(&broker.pool, a.who.mesh_id, b.id).await?.ok_or(OpError::NotFound("message"))?;
     // Only the sending member may see who got it; to anyone else it does not exist.
-    if msg.sender_member != a.member_id {
+    if msg.sender_member != a.who.member_id {
         return Err(OpError::NotFound("message"));
     }
     // A session whose agent is gone stops counting after a grace: it will never read the
     // message, and a member's next session gets what was addressed to the member.
     let present: std::collections::HashSet<uuid::Uuid> =
-        broker.presence.list(a.mesh_id).await.into_iter().map(|p| p.session_id).collect();
+        broker.presence.list(a.who.mesh_id).await.into_iter().map(|p| p.session_id).collect();
     let recent = now_ms().saturating_sub(broker.cfg.delivery.dead_session_grace_secs * 1000);
-    let mut recipients: Vec<ops::RecipientState> = store::log::recipients(&broker.pool, a.mesh_id, &msg)
+    let mut recipients: Vec<ops::RecipientState> = store::log::recipients(&broker.pool, a.who.mesh_id, &msg)
         .await?
         .into_iter()
         .filter(|r| r.state.is_some() || present.contains(&r.session_id) || r.last_seen_ms >= recent)
@@ -511,7 +485,7 @@ async fn message_status(broker: &Broker, a: &Authed, req: &Request) -> Result<op
     if let Target::Member(member_id) = msg.target {
         if recipients.is_empty() {
             // Nobody of the member is around: the member's next session will get it.
-            let name = meshes::member(&broker.pool, a.mesh_id, member_id).await?.map(|m| m.display_name);
+            let name = meshes::member(&broker.pool, a.who.mesh_id, member_id).await?.map(|m| m.display_name);
             recipients.push(ops::RecipientState {
                 session_id: uuid::Uuid::nil(),
                 member_id,
@@ -523,25 +497,24 @@ async fn message_status(broker: &Broker, a: &Authed, req: &Request) -> Result<op
     Ok(ops::MessageState { seq: msg.seq, target: msg.target, priority: msg.priority, recipients })
 }
 
-async fn invite_create(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::InviteInfo, OpError> {
-    let b: ops::InviteCreate = body(req)?;
-    require_admin(a)?;
-    if b.role == Role::Admin && a.role != Role::Owner {
+/// `invite_create`: a signed invite (admins; only the owner invites admins).
+pub async fn invite_create(broker: &Broker, a: &Authed, b: ops::InviteCreate) -> Result<ops::InviteInfo, OpError> {
+    if b.role == Role::Admin && a.who.role != Role::Owner {
         return Err(OpError::Forbidden("only the owner can invite admins"));
     }
     if b.expires_at_ms <= now_ms() {
         return Err(OpError::Invalid("expires_at_ms is in the past"));
     }
-    let signed = signing::invite_bytes(a.mesh_id, &b.code, b.role, b.max_uses, b.expires_at_ms);
-    crypto::verify(&a.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("invite"))?;
+    let signed = signing::invite_bytes(a.who.mesh_id, &b.code, b.role, b.max_uses, b.expires_at_ms);
+    crypto::verify(&a.who.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("invite"))?;
     if !meshes::create_invite(
         &broker.pool,
-        a.mesh_id,
+        a.who.mesh_id,
         &b.code,
         b.role,
         b.max_uses,
         b.expires_at_ms,
-        a.member_id,
+        a.who.member_id,
         &b.signature,
         &b.groups,
     )
@@ -556,58 +529,78 @@ async fn invite_create(broker: &Broker, a: &Authed, req: &Request) -> Result<ops
         uses: 0,
         expires_at_ms: b.expires_at_ms,
         revoked: false,
-        issued_by: a.member_id,
+        issued_by: a.who.member_id,
         groups: b.groups,
     })
 }
 
-async fn invite_list(broker: &Broker, a: &Authed, req: &Request) -> Result<ops::Invites, OpError> {
-    let _: ops::InviteList = body(req)?;
-    require_admin(a)?;
-    Ok(ops::Invites { invites: meshes::list_invites(&broker.pool, a.mesh_id).await? })
+/// `invite_list`: the mesh's invites.
+pub async fn invite_list(broker: &Broker, a: &Authed, _: ops::InviteList) -> Result<ops::Invites, OpError> {
+    Ok(ops::Invites { invites: meshes::list_invites(&broker.pool, a.who.mesh_id).await? })
 }
 
-async fn invite_revoke(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
-    let b: ops::InviteRevoke = body(req)?;
-    require_admin(a)?;
-    if !meshes::revoke_invite(&broker.pool, a.mesh_id, &b.code).await? {
+/// `invite_revoke`: stop an invite from being claimed.
+pub async fn invite_revoke(broker: &Broker, a: &Authed, b: ops::InviteRevoke) -> Result<Done, OpError> {
+    if !meshes::revoke_invite(&broker.pool, a.who.mesh_id, &b.code).await? {
         return Err(OpError::NotFound("invite"));
     }
     Ok(Done {})
 }
 
-async fn member_remove(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
-    let b: ops::MemberRemove = body(req)?;
-    require_admin(a)?;
-    let target = meshes::member(&broker.pool, a.mesh_id, b.member_id).await?.ok_or(OpError::NotFound("member"))?;
+/// `member_remove`: remove another member (never the owner; admins only by the owner).
+pub async fn member_remove(broker: &Broker, a: &Authed, b: ops::MemberRemove) -> Result<Done, OpError> {
+    let target = meshes::member(&broker.pool, a.who.mesh_id, b.member_id).await?.ok_or(OpError::NotFound("member"))?;
     if target.role == Role::Owner {
         return Err(OpError::Forbidden("the owner cannot be removed"));
     }
-    if target.role == Role::Admin && a.role != Role::Owner {
+    if target.role == Role::Admin && a.who.role != Role::Owner {
         return Err(OpError::Forbidden("only the owner can remove an admin"));
     }
-    if !meshes::remove_member(&broker.pool, a.mesh_id, b.member_id).await? {
+    remove_member(broker, a, b.member_id).await
+}
+
+/// `mesh_leave`: the caller's member removes itself (the owner cannot: a mesh always has one).
+pub async fn mesh_leave(broker: &Broker, a: &Authed, _: ops::MeshLeave) -> Result<Done, OpError> {
+    if a.who.role == Role::Owner {
+        return Err(OpError::Forbidden("the owner cannot leave its mesh"));
+    }
+    remove_member(broker, a, a.who.member_id).await
+}
+
+/// Remove a member; its sessions close with `MemberRemoved` wherever they are connected.
+async fn remove_member(broker: &Broker, a: &Authed, member_id: uuid::Uuid) -> Result<Done, OpError> {
+    if !meshes::remove_member(&broker.pool, a.who.mesh_id, member_id).await? {
         return Err(OpError::NotFound("member"));
     }
-    tracing::info!(mesh_id = %a.mesh_id, member_id = %b.member_id, by = %a.member_id, "member removed");
-    broker.fanout.publish(a.mesh_id, MeshEvent::MemberRemoved { member_id: b.member_id });
+    tracing::info!(mesh_id = %a.who.mesh_id, %member_id, by = %a.who.member_id, "member removed");
+    broker.fanout.publish(a.who.mesh_id, MeshEvent::MemberRemoved { member_id });
     Ok(Done {})
 }
 
-async fn key_grant(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
-    let b: ops::KeyGrant = body(req)?;
-    let me = meshes::member(&broker.pool, a.mesh_id, a.member_id).await?.ok_or(OpError::NotMember)?;
+/// `lock_acquire`: a waiter whose connection closed gives its place back.
+pub async fn lock_acquire(
+    broker: &Broker,
+    conn: &ConnHandle,
+    a: &Authed,
+    b: plexus_proto::coord::LockAcquire,
+) -> Result<plexus_proto::coord::LockInfo, OpError> {
+    crate::coord::locks::acquire(&broker.coord, &a.who, b, || !conn.frames.is_closed()).await
+}
+
+/// `key_grant`: hand the mesh key, sealed to its claim key, to a member waiting for it.
+pub async fn key_grant(broker: &Broker, a: &Authed, b: ops::KeyGrant) -> Result<Done, OpError> {
+    let me = meshes::member(&broker.pool, a.who.mesh_id, a.who.member_id).await?.ok_or(OpError::NotMember)?;
     if me.role != Role::Owner && me.sealed_mesh_key.is_none() {
         return Err(OpError::Forbidden("only a member holding the mesh key can grant it"));
     }
-    match meshes::grant_mesh_key(&broker.pool, a.mesh_id, b.member_id, &b.sealed_mesh_key, a.member_id).await? {
+    match meshes::grant_mesh_key(&broker.pool, a.who.mesh_id, b.member_id, &b.sealed_mesh_key, a.who.member_id).await? {
         meshes::Granted::Stored => {
             broker.fanout.publish(
-                a.mesh_id,
+                a.who.mesh_id,
                 MeshEvent::KeyGranted {
                     member_id: b.member_id,
                     sealed_mesh_key: b.sealed_mesh_key,
-                    granted_by: Some(a.member_id),
+                    granted_by: Some(a.who.member_id),
                 },
             );
             Ok(Done {})
@@ -622,16 +615,15 @@ async fn key_grant(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, O
 }
 
 /// `key_reject`: the caller's granted key failed the owner's commitment.
-async fn key_reject(broker: &Broker, a: &Authed, req: &Request) -> Result<Done, OpError> {
-    let _: ops::KeyReject = body(req)?;
-    let Some(granter) = meshes::refuse_mesh_key(&broker.pool, a.mesh_id, a.member_id).await? else {
+pub async fn key_reject(broker: &Broker, a: &Authed, _: ops::KeyReject) -> Result<Done, OpError> {
+    let Some(granter) = meshes::refuse_mesh_key(&broker.pool, a.who.mesh_id, a.who.member_id).await? else {
         return Err(OpError::NotFound("granted mesh key"));
     };
-    tracing::warn!(mesh_id = %a.mesh_id, member_id = %a.member_id, granter = ?granter, "a granted mesh key was refused as forged");
-    let me = meshes::member(&broker.pool, a.mesh_id, a.member_id).await?.ok_or(OpError::NotMember)?;
+    tracing::warn!(mesh_id = %a.who.mesh_id, member_id = %a.who.member_id, granter = ?granter, "a granted mesh key was refused as forged");
+    let me = meshes::member(&broker.pool, a.who.mesh_id, a.who.member_id).await?.ok_or(OpError::NotMember)?;
     if let Some(claim_pubkey) = me.claim_pubkey {
         broker.fanout.publish(
-            a.mesh_id,
+            a.who.mesh_id,
             MeshEvent::KeyRequest(KeyRequest {
                 member_id: me.id,
                 display_name: me.display_name,

@@ -7,11 +7,7 @@
 //! insert itself (`ON CONFLICT DO NOTHING RETURNING`), not by a lookup before it: the hot path
 //! is two statements per mesh.
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use deadpool_postgres::Pool;
 use plexus_proto::{
@@ -94,10 +90,19 @@ struct WriteReq {
     reply: oneshot::Sender<Result<Sent, Arc<StoreError>>>,
 }
 
+/// What a writer is asked to do, in order.
+// Writes are nearly every job; boxing them would allocate once per message for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Write(WriteReq),
+    /// Answered once everything queued before it has been through a commit.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Handle to the log writers. Cheap to clone.
 #[derive(Clone)]
 pub struct LogWriter {
-    shards: Arc<Vec<mpsc::Sender<WriteReq>>>,
+    shards: Arc<Vec<mpsc::Sender<Job>>>,
 }
 
 /// The writer is gone or the write failed.
@@ -128,12 +133,12 @@ impl LogWriter {
     /// Wait until every message queued so far has been through a commit (used on drain).
     pub async fn flush(&self) {
         for shard in self.shards.iter() {
-            while shard.capacity() < shard.max_capacity() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            let (done, flushed) = oneshot::channel();
+            if shard.send(Job::Flush(done)).await.is_ok() {
+                // A writer that stopped has nothing left to commit.
+                let _ = flushed.await;
             }
         }
-        // The last batch taken off a queue may still be committing.
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     /// Append a message; resolves after commit. The sender's ack waits on this.
@@ -149,7 +154,7 @@ impl LogWriter {
     ) -> Result<impl std::future::Future<Output = Result<Sent, AppendError>>, AppendError> {
         let shard = (msg.mesh_id.as_u128() % self.shards.len() as u128) as usize;
         let (reply, rx) = oneshot::channel();
-        self.shards[shard].send(WriteReq { msg, reply }).await.map_err(|_| AppendError::Stopped)?;
+        self.shards[shard].send(Job::Write(WriteReq { msg, reply })).await.map_err(|_| AppendError::Stopped)?;
         Ok(async move {
             match rx.await {
                 Ok(Ok(sent)) => Ok(sent),
@@ -160,16 +165,27 @@ impl LogWriter {
     }
 }
 
-async fn run_writer(shard: usize, pool: Pool, mut rx: mpsc::Receiver<WriteReq>, max_batch: usize, on_commit: OnCommit) {
+async fn run_writer(shard: usize, pool: Pool, mut rx: mpsc::Receiver<Job>, max_batch: usize, on_commit: OnCommit) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
-        batch.push(first);
+        match first {
+            Job::Write(req) => batch.push(req),
+            Job::Flush(done) => flushes.push(done),
+        }
         // Whatever arrived while the previous batch was committing joins this one.
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(req) => batch.push(req),
+                Ok(Job::Write(req)) => batch.push(req),
+                Ok(Job::Flush(done)) => flushes.push(done),
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+            continue;
         }
         let n = batch.len();
         crate::metrics::log_batch_size().observe(n as f64);
@@ -192,6 +208,9 @@ async fn run_writer(shard: usize, pool: Pool, mut rx: mpsc::Receiver<WriteReq>, 
                     let _ = req.reply.send(Err(e.clone()));
                 }
             }
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
         }
     }
 }
