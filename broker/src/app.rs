@@ -67,7 +67,7 @@ pub struct Broker {
     reminders: std::sync::OnceLock<ActorRef<SchedulerMsg>>,
     next_conn_id: AtomicU64,
     /// Connection counts and limits.
-    pub admission: Arc<crate::edge::admission::Admission>,
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 impl Broker {

@@ -1,7 +1,7 @@
 //! Wall-clock time for the parts whose decisions depend on it (status freshness and TTLs,
 //! reminder due times), behind a seam so their unit tests run on tokio's paused clock.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where "now" comes from.
 pub trait Clock: Send + Sync {
@@ -10,7 +10,7 @@ pub trait Clock: Send + Sync {
 
     /// Now, in milliseconds since the epoch.
     fn now_ms(&self) -> u64 {
-        crate::store::millis(self.now())
+        millis(self.now())
     }
 }
 
@@ -54,4 +54,19 @@ impl Clock for TokioClock {
 /// How long until `t` on `clock` (zero when it has passed).
 pub fn until(clock: &dyn Clock, t: SystemTime) -> Duration {
     t.duration_since(clock.now()).unwrap_or_default()
+}
+
+/// Milliseconds since the epoch.
+pub fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// `SystemTime` from milliseconds since the epoch.
+pub fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// Now on the system clock, in milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    millis(SystemTime::now())
 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`] — the typed configuration tree (`default.toml` → file → `PLEXUS_*` env).
+//! - [`admission`] — connection limits and counts (a drain waits for the last connection).
 //! - [`app`] — [`app::Broker`], the node's services wired together.
 //! - [`edge`] — HTTP/WebSocket edge: routes, connection tasks, request dispatch, op handlers.
 //! - [`actors`] — the ractor tree: NodeSupervisor → MeshSupervisor → MeshActor, PresenceSession.
@@ -15,6 +16,7 @@
 //! - [`error`] — op errors and their one mapping to wire codes.
 
 pub mod actors;
+pub mod admission;
 pub mod app;
 pub mod clock;
 pub mod cluster;

@@ -252,7 +252,7 @@ pub fn init() {
 
 /// Render the default registry as Prometheus text.
 pub fn render(pool: &deadpool_postgres::Pool, backlog: &Backlog) -> String {
-    let (messages, oldest) = backlog.summary(crate::store::now_ms());
+    let (messages, oldest) = backlog.summary(crate::clock::now_ms());
     backlog_messages().set(messages as i64);
     backlog_oldest_unacked_seconds().set(oldest);
     let status = pool.status();

@@ -212,6 +212,23 @@ impl Profile {
         Ok(names)
     }
 
+    /// Delete this profile and its cursor (after leaving the mesh); the default goes with it.
+    pub fn remove(&self, home: &Path) -> Result<(), ProfileError> {
+        for path in [self.path(home), self.cursor_path(home)] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ProfileError::Io { path, source: e });
+                }
+                _ => {}
+            }
+        }
+        let default = home.join("default");
+        if std::fs::read_to_string(&default).is_ok_and(|d| d.trim() == self.name) {
+            std::fs::remove_file(&default).map_err(|source| ProfileError::Io { path: default, source })?;
+        }
+        Ok(())
+    }
+
     /// Make this profile the default.
     pub fn set_default(&self, home: &Path) -> Result<(), ProfileError> {
         let default = home.join("default");

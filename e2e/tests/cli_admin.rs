@@ -74,3 +74,46 @@ async fn invites_and_member_removal_through_the_cli() {
     assert!(!gone.status.success(), "a removed member could still connect");
     follower.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_leaves_the_mesh_and_its_sessions_close() {
+    let db = TestDb::create().await;
+    let broker = Broker::start(&db).await;
+    let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
+    let (alice, bob) = (&mesh.peers[0], &mesh.peers[1]);
+    let mut follower = bob.spawn_json(&["inbox", "--follow"]);
+    assert!(wait_until(T, || (alice.json(&["peers"])["peers"].as_array().map(std::vec::Vec::len) == Some(1))
+        .then_some(()))
+    .await
+    .is_some());
+
+    let unconfirmed = bob.run(&["mesh", "leave"]);
+    assert!(!unconfirmed.status.success(), "leaving without --yes must not happen");
+    assert_eq!(alice.json(&["members"])["members"].as_array().unwrap().len(), 2);
+
+    let left = bob.json(&["mesh", "leave", "--yes"]);
+    assert!(left["left"].is_string(), "{left}");
+    let members: Vec<String> = alice.json(&["members"])["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(members, ["alice"]);
+    // His follower was a live session: it is closed, and he shows as gone.
+    assert!(wait_until(T, || (alice.json(&["peers"])["peers"].as_array().map(std::vec::Vec::is_empty) == Some(true))
+        .then_some(()))
+    .await
+    .is_some());
+    assert!(follower.wait_exit(T).await, "the follower outlived its membership");
+    // This machine forgot the mesh.
+    assert_eq!(bob.json(&["mesh", "list"])["meshes"].as_array().map(Vec::len), Some(0));
+
+    // The owner cannot leave: a mesh always has one.
+    let refused = alice.run(&["--json", "mesh", "leave", "--yes"]);
+    assert!(!refused.status.success());
+    let error: Value = serde_json::from_slice(&refused.stdout).expect("one JSON error document");
+    assert_eq!(error["error"]["code"], "forbidden", "{error}");
+    assert_eq!(alice.json(&["members"])["members"].as_array().unwrap().len(), 1);
+    follower.stop();
+}

@@ -197,6 +197,13 @@ pub(crate) enum MeshCmd {
         /// Profile name (as `plexus mesh list` shows it).
         name: String,
     },
+    /// Leave the mesh for good: you are removed, your sessions close, and this machine forgets
+    /// the mesh. Coming back takes a new invite. The owner cannot leave.
+    Leave {
+        /// Confirm: leaving cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -14,6 +14,8 @@
 //! crashed MeshActor is restarted and every live session registers with the new one.
 
 pub mod env;
+#[cfg(test)]
+mod fakes;
 pub mod mesh_actor;
 pub mod mesh_supervisor;
 pub mod node_supervisor;

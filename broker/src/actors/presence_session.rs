@@ -592,3 +592,187 @@ impl PresenceSession {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The session actor on paused time, with in-memory presence, fan-out and store.
+
+    use std::time::Duration;
+
+    use plexus_proto::types::Priority;
+    use tokio::time::sleep;
+
+    use super::*;
+    use crate::{
+        actors::{
+            env::SessionEnv,
+            fakes::{self, lock, Client},
+        },
+        clock::{Clock, TokioClock},
+        cluster::{
+            memory::{MemoryFanOut, MemoryPresence},
+            PresenceDirectory,
+        },
+        metrics::Backlog,
+        status::StatusRules,
+    };
+
+    /// A mesh router that takes registrations and routes nothing (the tests deliver directly).
+    struct NullRouter;
+
+    impl Actor for NullRouter {
+        type Msg = MeshMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<MeshMsg>, (): ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    const WORKING_TTL: Duration = Duration::from_secs(60);
+    const SWEEP: Duration = Duration::from_secs(5);
+
+    struct Harness {
+        session: ActorRef<SessionMsg>,
+        client: Client,
+        presence: Arc<MemoryPresence>,
+        receipts: Arc<fakes::Receipts>,
+        locks: Arc<fakes::Locks>,
+        clock: Arc<dyn Clock>,
+        spec: Arc<SessionSpec>,
+    }
+
+    impl Harness {
+        async fn start(status: Status) -> Harness {
+            let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+            let presence = Arc::new(MemoryPresence::default());
+            let receipts = Arc::new(fakes::Receipts::default());
+            let locks = Arc::new(fakes::Locks::default());
+            let env = Arc::new(SessionEnv {
+                store: Arc::new(fakes::Store::default()),
+                presence: presence.clone(),
+                fanout: Arc::new(MemoryFanOut::default()),
+                receipts: receipts.clone(),
+                locks: locks.clone(),
+                backlog: Arc::new(Backlog::default()),
+                rules: StatusRules { freshness: Duration::from_secs(30), working_ttl: WORKING_TTL },
+                replay_batch: 100,
+                replay_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+                sweep_every: SWEEP,
+                clock: clock.clone(),
+            });
+            let (conn, client) = Client::new();
+            let spec = Arc::new(SessionSpec {
+                mesh_id: Uuid::new_v4(),
+                session_id: Uuid::new_v4(),
+                member_id: Uuid::new_v4(),
+                member_pubkey: vec![0; 32],
+                holds_mesh_key: true,
+                member_name: "agent".into(),
+                session_pubkey: vec![0; 32],
+                profile: SessionProfile { status, ..SessionProfile::default() },
+                watermark: 0,
+                created_seq: 0,
+                connected_at_ms: clock.now_ms(),
+                conn,
+            });
+            let (router, _) = Actor::spawn(None, NullRouter, ()).await.expect("router");
+            let args = SessionArgs { spec: spec.clone(), router, env };
+            let (session, _) = Actor::spawn(None, PresenceSession, args).await.expect("session");
+            Harness { session, client, presence, receipts, locks, clock, spec }
+        }
+
+        /// Let the actor work through what is due at the current (paused) instant.
+        async fn settle(&mut self) {
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            self.client.drain();
+        }
+
+        async fn listed_status(&self) -> Option<Status> {
+            self.presence.list(self.spec.mesh_id).await.into_iter().next().map(|p| p.status)
+        }
+
+        fn deliver(&self, seq: u64, priority: Priority) {
+            let m = fakes::message(seq, priority, self.clock.now_ms());
+            self.session.cast(SessionMsg::Deliver(m)).expect("session alive");
+        }
+
+        async fn set_status(&self, status: Status, source: StatusSource) {
+            let reply = self.session.call(|r| SessionMsg::SetStatus(status, source, r), None).await;
+            assert!(matches!(reply, Ok(ractor::rpc::CallResult::Success(_))));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn working_nobody_re_reports_turns_idle_at_the_ttl_and_releases_held_messages() {
+        let mut h = Harness::start(Status::Working).await;
+        h.settle().await;
+        h.deliver(1, Priority::Next);
+        h.deliver(2, Priority::Now);
+        h.settle().await;
+        assert_eq!(h.client.messages, [2], "`now` is pushed at once, `next` waits for idle");
+
+        sleep(WORKING_TTL - SWEEP * 2).await;
+        h.settle().await;
+        assert_eq!(h.client.messages, [2], "held before the TTL");
+        assert_eq!(h.listed_status().await, Some(Status::Working));
+
+        sleep(SWEEP * 3).await;
+        h.settle().await;
+        assert_eq!(h.client.messages, [2, 1], "the sweep found working stale and released the held message");
+        assert_eq!(h.listed_status().await, Some(Status::Idle));
+        assert_eq!(*lock(&h.receipts.pushed), [2, 1], "each push is recorded as pushed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_report_keeps_working_past_the_first_ttl() {
+        let mut h = Harness::start(Status::Working).await;
+        h.deliver(1, Priority::Next);
+        sleep(WORKING_TTL - SWEEP).await;
+        h.set_status(Status::Working, StatusSource::Hook).await;
+        sleep(SWEEP * 3).await;
+        h.settle().await;
+        assert!(h.client.messages.is_empty(), "re-reported working still holds `next`");
+        assert_eq!(h.listed_status().await, Some(Status::Working));
+        sleep(WORKING_TTL).await;
+        h.settle().await;
+        assert_eq!(h.client.messages, [1], "a TTL after the last report it is idle");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_reported_releases_held_messages_at_once() {
+        let mut h = Harness::start(Status::Working).await;
+        h.deliver(1, Priority::Next);
+        h.deliver(2, Priority::Low);
+        h.settle().await;
+        assert!(h.client.messages.is_empty());
+        h.set_status(Status::Idle, StatusSource::Hook).await;
+        h.settle().await;
+        assert_eq!(h.client.messages, [1], "`next` goes out on idle; `low` stays in the inbox");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_that_ends_starts_its_locks_grace_and_a_replaced_one_does_not() {
+        let mut gone = Harness::start(Status::Idle).await;
+        gone.settle().await;
+        assert_eq!(*lock(&gone.locks.calls), ["started"], "a present session owns its locks");
+        gone.session.cast(SessionMsg::Disconnected).expect("alive");
+        gone.settle().await;
+        assert_eq!(*lock(&gone.locks.calls), ["started", "ended"]);
+        assert_eq!(gone.listed_status().await, None, "a gone session leaves presence");
+
+        let mut replaced = Harness::start(Status::Idle).await;
+        replaced.settle().await;
+        replaced.session.cast(SessionMsg::Replaced).expect("alive");
+        replaced.settle().await;
+        assert_eq!(
+            *lock(&replaced.locks.calls),
+            ["started"],
+            "a session replaced by a newer connection keeps its locks (the new one holds them)"
+        );
+        assert_eq!(replaced.client.closed, [CloseCode::SessionReplaced]);
+    }
+}

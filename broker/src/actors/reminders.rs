@@ -219,3 +219,123 @@ impl Actor for ReminderActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The scheduler on paused time, with an in-memory claim table and firer.
+
+    use std::{
+        collections::BTreeMap,
+        sync::Mutex,
+        time::{Duration, SystemTime},
+    };
+
+    use tokio::time::sleep;
+
+    use super::*;
+    use crate::{
+        actors::fakes::{self, lock},
+        clock::{Clock, TokioClock},
+        cluster::SingleNode,
+    };
+
+    const HORIZON: Duration = Duration::from_secs(60);
+    const CLAIM_EVERY: Duration = Duration::from_secs(10);
+    const REPEAT_EVERY: Duration = Duration::from_secs(45);
+
+    struct Harness {
+        store: Arc<fakes::Reminders>,
+        firings: Arc<fakes::Firings>,
+        clock: Arc<dyn Clock>,
+        env: Arc<ReminderEnv>,
+        start: SystemTime,
+    }
+
+    impl Harness {
+        async fn start(rows: Vec<ReminderRow>) -> Harness {
+            let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+            let store = Arc::new(fakes::Reminders {
+                rows: Mutex::new(rows.into_iter().map(|r| (r.id, (r, false))).collect::<BTreeMap<_, _>>()),
+                clock: clock.clone(),
+                claimed_at: Mutex::default(),
+            });
+            let firings =
+                Arc::new(fakes::Firings { fired: Mutex::default(), clock: clock.clone(), every: REPEAT_EVERY });
+            let env = Arc::new(ReminderEnv {
+                store: store.clone(),
+                firer: firings.clone(),
+                node_id: "n1".into(),
+                liveness: Arc::new(SingleNode("n1".into())),
+                horizon: HORIZON,
+                claim_every: CLAIM_EVERY,
+                claim_batch: 100,
+                clock: clock.clone(),
+                due_soon: Arc::default(),
+            });
+            Actor::spawn(None, ReminderScheduler, env.clone()).await.expect("scheduler");
+            let start = clock.now();
+            Harness { store, firings, clock, env, start }
+        }
+
+        /// Seconds after the start at which `id` fired.
+        fn fired(&self, id: Uuid) -> Vec<u64> {
+            lock(&self.firings.fired)
+                .iter()
+                .filter(|(r, _)| *r == id)
+                .map(|(_, t)| t.duration_since(self.start).unwrap_or_default().as_secs())
+                .collect()
+        }
+
+        fn claimed_at(&self, id: Uuid) -> Option<u64> {
+            lock(&self.store.claimed_at)
+                .iter()
+                .find(|(r, _)| *r == id)
+                .map(|(_, t)| t.duration_since(self.start).unwrap_or_default().as_secs())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reminders_are_claimed_within_the_horizon_and_fire_once_at_their_time() {
+        let now = SystemTime::now();
+        let soon = fakes::reminder(now + Duration::from_secs(30), false);
+        let later = fakes::reminder(now + Duration::from_secs(200), false);
+        let (soon_id, later_id) = (soon.id, later.id);
+        let h = Harness::start(vec![soon, later]).await;
+
+        sleep(Duration::from_secs(29)).await;
+        assert!(h.fired(soon_id).is_empty(), "fired early");
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(h.fired(soon_id), [30], "fired at its due time");
+        assert_eq!(h.claimed_at(later_id), None, "a reminder beyond the horizon is left for later claims");
+
+        sleep(Duration::from_secs(200)).await;
+        let claimed = h.claimed_at(later_id).expect("claimed once within the horizon");
+        assert!((140 - 10..=140).contains(&claimed), "claimed at {claimed}s, within one claim period of 140s");
+        assert_eq!(h.fired(later_id), [200]);
+        assert_eq!(h.fired(soon_id), [30], "fired once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeating_reminder_re_arms_itself_within_the_horizon() {
+        let first = SystemTime::now() + Duration::from_secs(20);
+        let row = fakes::reminder(first, true);
+        let id = row.id;
+        let h = Harness::start(vec![row]).await;
+        sleep(Duration::from_secs(20 + 3 * 45 + 1)).await;
+        assert_eq!(h.fired(id), [20, 65, 110, 155], "every 45 s, from one claim");
+        assert_eq!(lock(&h.store.claimed_at).len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reminder_due_before_the_next_claim_is_claimed_when_poked() {
+        let h = Harness::start(Vec::new()).await;
+        sleep(Duration::from_secs(1)).await;
+        // Created now, due in 3 s: the next periodic claim (at 10 s) would be too late.
+        let row = fakes::reminder(h.clock.now() + Duration::from_secs(3), false);
+        let id = row.id;
+        lock(&h.store.rows).insert(id, (row, false));
+        h.env.due_soon.notify_one();
+        sleep(Duration::from_secs(5)).await;
+        assert_eq!(h.fired(id), [4], "fired on time, not at the next claim");
+    }
+}

@@ -7,7 +7,7 @@
 //! stalls the writer, its queue fills, and the connection is cut off as a slow consumer, while
 //! the heartbeat keeps running on schedule. A polite close needs the peer to read; when it
 //! does not within [`CLOSE_GRACE`] (or [`STUCK_SOCKET_GRACE`] after a slow-consumer or heartbeat
-//! close), the TCP connection is reset (see [`super::admission::SocketKiller`]).
+//! close), the TCP connection is reset (see [`super::socket::SocketKiller`]).
 
 use std::{
     sync::Arc,
@@ -18,7 +18,8 @@ use actix_ws::{AggregatedMessage, CloseReason, MessageStream, Session};
 use plexus_proto::{decode_request, encode_server_frame, limits, CloseCode, ErrorCode, Response, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 
-use super::admission::{Slot, SocketKiller};
+use super::socket::SocketKiller;
+use crate::admission::Slot;
 use crate::{
     actors::{CloseRequest, ConnHandle},
     app::Broker,

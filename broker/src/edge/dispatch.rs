@@ -15,12 +15,12 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{
-    admission::Slot,
     ops as handlers,
     registry::{self, Routed},
 };
 use crate::{
     actors::{presence_session::SessionMsg, ConnHandle},
+    admission::Slot,
     app::Broker,
     coord::Caller,
     error::OpError,

@@ -5,7 +5,8 @@ use std::{fs::File, io::BufReader, sync::Arc};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 
-use super::admission::{Limits, SocketKiller};
+use super::socket::SocketKiller;
+use crate::admission::Limits;
 use crate::app::Broker;
 
 async fn health() -> HttpResponse {

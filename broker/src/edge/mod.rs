@@ -2,8 +2,7 @@
 //! request dispatcher.
 //!
 //! - [`http`] — `/ws`, `/health`, `/ready`, `/metrics`; plain and TLS listeners.
-//! - [`admission`] — connection limits (node, per address, pending hellos) and resetting the
-//!   socket of a peer that stopped reading.
+//! - [`socket`] — resetting the socket of a peer that stopped reading.
 //! - [`connection`] — one small task per WebSocket: framing, bounded outbound queue,
 //!   ping/pong, typed closes. Runs on an actix worker.
 //! - [`dispatch`] — the connection's request loop on the broker runtime: hello first, then
@@ -11,9 +10,9 @@
 //! - [`registry`] — the op table: name, request type, access, handler and reply of every op.
 //! - [`ops`] — the handlers that are not coordination rules (those are in `crate::coord`).
 
-pub mod admission;
 pub mod connection;
 pub mod dispatch;
 pub mod http;
 pub mod ops;
 pub mod registry;
+pub mod socket;

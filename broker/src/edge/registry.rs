@@ -198,4 +198,45 @@ mod tests {
         assert_eq!(metric_label("lock_acquire"), "lock_acquire");
         assert_eq!(metric_label("lock_acquire; DROP TABLE"), "unknown");
     }
+
+    /// `(op, auth column)` of every row of the op tables in `docs/protocol.md`'s "Ops" section
+    /// (the coordination table has no auth column: all need a hello).
+    fn documented_ops() -> Vec<(String, Access)> {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+            .expect("docs/protocol.md");
+        let ops = doc.split("\n## Ops\n").nth(1).expect("an Ops section");
+        let ops = ops.split("\n## ").next().unwrap_or_default();
+        let mut rows = Vec::new();
+        let mut has_auth = false;
+        for line in ops.lines() {
+            if line.starts_with("| op |") {
+                has_auth = line.starts_with("| op | auth |");
+            }
+            let Some(rest) = line.strip_prefix("| `") else { continue };
+            let cells: Vec<&str> = rest.split(" | ").collect();
+            let name = cells[0].trim_end_matches('`').to_owned();
+            let access = match (has_auth, cells.get(1).copied()) {
+                (true, Some("anonymous")) => Access::Anonymous,
+                (true, Some("admin")) => Access::Admin,
+                _ => Access::Hello,
+            };
+            rows.push((name, access));
+        }
+        rows
+    }
+
+    #[test]
+    fn the_protocol_doc_lists_exactly_the_registered_ops_with_their_access() {
+        let documented = documented_ops();
+        for (name, access) in OPS {
+            match documented.iter().find(|(d, _)| d == name) {
+                None => panic!("op {name} is registered but not in docs/protocol.md's op tables"),
+                Some((_, doc_access)) => assert_eq!(doc_access, access, "docs/protocol.md gives {name} other access"),
+            }
+        }
+        for (name, _) in &documented {
+            assert!(OPS.iter().any(|(op, _)| op == name), "docs/protocol.md documents {name}, which is not an op");
+        }
+        assert_eq!(documented.len(), OPS.len(), "an op is documented twice");
+    }
 }

@@ -17,7 +17,7 @@ pub mod migrate;
 pub mod receipts;
 pub mod reminders;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use plexus_proto::types::{Priority, Sealing, Target};
@@ -62,20 +62,7 @@ pub fn connect(url: &str, size: usize) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Url(e.to_string()))
 }
 
-/// Milliseconds since the epoch.
-pub fn millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// `SystemTime` from milliseconds since the epoch.
-pub fn from_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-/// Now, in milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    millis(SystemTime::now())
-}
+pub use crate::clock::{from_millis, millis, now_ms};
 
 pub(crate) fn priority_to_i16(p: Priority) -> i16 {
     match p {

@@ -57,7 +57,27 @@ pub(crate) async fn mesh(ctx: &Ctx, cmd: MeshCmd) -> Result<()> {
             ctx.emit(json!({"default": p.name}), || format!("{} ({}) is now the default mesh", p.name, p.mesh_name));
             Ok(())
         }
+        MeshCmd::Leave { yes } => leave(ctx, yes).await,
     }
+}
+
+async fn leave(ctx: &Ctx, yes: bool) -> Result<()> {
+    let profile = ctx.profile()?;
+    if !yes {
+        bail!("leaving {} cannot be undone (coming back takes a new invite); run again with --yes", profile.mesh_name);
+    }
+    let (session, conn) = ctx.control().await?;
+    match conn.call(&ops::MeshLeave {}).await {
+        // Our own removal may close this connection before the reply arrives.
+        Ok(_) | Err(plexus_client::ClientError::Closed(Some(plexus_proto::CloseCode::MemberRemoved))) => {}
+        Err(e) => return Err(e.into()),
+    }
+    session.close().await;
+    profile.remove(&ctx.home)?;
+    ctx.emit(json!({"left": profile.mesh_id, "profile": profile.name}), || {
+        format!("left {}; this machine no longer has its profile", profile.mesh_name)
+    });
+    Ok(())
 }
 
 async fn create(
