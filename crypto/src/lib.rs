@@ -85,7 +85,7 @@ fn check_len(what: &'static str, bytes: &[u8], len: usize) -> Result<(), CryptoE
 #[derive(Clone)]
 pub struct SigningKey {
     secret: [u8; 64],
-    public: [u8; 32],
+    public: [u8; PUBLIC_KEY_LEN],
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -126,8 +126,8 @@ impl SigningKey {
     }
 
     /// Detached signature over `msg`.
-    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        let mut sig = [0u8; 64];
+    pub fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
+        let mut sig = [0u8; SIGNATURE_LEN];
         // SAFETY: sig is 64 bytes, msg pointer/len valid, secret is a 64-byte key.
         unsafe {
             ffi::crypto_sign_detached(

@@ -307,3 +307,13 @@ fn the_built_examples_are_the_documented_ones() {
         assert_eq!(hex(&doc_bytes), hex(&bytes), "example {kind} {name} differs from what the code encodes");
     }
 }
+
+#[test]
+fn the_push_table_lists_every_push() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md")).expect("doc");
+    let table = doc.split("\n## Pushes\n").nth(1).expect("a Pushes section");
+    let table = table.split("\n## ").next().unwrap_or_default();
+    let documented: Vec<&str> =
+        table.lines().filter_map(|l| l.strip_prefix("| `")).filter_map(|l| l.split('`').next()).collect();
+    assert_eq!(documented, push::ALL_PUSHES, "docs/protocol.md's push table and push::ALL_PUSHES differ");
+}

@@ -58,10 +58,3 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<i64, StoreError
     }
     Ok(known)
 }
-
-/// The schema version in the database (0 when none).
-pub async fn current_version(pool: &Pool) -> Result<i64, StoreError> {
-    let client = pool.get().await?;
-    let row = client.query_opt("SELECT max(version) FROM schema_migrations", &[]).await.ok().flatten();
-    Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).unwrap_or(0))
-}
