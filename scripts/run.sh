@@ -4,7 +4,8 @@
 # foreground. Ctrl-C stops everything this script started.
 #   scripts/run.sh            one node on :7700
 #   scripts/run.sh --cluster  Redis + three nodes on :7700, :7701, :7702 (peers spread over them)
-#   PLEXUS_PORT (default 7700), PLEXUS_LISTEN_HOST (default 0.0.0.0, so other machines can join)
+#   PLEXUS_PORT (default 7700), PLEXUS_LISTEN_HOST (default 0.0.0.0, so other machines can join),
+#   PLEXUS_DEMO_DIR (default $PLEXUS_STATE/demo), PLEXUS_BUILD_PROFILE (release or debug)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,9 +23,15 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$PLEXUS_PG_PORT") 2>/dev/null; then pg_was_runni
 DB_URL=$(deploy/local-postgres.sh start)
 echo "    $DB_URL"
 
-echo "==> building (release)"
-cargo build --release --locked --bin plexus-broker --bin plexus
-BIN=$CARGO_TARGET_DIR/release
+PROFILE=${PLEXUS_BUILD_PROFILE:-release}
+echo "==> building ($PROFILE)"
+if [ "$PROFILE" = release ]; then
+  cargo build --release --locked --bin plexus-broker --bin plexus
+  BIN=$CARGO_TARGET_DIR/release
+else
+  cargo build --locked --bin plexus-broker --bin plexus
+  BIN=$CARGO_TARGET_DIR/debug
+fi
 export PATH="$BIN:$PATH"
 
 BROKER_PIDS=""
@@ -66,14 +73,16 @@ done
 URL=ws://127.0.0.1:$PORT
 LAST=ws://127.0.0.1:$((PORT + NODES - 1))
 
-DEMO=$PLEXUS_STATE/demo
+DEMO=${PLEXUS_DEMO_DIR:-$PLEXUS_STATE/demo}
 rm -rf "$DEMO"; mkdir -p "$DEMO"
 alice() { PLEXUS_HOME=$DEMO/alice plexus "$@"; }
 bob() { PLEXUS_HOME=$DEMO/bob plexus "$@"; }
 
 echo "==> alice creates a mesh"
 alice mesh create demo --broker "$URL" --display-name alice
-alice inbox --follow > "$DEMO/alice.log" 2>&1 &
+# The binary itself in the background (not through the shell function, which would fork a
+# subshell): $! is then the follower's own pid, and stopping it stops it.
+PLEXUS_HOME=$DEMO/alice plexus inbox --follow > "$DEMO/alice.log" 2>&1 &
 FOLLOW_PID=$!
 CODE=$(alice --json invite create | sed -n 's/.*"code":"\([A-Z0-9]*\)".*/\1/p')
 echo "==> bob joins with invite $CODE (on node $((NODES - 1)))"

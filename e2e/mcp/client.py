@@ -5,6 +5,9 @@ Modes (driven by e2e/tests/mcp.rs):
   listen PLEXUS HOME SESSION       print each channel notification as a JSON line until killed;
                                    stdin lines "hook <Event>" run `plexus hook <Event>` as a child
                                    of this client (the "agent"), "inbox" calls the inbox tool
+  pull   PLEXUS HOME SESSION GROUPS  like listen, but started as a client without channels (no
+                                   PLEXUS_CHANNELS) joining GROUPS; every "inbox" line also
+                                   reports how many channel notifications arrived (must be 0)
 """
 
 import asyncio
@@ -157,8 +160,8 @@ async def drive(plexus, ana_home, bo_home):
     print("OK")
 
 
-async def listen(plexus, home, session):
-    async with stdio_client(params(plexus, home, session)) as (r, w):
+async def listen(plexus, home, session, channels=True, groups=None):
+    async with stdio_client(params(plexus, home, session, channels=channels, groups=groups)) as (r, w):
         ch = Channel(r)
         async with anyio.create_task_group() as tg:
             tg.start_soon(ch.pump)
@@ -183,7 +186,7 @@ async def listen(plexus, home, session):
                             print(json.dumps({"hook": cmd[1], "rc": done.returncode}), flush=True)
                         elif cmd[:1] == ["inbox"]:
                             res = await s.call_tool("inbox", {"limit": 200})
-                            print(json.dumps({"inbox": res.structuredContent}), flush=True)
+                            print(json.dumps({"inbox": res.structuredContent, "notifications": len(ch.items)}), flush=True)
 
                 # Inside the session's context, so the session stays open while they run.
                 async with anyio.create_task_group() as inner:
@@ -197,6 +200,8 @@ def main():
         anyio.run(drive, plexus, sys.argv[3], sys.argv[4])
     elif mode == "listen":
         anyio.run(listen, plexus, sys.argv[3], sys.argv[4])
+    elif mode == "pull":
+        anyio.run(listen, plexus, sys.argv[3], sys.argv[4], False, sys.argv[5])
     else:
         sys.exit(f"unknown mode {mode}")
 

@@ -141,3 +141,26 @@ async fn install_is_idempotent_and_uninstall_removes_only_its_own() {
     assert!(hooks["detail"].as_str().unwrap().contains("fix: plexus install"), "{hooks}");
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    let dir = std::env::temp_dir().join(format!("plexus-man-{}", uuid::Uuid::new_v4().simple()));
+    let (home, plexus_home) = (dir.join("home"), dir.join("plexus"));
+    for shell in ["bash", "zsh", "fish"] {
+        let out = plexus(&home, &plexus_home, &["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in ["send", "inbox", "lock", "remind", "group", "leave"] {
+            assert!(script.contains(command), "{shell} completion lacks {command}");
+        }
+    }
+    let out = plexus(&home, &plexus_home, &["man", dir.join("man").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for page in ["plexus.1", "plexus-send.1", "plexus-mesh-leave.1", "plexus-lock-acquire.1"] {
+        let text = std::fs::read_to_string(dir.join("man").join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is not a man page");
+    }
+    let help = plexus(&home, &plexus_home, &["remind", "add", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Example"), "no examples in --help");
+    let _ = std::fs::remove_dir_all(dir);
+}

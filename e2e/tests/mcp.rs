@@ -24,9 +24,29 @@ struct Listener {
 
 impl Listener {
     fn start(peer: &Peer, session: &str) -> Listener {
+        Listener::start_with_env(peer, session, &[])
+    }
+
+    /// With extra environment for the client, its `plexus mcp` and its hooks.
+    fn start_with_env(peer: &Peer, session: &str, env: &[(&str, &str)]) -> Listener {
+        Listener::spawn_env(&["listen", bin("plexus").to_str().unwrap(), peer.home.to_str().unwrap(), session], env)
+    }
+
+    /// A client without channel support (started as a plain MCP client would start it) that
+    /// joins `groups`.
+    fn start_pull_only(peer: &Peer, session: &str, groups: &str) -> Listener {
+        Listener::spawn(&["pull", bin("plexus").to_str().unwrap(), peer.home.to_str().unwrap(), session, groups])
+    }
+
+    fn spawn(args: &[&str]) -> Listener {
+        Listener::spawn_env(args, &[])
+    }
+
+    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Listener {
         let mut child = Command::new(mcp_python())
             .arg(mcp_client_script())
-            .args(["listen", bin("plexus").to_str().unwrap(), peer.home.to_str().unwrap(), session])
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -147,11 +167,34 @@ async fn nothing_is_acknowledged_without_a_listening_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hook_events_flip_status_and_release_held_messages() {
+    hooks_flip_status(&[]).await;
+}
+
+/// Without `/proc` (macOS, the BSDs): the hook and the server find their shared agent with
+/// `ps`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_find_their_server_without_proc() {
+    hooks_flip_status(&[("PLEXUS_PROC_ROOT", "/nonexistent")]).await;
+}
+
+/// With the identity `plexus launch` puts in the agent's environment, which works on any
+/// platform (no process tree at all: `ps` is not even on the path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_find_their_server_by_the_launch_identity() {
+    hooks_flip_status(&[
+        ("PLEXUS_PROC_ROOT", "/nonexistent"),
+        ("PLEXUS_AGENT_ID", "e2e-agent-7"),
+        ("PATH", "/nonexistent"),
+    ])
+    .await;
+}
+
+async fn hooks_flip_status(env: &[(&str, &str)]) {
     let db = TestDb::create().await;
     let node = Broker::start(&db).await;
     let mesh = Mesh::create(&node, &["ana", "bo"]).await;
     let (ana, bo) = (&mesh.peers[0], &mesh.peers[1]);
-    let mut agent = Listener::start(bo, "hooked");
+    let mut agent = Listener::start_with_env(bo, "hooked", env);
     assert!(agent.wait(|l| l["ready"] == true).await);
     wait_present(ana, "bo").await;
 
@@ -176,4 +219,66 @@ async fn hook_events_flip_status_and_release_held_messages() {
         wait_until(T, || agent.contents().iter().any(|c| c.ends_with("held-until-idle")).then_some(())).await;
     assert!(released.is_some(), "held message not released when the hook reported idle");
     assert_eq!(status_of_bo().map(|p| p["status"].clone()), Some(Value::from("idle")));
+}
+
+/// Delivery state of `id` (sent by `sender`) for the recipient session `session`.
+fn state_for(sender: &Peer, id: &str, session: &Value) -> Option<String> {
+    let status = sender.json(&["message", "status", id]);
+    status["recipients"].as_array()?.iter().find(|r| &r["session_id"] == session)?["state"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_channels_reads_every_priority_and_its_groups_through_the_inbox() {
+    let db = TestDb::create().await;
+    let node = Broker::start(&db).await;
+    let mesh = Mesh::create(&node, &["ana", "bo"]).await;
+    let (ana, bo) = (&mesh.peers[0], &mesh.peers[1]);
+    let mut agent = Listener::start_pull_only(bo, "plain-client", "eng");
+    assert!(agent.wait(|l| l["ready"] == true).await);
+    wait_present(ana, "bo").await;
+    let peers = ana.json(&["peers"])["peers"].clone();
+    let session = peers.as_array().unwrap().iter().find(|p| p["name"] == "bo").unwrap()["session_id"].clone();
+
+    let mut ids = Vec::new();
+    for (text, priority) in [("p-now", "now"), ("p-next", "next"), ("p-low", "low")] {
+        ids.push(ana.json(&["send", "bo", text, "--priority", priority])["id"].as_str().unwrap().to_owned());
+    }
+    // bo's agent joined @eng through `plexus mcp --groups eng`.
+    ana.json(&["send", "@eng", "to-eng", "--priority", "now"]);
+    ana.json(&["remind", "add", "eng-reminder", "--in", "1s", "--to", "@eng", "--priority", "now"]);
+    // Nothing was pushed to a client that cannot surface it, so nothing claims it was.
+    for id in &ids {
+        assert_eq!(state_for(ana, id, &session).as_deref(), Some("queued"), "a message bo never saw");
+    }
+
+    let wanted = ["p-now", "p-next", "p-low", "to-eng", "eng-reminder"];
+    let inbox_replies = |agent: &Listener| agent.lines().iter().filter(|l| l.get("inbox").is_some()).count();
+    let deadline = std::time::Instant::now() + T;
+    let texts = loop {
+        let asked = inbox_replies(&agent);
+        agent.command("inbox");
+        assert!(
+            wait_until(T, || (inbox_replies(&agent) > asked).then_some(())).await.is_some(),
+            "inbox tool did not answer"
+        );
+        let mut texts: Vec<String> = Vec::new();
+        for l in agent.lines() {
+            assert_eq!(l["notifications"].as_u64().unwrap_or(0), 0, "a channel notification reached a plain client");
+            for m in l["inbox"]["messages"].as_array().into_iter().flatten() {
+                texts.push(m["text"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        if wanted.iter().all(|w| texts.iter().any(|t| t == w)) {
+            break texts;
+        }
+        assert!(std::time::Instant::now() < deadline, "never read everything through the inbox tool: {texts:?}");
+    };
+    for w in wanted {
+        assert_eq!(texts.iter().filter(|t| *t == w).count(), 1, "{w} surfaced more than once: {texts:?}");
+    }
+    // Read through the tool, and said so.
+    for id in &ids {
+        let read = wait_until(T, || (state_for(ana, id, &session).as_deref() == Some("read")).then_some(())).await;
+        assert!(read.is_some(), "{id}: {:?}", state_for(ana, id, &session));
+    }
 }

@@ -45,6 +45,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Invite(InviteCmd),
     /// Join a mesh with an invite code.
+    #[command(after_help = "Example:\n  plexus join K7QX2M9P --broker wss://plexus.example.com --name bo")]
     Join(JoinArgs),
     /// List present sessions.
     Peers,
@@ -58,7 +59,7 @@ pub(crate) enum Command {
     Group(GroupCmd),
     /// Send a message: to a member name, `@group`, `*` (everyone) or `session:<id>`.
     #[command(
-        after_help = "Examples:\n  plexus send bob \"the build is green\"\n  plexus send @eng/backend \"schema change at 5\" --priority now\n  plexus send '*' \"standup in 10\" --priority low\n  plexus send - \"yes\" --reply-to 3f2a…   # to exactly the session that asked"
+        after_help = "Examples:\n  plexus send bob \"the build is green\"\n  plexus send @eng/backend \"schema change at 5\" --priority now\n  plexus send '*' \"standup in 10\" --priority low\n  plexus send - \"yes\" --reply-to 3f2a5c1e-8d0b-4c1f-9a57-2b6d0e4f7a10   # to exactly the asking session"
     )]
     Send(SendArgs),
     /// Show unread messages (and acknowledge them); `--follow` stays connected.
@@ -174,6 +175,7 @@ pub(crate) enum Command {
 #[derive(Subcommand)]
 pub(crate) enum MeshCmd {
     /// Create a mesh you own on a broker.
+    #[command(after_help = "Example:\n  plexus mesh create acme --broker wss://plexus.example.com --display-name ana")]
     Create {
         /// Mesh name.
         name: String,
@@ -193,12 +195,14 @@ pub(crate) enum MeshCmd {
     /// List the meshes configured here.
     List,
     /// Make a mesh profile the default (when you belong to several meshes).
+    #[command(after_help = "Example:\n  plexus mesh use acme")]
     Use {
         /// Profile name (as `plexus mesh list` shows it).
         name: String,
     },
     /// Leave the mesh for good: you are removed, your sessions close, and this machine forgets
     /// the mesh. Coming back takes a new invite. The owner cannot leave.
+    #[command(after_help = "Example:\n  plexus mesh leave --yes")]
     Leave {
         /// Confirm: leaving cannot be undone.
         #[arg(long)]
@@ -209,6 +213,7 @@ pub(crate) enum MeshCmd {
 #[derive(Subcommand)]
 pub(crate) enum InviteCmd {
     /// Create an invite code.
+    #[command(after_help = "Example:\n  plexus invite create --uses 3 --expires-in 7d --groups eng")]
     Create {
         /// Role granted: member or admin.
         #[arg(long, default_value = "member")]
@@ -253,6 +258,7 @@ pub(crate) struct JoinArgs {
 #[derive(Subcommand)]
 pub(crate) enum GroupCmd {
     /// Join a group (e.g. eng or eng/backend); `@eng` messages then reach you.
+    #[command(after_help = "Example:\n  plexus group join eng/backend --role lead")]
     Join {
         /// Group name (with or without @).
         name: String,
@@ -272,6 +278,7 @@ pub(crate) enum GroupCmd {
 #[derive(Subcommand)]
 pub(crate) enum MemberCmd {
     /// Remove a member by name or id.
+    #[command(after_help = "Example:\n  plexus member remove bob")]
     Remove {
         /// Display name or member id (prefix).
         who: String,
@@ -317,6 +324,7 @@ pub(crate) struct InboxArgs {
 #[derive(Subcommand)]
 pub(crate) enum StatusCmd {
     /// Set status: idle, working or dnd.
+    #[command(after_help = "Example:\n  plexus status set working --summary \"migrating the schema\"")]
     Set {
         /// New status.
         status: String,
@@ -348,6 +356,7 @@ pub(crate) enum StateCmd {
         key: String,
     },
     /// Write a key (with --expect-version: only if it is at that version; 0 = must not exist).
+    #[command(after_help = "Example:\n  plexus state set deploy/frozen true --expect-version 0   # only if unset")]
     Set {
         /// Key.
         key: String,
@@ -379,6 +388,9 @@ pub(crate) enum StateCmd {
 #[derive(Subcommand)]
 pub(crate) enum LockCmd {
     /// Lock a path or glob (`*` within a segment, `?` one character, `**` any segments).
+    #[command(
+        after_help = "Example:\n  plexus lock acquire 'src/db/**' --ttl 10m --wait 2m --reason \"schema change\""
+    )]
     Acquire {
         /// Path or glob, e.g. src/auth/login.rs or src/auth/**.
         pattern: String,
@@ -421,6 +433,9 @@ pub(crate) enum LockCmd {
 #[derive(Subcommand)]
 pub(crate) enum RemindCmd {
     /// Schedule a reminder: exactly one of --in, --at or --cron.
+    #[command(
+        after_help = "Examples:\n  plexus remind add \"check the canary\" --in 20m\n  plexus remind add \"standup\" --cron \"0 9 * * MON-FRI\" --tz Europe/Berlin --to @eng --label standup"
+    )]
     Add {
         /// Text (sealed end to end; only the label is visible to the broker).
         text: String,
@@ -442,7 +457,7 @@ pub(crate) enum RemindCmd {
         /// now, next or low.
         #[arg(long, default_value = "next")]
         priority: String,
-        /// Label shown in lists (default: the start of the text). Not sealed.
+        /// Label shown in lists. Not sealed, so there is none unless you give one.
         #[arg(long)]
         label: Option<String>,
     },
@@ -465,6 +480,7 @@ pub(crate) enum RemindCmd {
 #[derive(Subcommand)]
 pub(crate) enum TaskCmd {
     /// Create a task.
+    #[command(after_help = "Example:\n  plexus task create \"write the parser\" --assign bo --tags parser")]
     Create {
         /// Title.
         title: String,
@@ -570,6 +586,7 @@ pub(crate) enum TaskCmd {
 #[derive(Subcommand)]
 pub(crate) enum ThreadCmd {
     /// Open a thread.
+    #[command(after_help = "Example:\n  plexus thread open \"schema for v2?\" \"which of the two?\" --waiting-on bo")]
     Open {
         /// Topic.
         topic: String,
@@ -614,4 +631,63 @@ pub(crate) enum ThreadCmd {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    /// Words of one example line as a POSIX shell would split them (quotes, `# comment`).
+    fn words(line: &str) -> Vec<String> {
+        let (mut out, mut word, mut quote, mut any) = (Vec::new(), String::new(), None, false);
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '#') if !any => break,
+                (None, '\'' | '"') => (quote, any) = (Some(c), true),
+                (Some(q), c) if c == q => quote = None,
+                (None, c) if c.is_whitespace() => {
+                    if any {
+                        out.push(std::mem::take(&mut word));
+                    }
+                    any = false;
+                }
+                (_, c) => {
+                    word.push(c);
+                    any = true;
+                }
+            }
+        }
+        if any {
+            out.push(word);
+        }
+        out
+    }
+
+    fn examples(cmd: &clap::Command, found: &mut Vec<String>) {
+        if let Some(help) = cmd.get_after_help() {
+            for line in help.to_string().lines().map(str::trim).filter(|l| l.starts_with("plexus ")) {
+                found.push(line.to_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            examples(sub, found);
+        }
+    }
+
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let mut found = Vec::new();
+        examples(&Cli::command(), &mut found);
+        assert!(found.len() >= 15, "examples went missing: {found:?}");
+        for line in found {
+            // The command itself, up to a shell operator (`> file`, `&& next`, `| pager`).
+            let argv: Vec<String> =
+                words(&line).into_iter().take_while(|w| !matches!(w.as_str(), ">" | ">>" | "|" | "&&")).collect();
+            if let Err(e) = Cli::try_parse_from(&argv) {
+                panic!("the help example `{line}` does not parse: {e}");
+            }
+        }
+    }
 }
