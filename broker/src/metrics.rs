@@ -177,7 +177,7 @@ metric!(
     IntGauge,
     register_int_gauge!(
         "plexus_backlog_messages",
-        "Messages pushed or held for this node's present sessions and not yet acknowledged"
+        "Messages pushed to this node's present sessions and not yet acknowledged (held and low ones wait legitimately)"
     )
 );
 metric!(
@@ -185,7 +185,7 @@ metric!(
     prometheus::Gauge,
     prometheus::register_gauge!(
         "plexus_backlog_oldest_unacked_seconds",
-        "Age of the oldest unacknowledged message of any present session on this node (0: none)"
+        "Age of the oldest of those pushed, unacknowledged messages (0: none)"
     )
 );
 

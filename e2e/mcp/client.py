@@ -100,6 +100,13 @@ async def drive(plexus, ana_home, bo_home):
                 for t in tools:
                     check(t.description and len(t.description) < 200, f"{t.name} description")
                     check(t.inputSchema.get("type") == "object", f"{t.name} schema")
+                    check(t.annotations is not None, f"{t.name} has no annotations")
+                    for field, spec in (t.inputSchema.get("properties") or {}).items():
+                        check(spec.get("description"), f"{t.name}.{field} has no description")
+                by_name = {t.name: t for t in tools}
+                check(by_name["peers"].annotations.readOnlyHint is True, "peers is read-only")
+                check(by_name["inbox"].annotations.readOnlyHint is not True, "inbox marks messages read")
+                check(by_name["lock"].annotations.readOnlyHint is not True, "lock writes")
 
                 # Both sessions present (a session sees what is sent after it connects).
                 with anyio.fail_after(20):

@@ -103,6 +103,30 @@ impl TestDb {
         tokio::spawn(conn);
         client.query_one(sql, &[]).await.expect("query").get(0)
     }
+
+    /// Tables holding `needle` anywhere in a row: as text, or as its bytes inside a binary
+    /// column. What the broker (or anyone with its database) could read.
+    pub async fn tables_containing(&self, needle: &str) -> Vec<String> {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect test db");
+        tokio::spawn(conn);
+        let tables = client
+            .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
+            .await
+            .expect("list tables");
+        let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+        let mut found = Vec::new();
+        for row in tables {
+            let table: String = row.get(0);
+            let sql = format!(
+                "SELECT count(*) FROM \"{table}\" t WHERE t::text LIKE '%' || $1 || '%' OR t::text LIKE '%' || $2 || '%'"
+            );
+            let n: i64 = client.query_one(&sql, &[&needle, &hex]).await.expect("search table").get(0);
+            if n > 0 {
+                found.push(table);
+            }
+        }
+        found
+    }
 }
 
 impl Drop for TestDb {

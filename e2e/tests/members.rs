@@ -157,3 +157,32 @@ async fn joining_with_no_key_holder_online_shows_progress_and_the_key_arrives_la
     alice.json(&["send", "*", "now you can read this"]);
     assert!(carol_follows.wait_text("now you can read this", T).await);
 }
+
+/// README's promise: message bodies and reminder bodies are end-to-end encrypted (the broker
+/// stores ciphertext); coordination data is readable by the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_holds_no_message_or_reminder_text_and_does_hold_coordination_data() {
+    let db = TestDb::create().await;
+    let broker = Broker::start(&db).await;
+    let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
+    let (alice, bob) = (&mesh.peers[0], &mesh.peers[1]);
+    bob.json(&["group", "join", "eng"]);
+    let follower = bob.spawn_json(&["inbox", "--follow"]);
+    alice.json(&["send", "bob", "direct-secret-8841", "--priority", "now"]);
+    alice.json(&["send", "@eng", "group-secret-8842", "--priority", "now"]);
+    alice.json(&["send", "*", "broadcast-secret-8843", "--priority", "now"]);
+    alice.json(&["remind", "add", "reminder-secret-8844", "--in", "1s", "--to", "bob", "--priority", "now"]);
+    alice.json(&["remind", "add", "cron-secret-8845", "--cron", "0 9 * * *", "--to", "@eng"]);
+    // Delivered and readable to the people they were for.
+    for text in ["direct-secret-8841", "group-secret-8842", "broadcast-secret-8843", "reminder-secret-8844"] {
+        assert!(follower.wait_text(text, T).await, "{text} never reached bob");
+    }
+    for text in ["direct-secret-8841", "group-secret-8842", "broadcast-secret-8843", "reminder-secret-8844", "cron-secret-8845"]
+    {
+        assert_eq!(db.tables_containing(text).await, Vec::<String>::new(), "{text} is readable in the database");
+    }
+    // Coordination data is not sealed: the broker must read it (versions, overlaps, search).
+    alice.json(&["state", "set", "release/plan", "state-visible-8846"]);
+    let readable = db.tables_containing("state-visible-8846").await;
+    assert!(readable.contains(&"state_entries".to_owned()), "{readable:?}");
+}

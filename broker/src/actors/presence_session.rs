@@ -639,6 +639,7 @@ mod tests {
         presence: Arc<MemoryPresence>,
         receipts: Arc<fakes::Receipts>,
         locks: Arc<fakes::Locks>,
+        backlog: Arc<Backlog>,
         clock: Arc<dyn Clock>,
         spec: Arc<SessionSpec>,
     }
@@ -649,13 +650,14 @@ mod tests {
             let presence = Arc::new(MemoryPresence::default());
             let receipts = Arc::new(fakes::Receipts::default());
             let locks = Arc::new(fakes::Locks::default());
+            let backlog = Arc::new(Backlog::default());
             let env = Arc::new(SessionEnv {
                 store: Arc::new(fakes::Store::default()),
                 presence: presence.clone(),
                 fanout: Arc::new(MemoryFanOut::default()),
                 receipts: receipts.clone(),
                 locks: locks.clone(),
-                backlog: Arc::new(Backlog::default()),
+                backlog: backlog.clone(),
                 rules: StatusRules { freshness: Duration::from_secs(30), working_ttl: WORKING_TTL },
                 replay_batch: 100,
                 replay_slots: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -680,7 +682,7 @@ mod tests {
             let (router, _) = Actor::spawn(None, NullRouter, ()).await.expect("router");
             let args = SessionArgs { spec: spec.clone(), router, env };
             let (session, _) = Actor::spawn(None, PresenceSession, args).await.expect("session");
-            Harness { session, client, presence, receipts, locks, clock, spec }
+            Harness { session, client, presence, receipts, locks, backlog, clock, spec }
         }
 
         /// Let the actor work through what is due at the current (paused) instant.
@@ -752,6 +754,31 @@ mod tests {
         h.set_status(Status::Idle, StatusSource::Hook).await;
         h.settle().await;
         assert_eq!(h.client.messages, [1], "`next` goes out on idle; `low` stays in the inbox");
+    }
+
+    /// The backlog gauges (and the `PlexusBacklogGrowing` alert on them) count what is overdue:
+    /// pushed and not acknowledged. A held `next` and an unread `low` wait legitimately.
+    #[tokio::test(start_paused = true)]
+    async fn the_backlog_counts_only_pushes_not_acknowledged() {
+        let mut h = Harness::start(Status::Working).await;
+        h.deliver(1, Priority::Next);
+        h.deliver(2, Priority::Low);
+        sleep(SWEEP * 2).await;
+        h.settle().await;
+        assert_eq!(h.backlog.summary(h.clock.now_ms()).0, 0, "held and low messages are not overdue");
+
+        h.deliver(3, Priority::Now);
+        sleep(SWEEP * 2).await;
+        h.settle().await;
+        let (messages, oldest) = h.backlog.summary(h.clock.now_ms());
+        assert_eq!(messages, 1, "the pushed, unacknowledged message is");
+        assert!(oldest >= SWEEP.as_secs_f64(), "its age is counted from its commit: {oldest}");
+
+        let acked = h.session.call(|r| SessionMsg::Acked(vec![3], r), None).await;
+        assert!(matches!(acked, Ok(ractor::rpc::CallResult::Success(_))));
+        sleep(SWEEP * 2).await;
+        h.settle().await;
+        assert_eq!(h.backlog.summary(h.clock.now_ms()).0, 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -406,6 +406,7 @@ enum StateAction {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StateArgs {
+    /// What to do (each choice says which fields it needs).
     action: StateAction,
     /// The key (get, set, delete).
     key: Option<String>,
@@ -481,6 +482,7 @@ enum LockAction {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct LockArgs {
+    /// What to do (each choice says which fields it needs).
     action: LockAction,
     /// Path or glob: `*` within a segment, `**` any segments, e.g. src/auth/** (acquire).
     pattern: Option<String>,
@@ -617,6 +619,7 @@ impl From<TaskState> for TaskStatus {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TaskArgs {
+    /// What to do (each choice says which fields it needs).
     action: TaskVerb,
     /// Task number (every step, get).
     number: Option<u64>,
@@ -741,6 +744,7 @@ enum ThreadAction {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ThreadArgs {
+    /// What to do (each choice says which fields it needs).
     action: ThreadAction,
     /// Thread number (reply, resolve, get).
     number: Option<u64>,
@@ -847,6 +851,7 @@ enum RemindAction {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RemindArgs {
+    /// What to do (each choice says which fields it needs).
     action: RemindAction,
     /// What to be reminded of (add; sealed: the broker cannot read it).
     text: Option<String>,
@@ -943,6 +948,7 @@ enum MemoryAction {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MemoryArgs {
+    /// What to do (each choice says which fields it needs).
     action: MemoryAction,
     /// The note (remember; readable by the broker operator).
     text: Option<String>,
