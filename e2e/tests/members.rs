@@ -177,7 +177,8 @@ async fn the_broker_holds_no_message_or_reminder_text_and_does_hold_coordination
     for text in ["direct-secret-8841", "group-secret-8842", "broadcast-secret-8843", "reminder-secret-8844"] {
         assert!(follower.wait_text(text, T).await, "{text} never reached bob");
     }
-    for text in ["direct-secret-8841", "group-secret-8842", "broadcast-secret-8843", "reminder-secret-8844", "cron-secret-8845"]
+    for text in
+        ["direct-secret-8841", "group-secret-8842", "broadcast-secret-8843", "reminder-secret-8844", "cron-secret-8845"]
     {
         assert_eq!(db.tables_containing(text).await, Vec::<String>::new(), "{text} is readable in the database");
     }
