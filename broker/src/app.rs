@@ -294,7 +294,7 @@ fn spawn_cluster_membership(broker: Arc<Broker>, directory: Arc<crate::cluster::
     });
 }
 
-/// Periodic work: retention and nonce pruning.
+/// Periodic work: retention, and pruning hello nonces and expired device links.
 fn spawn_housekeeping(broker: Arc<Broker>) {
     tokio::spawn(async move {
         let every = Duration::from_secs(broker.cfg.delivery.retention_interval_secs.max(1));
@@ -310,6 +310,9 @@ fn spawn_housekeeping(broker: Arc<Broker>) {
             let window = Duration::from_secs(broker.cfg.auth.max_clock_skew_secs * 2);
             if let Err(e) = store::meshes::prune_nonces(&broker.pool, window).await {
                 tracing::warn!(error = %e, "nonce pruning failed");
+            }
+            if let Err(e) = store::links::prune(&broker.pool).await {
+                tracing::warn!(error = %e, "pruning device links failed");
             }
         }
     });

@@ -44,6 +44,17 @@ pub(crate) enum Command {
     /// Create, list and revoke invites (owner or admin).
     #[command(subcommand)]
     Invite(InviteCmd),
+    /// Link a browser (or another device) to the member you are here: it shows a code, you
+    /// approve it here. The device then holds your member key; `plexus mesh leave` does not
+    /// undo that, logging out on the device does.
+    #[command(after_help = "Example:\n  plexus link ABCDE-FGHJK   # the code the browser shows")]
+    Link {
+        /// The code the device shows.
+        code: String,
+        /// Approve without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Join a mesh with an invite code.
     #[command(after_help = "Example:\n  plexus join K7QX2M9P --broker wss://plexus.example.com --name bo")]
     Join(JoinArgs),

@@ -11,6 +11,7 @@
 //! - [`types`] — shared value types: targets, priorities, statuses, roles, cursors.
 //! - [`codes`] — stable numeric [`ErrorCode`] and [`CloseCode`].
 //! - [`limits`] — every size limit, named and documented.
+//! - [`link`] — the code a device shows to be linked to a member, and what it is handed.
 //! - [`signing`] — the canonical byte strings that hello, invites and mesh creation sign.
 //!
 //! Wire format rules: MessagePack with named fields (`rmp_serde::to_vec_named`); unknown
@@ -21,6 +22,7 @@ pub mod codes;
 pub mod coord;
 pub mod envelope;
 pub mod limits;
+pub mod link;
 pub mod ops;
 pub mod push;
 pub mod signing;

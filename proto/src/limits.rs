@@ -23,6 +23,9 @@ pub const MAX_ACKS: usize = 4096;
 pub const MAX_INBOX_LIMIT: u32 = 1000;
 /// Longest invite code, in bytes.
 pub const MAX_INVITE_CODE: usize = 32;
+
+/// A sealed link bundle (a member identity as JSON, sealed).
+pub const MAX_LINK_BUNDLE: usize = 4096;
 /// Longest operator token, in bytes.
 pub const MAX_TOKEN: usize = 256;
 /// Longest error message the broker sends, in bytes.

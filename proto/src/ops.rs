@@ -605,6 +605,98 @@ impl Op for MeshLeave {
     type Reply = Done;
 }
 
+/// A device asks to be linked to a member someone already is elsewhere (anonymous). `code`
+/// is [`crate::link::code_for`] of `link_pubkey`, a one-time x25519 key the device made; the
+/// person types the code into `plexus link` on a device that is the member. Pending for ten
+/// minutes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkOffer {
+    /// The code the device shows (10 Crockford base32 characters, no separators).
+    pub code: String,
+    /// The device's one-time x25519 key.
+    #[serde(with = "serde_bytes")]
+    pub link_pubkey: Vec<u8>,
+}
+
+impl Op for LinkOffer {
+    const NAME: &'static str = "link_offer";
+    type Reply = Done;
+    fn validate(&self) -> Result<(), ProtoError> {
+        crate::link::check_code(&self.code)?;
+        check_key("link_pubkey", &self.link_pubkey, 32)
+    }
+}
+
+/// A member looks up a pending link by the code the person read off the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkLookup {
+    /// The code.
+    pub code: String,
+}
+
+/// Reply to [`LinkLookup`]: the device's key. The caller checks the code is derived from it
+/// (so the broker cannot put its own key in between) before sealing anything to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkPending {
+    /// The device's one-time x25519 key.
+    #[serde(with = "serde_bytes")]
+    pub link_pubkey: Vec<u8>,
+}
+
+impl Op for LinkLookup {
+    const NAME: &'static str = "link_lookup";
+    type Reply = LinkPending;
+    fn validate(&self) -> Result<(), ProtoError> {
+        crate::link::check_code(&self.code)
+    }
+}
+
+/// A member answers a pending link: its identity sealed to the device's key
+/// (`crypto_box_seal`; the plaintext is [`crate::link::LinkBundle`] as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkAnswer {
+    /// The code.
+    pub code: String,
+    /// The sealed bundle.
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
+impl Op for LinkAnswer {
+    const NAME: &'static str = "link_answer";
+    type Reply = Done;
+    fn validate(&self) -> Result<(), ProtoError> {
+        crate::link::check_code(&self.code)?;
+        if self.sealed.is_empty() || self.sealed.len() > limits::MAX_LINK_BUNDLE {
+            return Err(ProtoError::FieldTooLarge { field: "sealed", max: limits::MAX_LINK_BUNDLE });
+        }
+        Ok(())
+    }
+}
+
+/// The device fetches its answer (anonymous). Once fetched the link is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkFetch {
+    /// The code.
+    pub code: String,
+}
+
+/// Reply to [`LinkFetch`]: the sealed bundle, or nothing yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkResult {
+    /// Present once a member answered.
+    #[serde(default, with = "serde_bytes")]
+    pub sealed: Option<Vec<u8>>,
+}
+
+impl Op for LinkFetch {
+    const NAME: &'static str = "link_fetch";
+    type Reply = LinkResult;
+    fn validate(&self) -> Result<(), ProtoError> {
+        crate::link::check_code(&self.code)
+    }
+}
+
 /// Hand the mesh key to a member who claimed an invite, sealed to its claim key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyGrant {

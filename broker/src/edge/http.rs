@@ -1,4 +1,4 @@
-//! Routes and listeners.
+//! Routes and listeners: `/ws`, `/health`, `/ready`, `/metrics`, and the web app at `/`.
 
 use std::{fs::File, io::BufReader, sync::Arc};
 
@@ -95,6 +95,8 @@ pub fn build(broker: Arc<Broker>) -> anyhow::Result<actix_web::dev::Server> {
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics))
+            .route("/", web::get().to(super::web::serve))
+            .route("/assets/{file:.*}", web::get().to(super::web::serve))
     })
     // Pushes are small frames written as they happen; with Nagle on, each one waits for the
     // peer's delayed ACK of the previous (measured: ~20 ms added to reminder pushes at 100/s).

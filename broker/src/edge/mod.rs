@@ -2,6 +2,7 @@
 //! request dispatcher.
 //!
 //! - [`http`] — `/ws`, `/health`, `/ready`, `/metrics`; plain and TLS listeners.
+//! - [`web`] — the web app, embedded at build time, behind a strict Content-Security-Policy.
 //! - [`socket`] — resetting the socket of a peer that stopped reading.
 //! - [`connection`] — one small task per WebSocket: framing, bounded outbound queue,
 //!   ping/pong, typed closes. Runs on an actix worker.
@@ -16,3 +17,4 @@ pub mod http;
 pub mod ops;
 pub mod registry;
 pub mod socket;
+pub mod web;

@@ -634,3 +634,41 @@ pub async fn key_reject(broker: &Broker, a: &Authed, _: ops::KeyReject) -> Resul
     }
     Ok(Done {})
 }
+
+/// `link_offer`: a device asks to be linked. Its code must be the one derived from its key,
+/// so no one can hold a code for a key that is not theirs.
+pub async fn link_offer(broker: &Broker, b: ops::LinkOffer) -> Result<Done, OpError> {
+    let digest = crypto::hash32(&plexus_proto::link::code_input(&b.link_pubkey));
+    if plexus_proto::link::code_from_digest(&digest) != b.code {
+        return Err(OpError::Invalid("the code is not the one derived from link_pubkey"));
+    }
+    match store::links::offer(&broker.pool, &b.code, &b.link_pubkey).await? {
+        store::links::Offered::Stored => Ok(Done {}),
+        store::links::Offered::Taken => Err(OpError::AlreadyExists("link code")),
+        store::links::Offered::Full => Err(OpError::Internal("too many links are pending; try again in a few minutes")),
+    }
+}
+
+/// `link_lookup`: the key of a pending link, for a member about to answer it.
+pub async fn link_lookup(broker: &Broker, _: &Authed, b: ops::LinkLookup) -> Result<ops::LinkPending, OpError> {
+    let link_pubkey = store::links::lookup(&broker.pool, &b.code).await?.ok_or(OpError::NotFound("pending link"))?;
+    Ok(ops::LinkPending { link_pubkey })
+}
+
+/// `link_answer`: a member leaves its identity, sealed to the device's key.
+pub async fn link_answer(broker: &Broker, a: &Authed, b: ops::LinkAnswer) -> Result<Done, OpError> {
+    if !store::links::answer(&broker.pool, &b.code, &b.sealed, a.who.mesh_id, a.who.member_id).await? {
+        return Err(OpError::NotFound("pending link (it may have expired or been answered)"));
+    }
+    tracing::info!(mesh_id = %a.who.mesh_id, member_id = %a.who.member_id, "a device was linked");
+    Ok(Done {})
+}
+
+/// `link_fetch`: the device takes its answer (once).
+pub async fn link_fetch(broker: &Broker, b: ops::LinkFetch) -> Result<ops::LinkResult, OpError> {
+    match store::links::fetch(&broker.pool, &b.code).await? {
+        store::links::Fetched::Answered(sealed) => Ok(ops::LinkResult { sealed: Some(sealed) }),
+        store::links::Fetched::Pending => Ok(ops::LinkResult { sealed: None }),
+        store::links::Fetched::Gone => Err(OpError::NotFound("link (it expired, or was fetched already)")),
+    }
+}

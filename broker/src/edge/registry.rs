@@ -129,6 +129,8 @@ registry! {
 
     anonymous ops::MeshCreate => h::mesh_create,
     anonymous ops::InviteClaim => h::invite_claim,
+    anonymous ops::LinkOffer => h::link_offer,
+    anonymous ops::LinkFetch => h::link_fetch,
     hello ops::Ack => h::ack,
     hello ops::Inbox => h::inbox,
     hello ops::Peers => h::peers,
@@ -146,6 +148,8 @@ registry! {
     hello ops::GroupJoin => h::group_join,
     hello ops::GroupLeave => h::group_leave,
     hello ops::GroupList => h::group_list,
+    hello ops::LinkLookup => h::link_lookup,
+    hello ops::LinkAnswer => h::link_answer,
 
     coord c::StateGet => coord::state::state_get,
     coord c::StateSet => coord::state::state_set,

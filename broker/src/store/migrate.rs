@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "reminders", include_str!("../../../migrations/0004_reminders.sql")),
     (5, "faults", include_str!("../../../migrations/0005_faults.sql")),
     (6, "members", include_str!("../../../migrations/0006_members.sql")),
+    (7, "links", include_str!("../../../migrations/0007_links.sql")),
 ];
 
 /// Advisory-lock key for migrations ("plexus" in ASCII).

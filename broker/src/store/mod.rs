@@ -8,8 +8,10 @@
 //! - [`locks`] — held locks and the lock wait queue.
 //! - [`reminders`] — scheduled reminders, claiming and the firing compare-and-set.
 //! - [`receipts`] — per-recipient delivery state, written in batches.
+//! - [`links`] — pending device links (a browser linked to a member).
 
 pub mod coord;
+pub mod links;
 pub mod locks;
 pub mod log;
 pub mod meshes;

@@ -401,3 +401,57 @@ pub(crate) async fn group(ctx: &Ctx, cmd: GroupCmd) -> Result<()> {
     session.close().await;
     Ok(())
 }
+
+pub(crate) async fn link(ctx: &Ctx, typed: &str, yes: bool) -> Result<()> {
+    use plexus_proto::link;
+    let code = link::normalize(typed);
+    link::check_code(&code).map_err(|e| anyhow!("{e}"))?;
+    let shown = link::display(&code);
+    let p = ctx.profile()?;
+    let (session, conn) = ctx.control().await?;
+    let pending = conn.call(&ops::LinkLookup { code: code.clone() }).await?;
+    // The code is derived from the device's key: a key the broker put in between would not
+    // produce the code the person read off the device.
+    let derived = link::code_from_digest(&crypto::hash32(&link::code_input(&pending.link_pubkey)));
+    if derived != code {
+        session.close().await;
+        bail!("the key the broker returned for {shown} does not match the code: not linking");
+    }
+    if !yes {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            session.close().await;
+            bail!("linking gives the device your member key; run again with --yes to approve {shown}");
+        }
+        eprint!(
+            "Link the device showing {shown} to you ({} in {})? It will hold your member key. [y/N] ",
+            p.display_name, p.mesh_name
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            session.close().await;
+            bail!("not linked");
+        }
+    }
+    let me = conn.call(&ops::Members {}).await?.members.into_iter().find(|m| m.member_id == p.member_id);
+    let bundle = link::LinkBundle {
+        v: 1,
+        mesh_id: p.mesh_id,
+        mesh_name: p.mesh_name.clone(),
+        member_id: p.member_id,
+        display_name: p.display_name.clone(),
+        role: me.map_or(Role::Member, |m| m.role),
+        member_secret: p.member_secret.clone(),
+        mesh_key: p.mesh_key.clone(),
+        key_commitment: p.key_commitment.clone(),
+    };
+    let plain = serde_json::to_vec(&bundle)?;
+    let sealed = crypto::seal_anonymous(&pending.link_pubkey, &plain)?;
+    conn.call(&ops::LinkAnswer { code, sealed }).await?;
+    session.close().await;
+    ctx.emit(json!({"linked": shown, "member": p.display_name, "mesh": p.mesh_name}), || {
+        format!("linked {shown}: that device is now {} in {}", p.display_name, p.mesh_name)
+    });
+    Ok(())
+}

@@ -31,6 +31,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Mesh(cmd) => mesh::mesh(&ctx, cmd).await,
         Command::Invite(cmd) => mesh::invite(&ctx, cmd).await,
         Command::Join(args) => mesh::join(&ctx, args).await,
+        Command::Link { code, yes } => mesh::link(&ctx, &code, yes).await,
         Command::Peers => mesh::peers(&ctx).await,
         Command::Members => mesh::members(&ctx).await,
         Command::Member(MemberCmd::Remove { who }) => mesh::member_remove(&ctx, &who).await,

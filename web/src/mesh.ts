@@ -1,0 +1,182 @@
+// The mesh as this browser knows it: presence, members, and every coordination object, loaded
+// when the session connects and kept current from the event stream (coordination events are
+// messages in the log, so a reconnect replays what was missed). Views subscribe by topic.
+
+import { Peer } from "./peer";
+import {
+  CoordEvent,
+  InviteInfo,
+  LockInfo,
+  LockWaiter,
+  MemberInfo,
+  Memory,
+  PeerEvent,
+  PeerInfo,
+  Reminder,
+  StateEntry,
+  Task,
+  Thread,
+  uuidString,
+  withStringIds,
+} from "./wire";
+
+export type Topic =
+  | "connection"
+  | "presence"
+  | "members"
+  | "tasks"
+  | "locks"
+  | "threads"
+  | "state"
+  | "memory"
+  | "reminders"
+  | "messages"
+  | "groups"
+  | "invites"
+  | "activity"
+  | "key";
+
+export interface GroupInfo {
+  name: string;
+  members: { member_id: string; display_name: string; role?: string | null }[];
+}
+
+export interface Activity {
+  at: number;
+  summary: string;
+  subtype: string;
+}
+
+export class Mesh {
+  peers = new Map<string, PeerInfo>();
+  members = new Map<string, MemberInfo>();
+  tasks = new Map<number, Task>();
+  locks: LockInfo[] = [];
+  waiters: LockWaiter[] = [];
+  threads = new Map<number, Thread>();
+  state = new Map<string, StateEntry>();
+  memories = new Map<number, Memory>();
+  reminders: Reminder[] = [];
+  groups: GroupInfo[] = [];
+  invites: InviteInfo[] = [];
+  activity: Activity[] = [];
+  unread = new Map<string, number>();
+  connection = { state: "connecting", detail: "" };
+  private listeners = new Map<Topic, Set<() => void>>();
+
+  constructor(private readonly peer: () => Peer) {}
+
+  on(topic: Topic, fn: () => void): () => void {
+    let set = this.listeners.get(topic);
+    if (!set) this.listeners.set(topic, (set = new Set()));
+    set.add(fn);
+    return () => set.delete(fn);
+  }
+
+  emit(topic: Topic): void {
+    for (const fn of this.listeners.get(topic) ?? []) fn();
+  }
+
+  memberName(id: string): string {
+    return this.members.get(id)?.display_name ?? id.slice(0, 8);
+  }
+
+  /// Everything, after a (re)connect.
+  async load(): Promise<void> {
+    const peer = this.peer();
+    const [peers, members, tasks, locks, threads, state, reminders, groups] = await Promise.all([
+      peer.call<{ peers: PeerInfo[] }>("peers"),
+      peer.call<{ members: MemberInfo[] }>("members"),
+      peer.call<{ tasks: unknown[] }>("task_list", { status: [], limit: 500 }),
+      peer.call<unknown>("lock_list"),
+      peer.call<{ threads: unknown[] }>("thread_list", { include_resolved: true, limit: 500 }),
+      peer.call<{ entries: unknown[] }>("state_list", { prefix: "", limit: 500 }),
+      peer.call<{ reminders: unknown[] }>("remind_list", { all: true }),
+      peer.call<unknown>("group_list"),
+    ]);
+    this.peers = new Map(peers.peers.map((p) => [uuidString(p.session_id), p]));
+    this.members = new Map(members.members.map((m) => [uuidString(m.member_id), m]));
+    this.tasks = new Map(withStringIds<Task[]>(tasks.tasks).map((t) => [t.number, t]));
+    this.setLocks(locks);
+    this.threads = new Map(withStringIds<Thread[]>(threads.threads).map((t) => [t.number, t]));
+    this.state = new Map(withStringIds<StateEntry[]>(state.entries).map((e) => [e.key, e]));
+    this.reminders = withStringIds<Reminder[]>(reminders.reminders);
+    this.groups = withStringIds<{ groups: GroupInfo[] }>(groups).groups;
+    for (const t of ["presence", "members", "tasks", "locks", "threads", "state", "reminders", "groups"] as Topic[]) {
+      this.emit(t);
+    }
+    if (peer.role !== "member") await this.loadInvites();
+  }
+
+  async loadInvites(): Promise<void> {
+    const r = await this.peer().call<{ invites: InviteInfo[] }>("invite_list");
+    this.invites = r.invites;
+    this.emit("invites");
+  }
+
+  async loadLocks(): Promise<void> {
+    this.setLocks(await this.peer().call<unknown>("lock_list"));
+  }
+
+  private setLocks(reply: unknown): void {
+    const r = withStringIds<{ locks: LockInfo[]; waiters: LockWaiter[] }>(reply);
+    this.locks = r.locks;
+    this.waiters = r.waiters;
+    this.emit("locks");
+  }
+
+  async loadReminders(): Promise<void> {
+    const r = await this.peer().call<{ reminders: unknown[] }>("remind_list", { all: true });
+    this.reminders = withStringIds<Reminder[]>(r.reminders);
+    this.emit("reminders");
+  }
+
+  async loadGroups(): Promise<void> {
+    this.groups = withStringIds<{ groups: GroupInfo[] }>(await this.peer().call<unknown>("group_list")).groups;
+    this.emit("groups");
+  }
+
+  async loadMembers(): Promise<void> {
+    const r = await this.peer().call<{ members: MemberInfo[] }>("members");
+    this.members = new Map(r.members.map((m) => [uuidString(m.member_id), m]));
+    this.emit("members");
+  }
+
+  presence(ev: PeerEvent): void {
+    const id = uuidString(ev.peer.session_id);
+    if (ev.change === "left") this.peers.delete(id);
+    else this.peers.set(id, ev.peer);
+    if (ev.change === "joined" && !this.members.has(uuidString(ev.peer.member_id))) void this.loadMembers();
+    this.emit("presence");
+  }
+
+  coordination(ev: CoordEvent, subtype: string, at: number): void {
+    this.activity.unshift({ at, summary: ev.summary, subtype });
+    this.activity.length = Math.min(this.activity.length, 200);
+    this.emit("activity");
+    switch (ev.object) {
+      case "task":
+        this.tasks.set(ev.task.number, ev.task);
+        this.emit("tasks");
+        break;
+      case "thread":
+        this.threads.set(ev.thread.number, ev.thread);
+        this.emit("threads");
+        break;
+      case "state":
+        if (ev.entry) this.state.set(ev.key, ev.entry);
+        else this.state.delete(ev.key);
+        this.emit("state");
+        break;
+      case "memory":
+        if (ev.memory) this.memories.set(ev.number, ev.memory);
+        else this.memories.delete(ev.number);
+        this.emit("memory");
+        break;
+      case "lock":
+        // The event carries the lock; the queue behind it is read again.
+        void this.loadLocks().catch(() => undefined);
+        break;
+    }
+  }
+}
