@@ -23,6 +23,9 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$PLEXUS_PG_PORT") 2>/dev/null; then pg_was_runni
 DB_URL=$(deploy/local-postgres.sh start)
 echo "    $DB_URL"
 
+echo "==> web app"
+scripts/web.sh
+
 PROFILE=${PLEXUS_BUILD_PROFILE:-release}
 echo "==> building ($PROFILE)"
 if [ "$PROFILE" = release ]; then
@@ -113,6 +116,8 @@ REMOTE=$(echo "$URLS" | sed "s/127.0.0.1/${IP:-<this-host>}/g")
 cat <<TXT
 
 Plexus is running with $NODES node(s): $URLS  (metrics: http://127.0.0.1:$PORT/metrics)
+In a browser: http://${IP:-127.0.0.1}:$PORT/ — join with invite $INVITE, or link to alice with
+    PLEXUS_HOME=$DEMO/alice $BIN/plexus link <the code the browser shows>
 On another machine (with the plexus binary), join the demo mesh:
     plexus join $INVITE --broker $REMOTE --name <your-name>
     plexus inbox --follow

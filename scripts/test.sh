@@ -30,6 +30,10 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq python3 python3-venv >&2
 fi
 
+# The web app (TypeScript, type-checked and built with Vite into web/dist, which the broker
+# embeds) and Debian's Chromium for the browser tests; Node.js and npm from Debian if missing.
+scripts/web.sh chromium
+
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

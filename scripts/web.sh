@@ -8,9 +8,10 @@ cd "$(dirname "$0")/../web"
 
 apt_install() {
   echo "installing $* from Debian packages..." >&2
+  local sudo; sudo=$([ "$(id -u)" = 0 ] || echo sudo)
   export DEBIAN_FRONTEND=noninteractive
-  ${SUDO:-} apt-get update -qq >&2
-  ${SUDO:-} apt-get install -y -qq "$@" >&2
+  $sudo apt-get update -qq >&2
+  $sudo apt-get install -y -qq "$@" >&2
 }
 
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then

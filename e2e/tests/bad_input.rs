@@ -298,3 +298,45 @@ async fn members_cannot_reach_other_meshes_and_removed_members_are_cut_off() {
         ErrorCode::NotMember
     );
 }
+
+/// Device links: a code that is not the one derived from its key is refused, a link is fetched
+/// once, an answer needs a pending link, and the member's identity arrives sealed to the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_links_are_checked_and_fetched_once() {
+    use plexus_proto::link;
+    let db = TestDb::create().await;
+    let broker = Broker::start(&db).await;
+    let mesh = Mesh::create(&broker, &["alice"]).await;
+    let alice = &mesh.peers[0];
+    let device = plexus_crypto::BoxKeypair::generate().unwrap();
+    let code = link::code_from_digest(&plexus_crypto::hash32(&link::code_input(device.public_key())));
+    let anon = raw_connect(&broker).await;
+
+    // A code someone else's key derives is not this key's.
+    let other = plexus_crypto::BoxKeypair::generate().unwrap();
+    let wrong = ops::LinkOffer { code: code.clone(), link_pubkey: other.public_key().to_vec() };
+    assert_eq!(code_of(anon.call(&wrong).await), ErrorCode::InvalidField);
+    let garbage = ops::LinkOffer { code: "ILOU000000".into(), link_pubkey: device.public_key().to_vec() };
+    assert_eq!(code_of(anon.call(&garbage).await), ErrorCode::InvalidField);
+    assert_eq!(code_of(anon.call(&ops::LinkFetch { code: code.clone() }).await), ErrorCode::NotFound);
+
+    anon.call(&ops::LinkOffer { code: code.clone(), link_pubkey: device.public_key().to_vec() }).await.unwrap();
+    assert!(anon.call(&ops::LinkFetch { code: code.clone() }).await.unwrap().sealed.is_none(), "nothing yet");
+
+    // The member's CLI answers it.
+    let out = alice.run(&["--json", "link", &link::display(&code), "--yes"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sealed = anon.call(&ops::LinkFetch { code: code.clone() }).await.unwrap().sealed.expect("answered");
+    let bundle: link::LinkBundle =
+        serde_json::from_slice(&device.open_sealed(&sealed).expect("sealed to the device")).unwrap();
+    let profile = alice.profile();
+    assert_eq!((bundle.member_id, bundle.mesh_id, bundle.role), (profile.member_id, profile.mesh_id, Role::Owner));
+    assert_eq!(bundle.member_secret, profile.member_secret);
+    assert_eq!(bundle.mesh_key, profile.mesh_key);
+    // Fetched once; answering again finds nothing pending.
+    assert_eq!(code_of(anon.call(&ops::LinkFetch { code: code.clone() }).await), ErrorCode::NotFound);
+    let again = alice.run(&["--json", "link", &code, "--yes"]);
+    assert!(!again.status.success());
+    // No table keeps the identity around.
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM link_requests").await, 0);
+}

@@ -61,6 +61,8 @@ export class Mesh {
   invites: InviteInfo[] = [];
   activity: Activity[] = [];
   unread = new Map<string, number>();
+  /// Sessions whose presence changed since a view last took them (the lobby patches those).
+  changed = new Set<string>();
   connection = { state: "connecting", detail: "" };
   private listeners = new Map<Topic, Set<() => void>>();
 
@@ -146,6 +148,7 @@ export class Mesh {
     const id = uuidString(ev.peer.session_id);
     if (ev.change === "left") this.peers.delete(id);
     else this.peers.set(id, ev.peer);
+    this.changed.add(id);
     if (ev.change === "joined" && !this.members.has(uuidString(ev.peer.member_id))) void this.loadMembers();
     this.emit("presence");
   }

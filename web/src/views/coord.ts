@@ -30,7 +30,7 @@ const locks: View = {
       },
       h("input", { name: "pattern", placeholder: "path or glob, e.g. docs/**", required: true }),
       h("input", { name: "reason", placeholder: "why" }),
-      h("input", { name: "ttl", type: "number", min: "1", value: "10", title: "minutes" }),
+      h("label", null, "for ", h("input", { name: "ttl", type: "number", min: "1", value: "10", title: "minutes" }), " min"),
       h("button", { type: "submit" }, "Lock"),
     );
     function render(): void {

@@ -7,15 +7,16 @@ import type { App, Mounted, View } from "../app";
 import { ago, badge, h, replace } from "../ui";
 import { PeerInfo, uuidString } from "../wire";
 
+/// A person at a browser or a terminal (the CLI says `human`), not an agent.
 function isPerson(p: PeerInfo): boolean {
   const kind = p.profile.agent_kind;
-  return !kind || kind === "browser";
+  return !kind || kind === "browser" || kind === "human";
 }
 
 function sessionRow(app: App, p: PeerInfo): HTMLElement {
   const id = uuidString(p.session_id);
   const me = id === app.peer.sessionId;
-  const kind = p.profile.agent_kind ?? (isPerson(p) ? "cli" : "");
+  const kind = p.profile.agent_kind === "human" ? "terminal" : (p.profile.agent_kind ?? "");
   return h(
     "li",
     { class: `session ${p.status}`, data: { session: id } },
@@ -93,6 +94,7 @@ export const lobbyView: View = {
 
     function renderFleet(): void {
       rows.clear();
+      app.mesh.changed.clear();
       const all = [...app.mesh.peers.values()].filter(visible);
       const humans = all.filter(isPerson).sort((a, b) => a.display_name.localeCompare(b.display_name));
       const agents = all.filter((p) => !isPerson(p));
@@ -120,8 +122,14 @@ export const lobbyView: View = {
       renderCounts();
     }
 
+    /// Where a session's row sits (its section and machine).
+    function place(p: PeerInfo): string {
+      return isPerson(p) ? "people" : `machine:${p.profile.host ?? ""}`;
+    }
+
     function row(p: PeerInfo): HTMLElement {
       const el = sessionRow(app, p);
+      el.dataset.place = place(p);
       rows.set(uuidString(p.session_id), el);
       return el;
     }
@@ -132,17 +140,17 @@ export const lobbyView: View = {
       counts.textContent = `${all.length} online · ${working} working · ${app.mesh.members.size} members`;
     }
 
-    /// Apply presence: patch rows whose session stayed where it was, rebuild when the set of
-    /// sessions (or a session's machine or kind) changed.
+    /// Apply presence: patch the rows of sessions that changed in place; rebuild when a session
+    /// came, went, or moved to another machine or kind.
     function patchPresence(): boolean {
-      const current = [...app.mesh.peers.values()].filter(visible);
-      if (current.length !== rows.size) return false;
-      for (const p of current) {
-        const id = uuidString(p.session_id);
+      const changed = [...app.mesh.changed];
+      app.mesh.changed.clear();
+      for (const id of changed) {
+        const p = app.mesh.peers.get(id);
         const old = rows.get(id);
-        if (!old) return false;
-        const fresh = row(p);
-        old.replaceWith(fresh);
+        if (!p || !old || !visible(p)) return false;
+        if (old.dataset.place !== place(p)) return false;
+        old.replaceWith(row(p));
       }
       renderCounts();
       return true;

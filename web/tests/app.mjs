@@ -1,0 +1,271 @@
+// The web app's end-to-end scenario in real Chromium, run by e2e/tests/web.rs. Two people join
+// in two browser contexts on different broker nodes; carol, the owner, is on the CLI. Requests
+// to the harness (CLI commands as carol, killing and restarting a node, searching the database)
+// are JSON lines on stdout, answered on stdin; everything else we print goes to stderr.
+
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const A = process.env.PLEXUS_WEB_A;
+const B = process.env.PLEXUS_WEB_B;
+const SHOTS = process.env.PLEXUS_WEB_SHOTS;
+const T = 20_000;
+
+// ---------------------------------------------------------------------------------------------
+// The harness
+
+let nextId = 1;
+const waiting = new Map();
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const m = JSON.parse(line);
+  waiting.get(m.id)?.(m);
+  waiting.delete(m.id);
+});
+
+function harness(request) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    waiting.set(id, (m) => (m.err ? reject(new Error(m.err)) : resolve(m.ok)));
+    process.stdout.write(`${JSON.stringify({ id, ...request })}\n`);
+  });
+}
+
+const carol = (...args) => harness({ do: "cli", peer: "carol", args });
+const log = (...a) => console.error("[web]", ...a);
+
+function check(condition, what) {
+  if (!condition) throw new Error(`check failed: ${what}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+
+const browser = await chromium.launch({
+  executablePath: process.env.PLEXUS_CHROMIUM,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+
+const problems = [];
+const pages = [];
+let allowDialog = null;
+
+async function newPage(name, viewport = { width: 1280, height: 800 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  pages.push([name, page]);
+  page.setDefaultTimeout(T);
+  page.on("pageerror", (e) => problems.push(`${name}: page error ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(m.text())) {
+      problems.push(`${name}: console error ${m.text()}`);
+    }
+  });
+  // Only the dialogs the scenario opens itself (force-release asks why); anything else — an
+  // alert from a message body — is an injection.
+  page.on("dialog", async (d) => {
+    if (allowDialog) await d.accept(allowDialog);
+    else {
+      problems.push(`${name}: unexpected ${d.type()} "${d.message()}"`);
+      await d.dismiss();
+    }
+  });
+  return page;
+}
+
+async function see(page, selector, text) {
+  await page.locator(selector).filter({ hasText: text }).first().waitFor();
+}
+
+async function join(page, url, code, name) {
+  await page.goto(url);
+  await page.fill("#invite-code", code);
+  await page.fill("#display-name", name);
+  await page.click("#join");
+  await page.locator("#connection.online").waitFor();
+  // Carol (online on the CLI) hands over the mesh key.
+  await page.locator("#banner.hidden").waitFor({ state: "attached" });
+}
+
+async function shot(page, name) {
+  await page.evaluate(() => document.getElementById("toast")?.classList.add("hidden"));
+  await page.waitForTimeout(150); // let the last frame paint
+  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+}
+
+async function view(page, route) {
+  await page.click(`nav a[data-route="${route}"]`);
+}
+
+async function conversation(page, name) {
+  await view(page, "messages");
+  await page.click(`#conversations a:has-text("${name}")`);
+}
+
+async function send(page, text, priority = "next") {
+  await page.fill("#compose", text);
+  await page.selectOption("#priority", priority);
+  await page.click("#send");
+  await see(page, "#log .msg.mine .body", text);
+}
+
+async function assertSealed(text) {
+  const tables = await harness({ do: "db_search", needle: text });
+  check(tables.length === 0, `"${text}" is readable in the database (${tables})`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario
+
+try {
+  log("two people join by invite, on different nodes");
+  const anaInvite = (await carol("invite", "create", "--uses", "1")).code;
+  const benInvite = (await carol("invite", "create", "--uses", "1", "--role", "admin")).code;
+  const ana = await newPage("ana");
+  const ben = await newPage("ben");
+  await join(ana, A, anaInvite, "ana");
+  await join(ben, B, benInvite, "ben");
+
+  log("they see each other and carol in the lobby");
+  await see(ana, "#people .session", "ben");
+  await see(ana, "#people .session", "carol");
+  await see(ben, "#people .session", "ana");
+  await see(ben, "#people .session", "ben (you)");
+  await harness({ do: "agent", host: "build-box", kind: "claude-code", model: "opus", status: "working", summary: "refactoring the auth module", cwd: "/src/api" });
+  await harness({ do: "agent", host: "laptop", kind: "codex", status: "idle", summary: "waiting for review", cwd: "/src/web" });
+  await see(ana, "#machines .machine", "build-box");
+  await see(ana, "#machines .machine", "laptop");
+  await carol("status", "set", "working", "--summary", "reviewing the parser");
+  await see(ana, ".session.working", "reviewing the parser");
+  await shot(ana, "desktop-lobby");
+  // Back to idle: `next` messages to carol are held while she works.
+  await carol("status", "set", "idle");
+
+  log("messages: browser to browser, browser to CLI, CLI to browser, to everyone");
+  await conversation(ana, "ben");
+  await send(ana, "hello ben, from ana", "now");
+  await conversation(ben, "ana");
+  await see(ben, "#log .body", "hello ben, from ana");
+  await see(ana, "#log .delivery", "ben: read");
+  await conversation(ben, "carol");
+  await send(ben, "ben to carol on the cli");
+  check(await harness({ do: "follower_saw", text: "ben to carol on the cli" }), "carol's CLI got ben's message");
+  await carol("send", "ana", "carol to ana from the cli", "--priority", "now");
+  await conversation(ana, "carol");
+  await see(ana, "#log .body", "carol to ana from the cli");
+  await conversation(ana, "Everyone");
+  await send(ana, "hello everyone, sealed with the mesh key");
+  await conversation(ben, "Everyone");
+  await see(ben, "#log .body", "hello everyone, sealed with the mesh key");
+  check(await harness({ do: "follower_saw", text: "hello everyone, sealed with the mesh key" }), "carol got the broadcast");
+  for (const text of ["hello ben, from ana", "ben to carol on the cli", "carol to ana from the cli", "hello everyone, sealed with the mesh key"]) {
+    await assertSealed(text);
+  }
+
+  log("a hostile body is shown as text");
+  const hostile = "<img src=x onerror=alert(1)><script>alert(2)</script>";
+  await carol("send", "ana", hostile, "--priority", "now");
+  await conversation(ana, "carol");
+  await see(ana, "#log .body", "<img src=x onerror=alert(1)>");
+  check((await ana.locator("#log img, #log script").count()) === 0, "markup from a message became elements");
+  const shown = await ana.locator("#log .msg .body").last().textContent();
+  check(shown === hostile, `the body was altered: ${shown}`);
+  await conversation(ana, "ben");
+  await shot(ana, "desktop-messages");
+
+  log("the task board: created in the browser, claimed and submitted on the CLI, approved in the browser");
+  await view(ana, "tasks");
+  await ana.fill("#task-title", "Write the parser");
+  await ana.click("#task-create button[type=submit]");
+  const card = ana.locator('[data-column="todo"] article.task', { hasText: "Write the parser" });
+  await card.waitFor();
+  const number = await card.getAttribute("data-task");
+  await carol("task", "create", "<script>alert(3)</script> literal title", "--depends-on", number);
+  await see(ana, '[data-column="todo"] .title', "<script>alert(3)</script> literal title");
+  await carol("task", "claim", number);
+  await ana.locator(`[data-column="in_progress"] article[data-task="${number}"]`).waitFor();
+  await carol("task", "submit", number, "--notes", "parser done, tests green");
+  await ana.locator(`[data-column="review"] article[data-task="${number}"]`).waitFor();
+  await shot(ana, "desktop-tasks");
+  await ana.click(`article[data-task="${number}"] button[data-action="approve"]`);
+  await ana.locator(`[data-column="done"] article[data-task="${number}"]`).waitFor();
+  check(await harness({ do: "follower_saw", text: `approved task #${number}` }), "carol saw the approval");
+
+  log("a lock taken on the CLI appears live; an admin force-releases it");
+  await view(ben, "locks");
+  await carol("lock", "acquire", "docs/**", "-r", "rewriting the docs");
+  const row = ben.locator('tr[data-pattern="docs/**"]');
+  await row.waitFor();
+  await see(ben, 'tr[data-pattern="docs/**"]', "rewriting the docs");
+  await shot(ben, "desktop-locks");
+  allowDialog = "making room for the release";
+  await row.locator("button.force").click();
+  await row.waitFor({ state: "detached" });
+  allowDialog = null;
+  check(await harness({ do: "follower_saw", text: "force-released your lock on docs/**" }), "carol was told");
+
+  log("the browser reconnects after its node is killed and resumes from its cursor");
+  await conversation(ana, "carol");
+  await harness({ do: "kill", node: 0 });
+  await ana.locator("#connection.offline, #connection.connecting").first().waitFor();
+  for (const i of [1, 2, 3]) await carol("send", "ana", `while you were away ${i}`, "--priority", "now");
+  await harness({ do: "restart", node: 0 });
+  await ana.locator("#connection.online").waitFor({ timeout: 60_000 });
+  for (const i of [1, 2, 3]) {
+    await see(ana, "#log .body", `while you were away ${i}`);
+    const copies = await ana.locator("#log .body", { hasText: `while you were away ${i}` }).count();
+    check(copies === 1, `message ${i} shown ${copies} times`);
+  }
+
+  log("phone width");
+  await ana.setViewportSize({ width: 390, height: 844 });
+  await view(ana, "lobby");
+  await shot(ana, "phone-lobby");
+  await conversation(ana, "carol");
+  await shot(ana, "phone-messages");
+  await view(ana, "tasks");
+  await shot(ana, "phone-tasks");
+
+  log("a browser linked to carol's CLI identity, then logged out");
+  const device = await newPage("device");
+  await device.goto(B);
+  await device.click("#start-link");
+  const code = (await device.locator("#link-code").textContent()).trim();
+  await carol("link", code, "--yes");
+  await device.locator("#connection.online").waitFor();
+  check((await device.locator("#whoami").textContent()) === "carol", "the linked browser is carol");
+  await conversation(ben, "carol");
+  await send(ben, "to carol, wherever she is");
+  await conversation(device, "ben");
+  await see(device, "#log .body", "to carol, wherever she is");
+  await device.click("#logout");
+  await device.locator("#join-form").waitFor();
+  const databases = await device.evaluate(async () => (await indexedDB.databases()).map((d) => d.name));
+  check(!databases.includes("plexus"), `the keys were not forgotten: ${databases}`);
+  await device.reload();
+  await device.locator("#join-form").waitFor();
+
+  check(problems.length === 0, `problems in the pages:\n${problems.join("\n")}`);
+  log("all good");
+  process.stdout.write(`${JSON.stringify({ done: true })}\n`);
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  log("FAILED:", e.stack ?? e.message);
+  if (problems.length) log(problems.join("\n"));
+  for (const [name, page] of pages) {
+    await page.screenshot({ path: `${SHOTS}/failure-${name}.png`, fullPage: true }).catch(() => undefined);
+    const state = await page.locator("#connection").textContent().catch(() => "?");
+    const banner = await page.locator("#banner").textContent().catch(() => "?");
+    log(`${name}: connection ${state}; banner ${banner}`);
+  }
+  await browser.close().catch(() => undefined);
+  process.exit(1);
+}
