@@ -44,6 +44,17 @@ pub fn member_profile(mesh_id: Uuid, member_id: Uuid, key: &SigningKey, brokers:
 /// Create a mesh on `brokers[0]` and `n` members who claimed an invite (no mesh key: runs use
 /// direct messages).
 pub async fn setup(brokers: &[String], n: usize, operator_token: Option<String>) -> Result<Vec<Peer>> {
+    Ok(setup_with_spare(brokers, n, 0, operator_token).await?.0)
+}
+
+/// [`setup`], leaving `spare` uses of the invite for someone else (a browser) to claim; returns
+/// the invite code too.
+pub async fn setup_with_spare(
+    brokers: &[String],
+    n: usize,
+    spare: u32,
+    operator_token: Option<String>,
+) -> Result<(Vec<Peer>, String)> {
     let tls = TlsOptions::default();
     let conn = Connection::open(&brokers[0], &tls).await?;
     let owner_key = SigningKey::generate()?;
@@ -74,11 +85,12 @@ pub async fn setup(brokers: &[String], n: usize, operator_token: Option<String>)
     conn.call(&hello).await?;
     let code: String = format!("LOAD{}", &Uuid::new_v4().simple().to_string()[..12]).to_uppercase();
     let expires_at_ms = plexus_now_ms() + 3_600_000;
-    let sig = owner_key.sign(&signing::invite_bytes(mesh_id, &code, Role::Member, n as u32, expires_at_ms));
+    let uses = n as u32 + spare;
+    let sig = owner_key.sign(&signing::invite_bytes(mesh_id, &code, Role::Member, uses, expires_at_ms));
     conn.call(&ops::InviteCreate {
         code: code.clone(),
         role: Role::Member,
-        max_uses: n as u32,
+        max_uses: uses,
         expires_at_ms,
         signature: sig.to_vec(),
         groups: Vec::new(),
@@ -104,7 +116,7 @@ pub async fn setup(brokers: &[String], n: usize, operator_token: Option<String>)
         let session = profile.session_key().map_err(anyhow::Error::msg)?;
         peers.push(Peer { profile, session });
     }
-    Ok(peers)
+    Ok((peers, code))
 }
 
 /// Now, in milliseconds since the epoch.

@@ -94,7 +94,8 @@ mod tests {
         assert_eq!(code_from_digest(&digest), "0000000000");
         digest[0] = 0xff;
         digest[1] = 0xff;
-        assert_eq!(code_from_digest(&digest), "ZZZ0000000");
+        // 16 one bits: three whole characters, then the top bit of the fourth (0b10000 = G).
+        assert_eq!(code_from_digest(&digest), "ZZZG000000");
         digest = [0xa5; 32];
         let code = code_from_digest(&digest);
         assert!(check_code(&code).is_ok(), "{code}");
