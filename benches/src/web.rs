@@ -72,12 +72,20 @@ async fn main() -> Result<()> {
         };
         let conn = Connection::open(&args.broker, &tls).await?;
         let session_id = Uuid::new_v4();
-        conn.call(&signed_hello(&p.profile, session_id, key.public_key(), SessionMode::Session, None, profile)?).await?;
+        conn.call(&signed_hello(&p.profile, session_id, key.public_key(), SessionMode::Session, None, profile)?)
+            .await?;
         sessions.push((session_id, conn));
     }
     let control = Connection::open(&args.broker, &tls).await?;
     let key = plexus_crypto::BoxKeypair::generate()?;
-    let hello = signed_hello(&peers[0].profile, Uuid::new_v4(), key.public_key(), SessionMode::Control, None, SessionProfile::default())?;
+    let hello = signed_hello(
+        &peers[0].profile,
+        Uuid::new_v4(),
+        key.public_key(),
+        SessionMode::Control,
+        None,
+        SessionProfile::default(),
+    )?;
     control.call(&hello).await?;
     for i in 0..args.tasks {
         control
@@ -101,6 +109,7 @@ async fn main() -> Result<()> {
         .env("PLEXUS_WEB_URL", format!("{}/", url.trim_end_matches('/')))
         .env("PLEXUS_WEB_CODE", &code)
         .env("PLEXUS_WEB_EXPECT", (args.sessions + 1).to_string())
+        .env("PLEXUS_WEB_TASKS", args.tasks.to_string())
         .env("PLEXUS_CHROMIUM", &args.chromium)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -114,19 +123,25 @@ async fn main() -> Result<()> {
         None => bail!("the browser script ended before the lobby was ready"),
     };
 
+    eprintln!("lobby ready in the browser: {ready}; changing {} statuses", args.changes);
     // Flip statuses one at a time, noting when each was sent to the broker.
+    // Each change flips its session, so every one of them shows in the DOM.
+    let mut working = vec![false; sessions.len()];
     let mut changes = Vec::with_capacity(args.changes);
     for i in 0..args.changes {
         let k = (i * 7919) % sessions.len();
         let (session_id, conn) = &sessions[k];
-        let status = if i % 2 == 0 { Status::Working } else { Status::Idle };
+        working[k] = !working[k];
+        let status = if working[k] { Status::Working } else { Status::Idle };
         let t0 = plexus_now_ms();
-        conn.call(&ops::SetStatus { status, source: StatusSource::Manual }).await?;
+        conn.call(&ops::SetStatus { status, source: StatusSource::Manual }).await.context("set a status")?;
         changes.push(json!({"session": session_id, "status": status.as_str(), "t0": t0}));
         tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     to_script.write_all(format!("{}\n", json!({ "changes": changes })).as_bytes()).await?;
+    // Closing its stdin lets the script's line reader, and so the script, end.
+    drop(to_script);
     let result: Value = match lines.next_line().await? {
         Some(line) => serde_json::from_str(&line)?,
         None => bail!("the browser script ended without a result"),

@@ -171,6 +171,7 @@ impl Broker {
         let _ = broker.node.set(node);
         spawn_housekeeping(broker.clone());
         crate::coord::locks::spawn_sweeper(coord);
+        spawn_room_sweeper(broker.clone());
         let (scheduler, _) = Actor::spawn(None, ReminderScheduler, reminder_env).await?;
         let _ = broker.reminders.set(scheduler);
         match cluster {
@@ -220,6 +221,26 @@ impl Broker {
     ) -> Result<(), OpError> {
         let sup = self.mesh_supervisor(mesh_id).await?;
         sup.cast(MeshSupervisorMsg::Watch { conn_id, member_id, conn }).map_err(|_| OpError::Internal("mesh stopped"))
+    }
+
+    /// Route a room's pushes to this connection.
+    pub async fn room_attach(
+        &self,
+        mesh_id: Uuid,
+        session_id: Uuid,
+        conn_id: u64,
+        conn: crate::actors::ConnHandle,
+    ) -> Result<(), OpError> {
+        let sup = self.mesh_supervisor(mesh_id).await?;
+        sup.cast(MeshSupervisorMsg::RoomAttach { session_id, conn_id, conn })
+            .map_err(|_| OpError::Internal("mesh stopped"))
+    }
+
+    /// Stop routing a room's (or, with `None`, every room's) pushes to this connection.
+    pub async fn room_detach(&self, mesh_id: Uuid, session_id: Option<Uuid>, conn_id: u64) {
+        if let Ok(sup) = self.mesh_supervisor(mesh_id).await {
+            let _ = sup.cast(MeshSupervisorMsg::RoomDetach { session_id, conn_id });
+        }
     }
 
     /// Unregister a watch-mode connection.
@@ -294,6 +315,22 @@ fn spawn_cluster_membership(broker: Arc<Broker>, directory: Arc<crate::cluster::
     });
 }
 
+/// How often rooms are swept (dead nodes' viewers, wheel grace).
+const ROOM_SWEEP: Duration = Duration::from_secs(1);
+
+fn spawn_room_sweeper(broker: Arc<Broker>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ROOM_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::rooms::sweep(&broker).await {
+                tracing::warn!(error = %e, "room sweep failed");
+            }
+        }
+    });
+}
+
 /// Periodic work: retention, and pruning hello nonces and expired device links.
 fn spawn_housekeeping(broker: Arc<Broker>) {
     tokio::spawn(async move {
@@ -313,6 +350,9 @@ fn spawn_housekeeping(broker: Arc<Broker>) {
             }
             if let Err(e) = store::links::prune(&broker.pool).await {
                 tracing::warn!(error = %e, "pruning device links failed");
+            }
+            if let Err(e) = crate::rooms::apply_retention(&broker).await {
+                tracing::warn!(error = %e, "stream retention failed");
             }
         }
     });

@@ -42,6 +42,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Locks, tasks, reminders.
     pub coordination: CoordinationConfig,
+    /// Session rooms: stream bounds and the wheel.
+    pub rooms: RoomsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -184,6 +186,18 @@ pub struct CoordinationConfig {
     pub reminder_horizon_secs: u64,
     /// Most reminders claimed per query.
     pub reminder_claim_batch: u32,
+}
+
+/// Session rooms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Most bytes of sealed entries one session's stream keeps (oldest pruned first).
+    pub max_stream_bytes: i64,
+    /// Entries older than this are deleted.
+    pub retention_days: u64,
+    /// A wheel whose holder is gone is freed after this long.
+    pub wheel_grace_secs: u64,
 }
 
 /// Logging.

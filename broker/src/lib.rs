@@ -10,6 +10,7 @@
 //! - [`cluster`] — fan-out, presence directory and lock seams (in-memory for one node).
 //! - [`store`] — Postgres: migrations, meshes/members/invites, the event log, receipts.
 //! - [`coord`] — coordination policy: task workflow steps, thread hand-offs (pure).
+//! - [`rooms`] — session rooms: streams, viewers, the wheel, prompts, permission requests.
 //! - [`status`] — the status engine (pure).
 //! - [`routing`] — target matching and priority gating (pure).
 //! - [`metrics`] — Prometheus metrics.
@@ -25,6 +26,7 @@ pub mod coord;
 pub mod edge;
 pub mod error;
 pub mod metrics;
+pub mod rooms;
 pub mod routing;
 pub mod status;
 pub mod store;

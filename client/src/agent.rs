@@ -172,6 +172,9 @@ pub struct HookRequest {
     /// by it directly.
     #[serde(default)]
     pub agent_session: Option<String>,
+    /// The session's stream spool has new entries: publish them.
+    #[serde(default)]
+    pub flush: bool,
 }
 
 /// The server's answer.

@@ -18,6 +18,7 @@
 //! - [`agent`] — an agent session's identity and how its hooks find its MCP server.
 //! - [`process`] — ancestor processes, portably.
 //! - [`seal`] — sealing and opening message bodies.
+//! - [`stream`] — an agent session's activity stream: the local spool and its flush.
 //! - [`backoff`] — reconnect delays with jitter.
 
 pub mod address;
@@ -30,6 +31,7 @@ pub mod process;
 pub mod profile;
 pub mod seal;
 pub mod session;
+pub mod stream;
 
 pub use connection::{ClientError, Connection, TlsOptions};
 pub use profile::Profile;

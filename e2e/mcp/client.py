@@ -4,7 +4,9 @@ Modes (driven by e2e/tests/mcp.rs):
   drive  PLEXUS ANA_HOME BO_HOME   the end-to-end scenario; prints OK or fails
   listen PLEXUS HOME SESSION       print each channel notification as a JSON line until killed;
                                    stdin lines "hook <Event>" run `plexus hook <Event>` as a child
-                                   of this client (the "agent"), "inbox" calls the inbox tool
+                                   of this client (the "agent"), "hookjson <Event> <JSON>" runs it
+                                   with that hook input (concurrently; prints rc, stdout, ms),
+                                   "tool <name> <JSON>" calls a tool, "inbox" calls the inbox tool
   pull   PLEXUS HOME SESSION GROUPS  like listen, but started as a client without channels (no
                                    PLEXUS_CHANNELS) joining GROUPS; every "inbox" line also
                                    reports how many channel notifications arrived (must be 0)
@@ -16,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import anyio
 from mcp import ClientSession, StdioServerParameters
@@ -184,11 +187,28 @@ async def listen(plexus, home, session, channels=True, groups=None):
                             seen += 1
                         await ch.event.wait()
 
+                async def hook_with_input(event, data):
+                    # As Claude Code runs a hook: a child of the agent, the event's JSON on stdin.
+                    started = time.monotonic()
+                    done = await anyio.to_thread.run_sync(
+                        lambda: subprocess.run([plexus, "hook", event], input=data.encode(), capture_output=True,
+                                               env=dict(os.environ, PLEXUS_HOME=home)))
+                    ms = int((time.monotonic() - started) * 1000)
+                    out = done.stdout.decode().strip()
+                    print(json.dumps({"hook": event, "rc": done.returncode, "stdout": out, "ms": ms}), flush=True)
+
                 async def commands():
                     stdin = anyio.wrap_file(sys.stdin)
                     async for line in stdin:
                         cmd = line.split()
-                        if cmd[:1] == ["hook"]:
+                        if cmd[:1] == ["hookjson"]:
+                            _, event, data = line.strip().split(" ", 2)
+                            inner.start_soon(hook_with_input, event, data)
+                        elif cmd[:1] == ["tool"]:
+                            _, name, data = line.strip().split(" ", 2)
+                            res = await s.call_tool(name, json.loads(data))
+                            print(json.dumps({"tool": name, "error": res.isError, "text": text_of(res)}), flush=True)
+                        elif cmd[:1] == ["hook"]:
                             done = subprocess.run([plexus, "hook", cmd[1]], input=b"{}", env=dict(os.environ, PLEXUS_HOME=home))
                             print(json.dumps({"hook": cmd[1], "rc": done.returncode}), flush=True)
                         elif cmd[:1] == ["inbox"]:

@@ -328,7 +328,14 @@ impl Peer {
     pub fn spawn_json(&self, args: &[&str]) -> Follower {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        let mut child = self.command(&all).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn plexus");
+        let mut child = self
+            .command(&all)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn plexus");
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
         let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
         let sink = lines.clone();
@@ -339,7 +346,7 @@ impl Peer {
                 }
             }
         });
-        Follower { child, lines }
+        Follower { child, stdin, lines }
     }
 
     /// Point this peer's profile at other broker URLs.
@@ -364,6 +371,7 @@ impl Drop for Peer {
 /// A long-running CLI process and the JSON lines it printed.
 pub struct Follower {
     child: Child,
+    stdin: Option<std::process::ChildStdin>,
     lines: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -371,6 +379,14 @@ impl Follower {
     /// Lines printed so far.
     pub fn lines(&self) -> Vec<Value> {
         self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Type a line into the process.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write stdin");
+        stdin.flush().expect("flush stdin");
     }
 
     /// Texts of the messages printed so far.

@@ -175,11 +175,115 @@ pub(crate) enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Report an agent hook event (SessionStart, UserPromptSubmit, Stop, …) as status; reads the
-    /// hook JSON on stdin. Registered by `plexus install`.
+    /// Report an agent hook event (SessionStart, UserPromptSubmit, PreToolUse, PermissionRequest,
+    /// Stop, …) to the session's stream and status; reads the hook JSON on stdin. Registered by
+    /// `plexus install`.
     Hook {
         /// Event name.
         event: String,
+    },
+    /// Watch an agent session live: its stream from the start, then as it happens. Lines you
+    /// type are prompts to it (with the wheel); /take, /request, /release, /pass NAME, /quit.
+    #[command(
+        after_help = "Examples:\n  plexus attach alice        # alice's most recent agent session\n  plexus attach 3f2a9c1e --take"
+    )]
+    Attach {
+        /// An agent session id (or its first characters), or a member name (its latest session).
+        target: String,
+        /// Take the wheel on attaching.
+        #[arg(long)]
+        take: bool,
+        /// Print the replay and exit instead of following.
+        #[arg(long)]
+        once: bool,
+    },
+    /// The wheel of an agent session: who drives it.
+    #[command(subcommand)]
+    Wheel(WheelCmd),
+    /// Send a prompt into an agent session (takes its wheel if free).
+    Prompt {
+        /// Agent session id (or prefix) or member name.
+        target: String,
+        /// The prompt.
+        text: String,
+    },
+    /// Permission requests waiting for you (of your sessions, of members who granted you, or
+    /// any as an admin).
+    Approvals,
+    /// Allow a pending permission request.
+    Approve {
+        /// Request id (or its first characters).
+        id: String,
+        /// Why (shown in the session's stream).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deny a pending permission request; the reason is shown to the agent.
+    Deny {
+        /// Request id (or its first characters).
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Let another member drive your agent sessions and answer their permission requests.
+    #[command(subcommand)]
+    Grant(GrantCmd),
+    /// Locks that hold for commits: a pre-commit hook refusing files others hold exclusively.
+    #[command(subcommand)]
+    Guard(GuardCmd),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum WheelCmd {
+    /// Take the wheel if free (the session's member and admins take it from anyone).
+    Take {
+        /// Agent session id (or prefix) or member name.
+        target: String,
+    },
+    /// Ask the holder for it.
+    Request {
+        /// Agent session id (or prefix) or member name.
+        target: String,
+    },
+    /// Pass it to a member watching the session.
+    Pass {
+        /// Agent session id (or prefix) or member name.
+        target: String,
+        /// The member to pass it to.
+        to: String,
+    },
+    /// Let go.
+    Release {
+        /// Agent session id (or prefix) or member name.
+        target: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GrantCmd {
+    /// Let a member drive your sessions.
+    Drive {
+        /// Member name.
+        member: String,
+    },
+    /// Stop letting a member drive your sessions.
+    Revoke {
+        /// Member name.
+        member: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum GuardCmd {
+    /// Install the pre-commit hook in this repository.
+    Install,
+    /// Check the staged files against the mesh's locks (what the pre-commit hook runs).
+    Check,
+    /// Set the mesh's lock enforcement for agents' edits (admins): enforce or advisory.
+    Mode {
+        /// enforce | advisory
+        value: String,
     },
 }
 

@@ -7,6 +7,8 @@
 //!   encoding with MessagePack named fields, and the frame size limit.
 //! - [`ops`] — one typed body per request op and its reply, tied together by the [`Op`] trait.
 //! - [`coord`] — coordination ops (state, tasks, threads, memory, search) and their events.
+//! - [`room`] — session rooms: the per-session stream, the wheel, driver prompts, permission
+//!   requests, lock checks for hooks.
 //! - [`push`] — one typed body per push kind ([`PushBody`]).
 //! - [`types`] — shared value types: targets, priorities, statuses, roles, cursors.
 //! - [`codes`] — stable numeric [`ErrorCode`] and [`CloseCode`].
@@ -25,6 +27,7 @@ pub mod limits;
 pub mod link;
 pub mod ops;
 pub mod push;
+pub mod room;
 pub mod signing;
 pub mod types;
 

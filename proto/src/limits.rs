@@ -30,3 +30,15 @@ pub const MAX_LINK_BUNDLE: usize = 4096;
 pub const MAX_TOKEN: usize = 256;
 /// Longest error message the broker sends, in bytes.
 pub const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// Stream entries per `stream_append`.
+pub const MAX_STREAM_BATCH: usize = 256;
+
+/// A stream entry's sealed body.
+pub const MAX_STREAM_ENTRY: usize = 32 * 1024;
+
+/// A text field of a stream entry, cut at the source with a marker beyond this.
+pub const MAX_ENTRY_TEXT: usize = 8 * 1024;
+
+/// Longest wait for a permission decision.
+pub const MAX_APPROVAL_WAIT_MS: u64 = 3_600_000;

@@ -141,5 +141,14 @@ impl PushBody for Routed {
 }
 
 /// Every push kind this protocol version defines.
-pub const ALL_PUSHES: &[&str] =
-    &[Message::KIND, Digest::KIND, PeerEvent::KIND, KeyRequest::KIND, MeshKey::KIND, Routed::KIND];
+pub const ALL_PUSHES: &[&str] = &[
+    Message::KIND,
+    Digest::KIND,
+    PeerEvent::KIND,
+    KeyRequest::KIND,
+    MeshKey::KIND,
+    Routed::KIND,
+    crate::room::RoomState::KIND,
+    crate::room::StreamPush::KIND,
+    crate::room::ApprovalPush::KIND,
+];

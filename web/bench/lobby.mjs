@@ -20,10 +20,17 @@ await page.fill("#invite-code", process.env.PLEXUS_WEB_CODE);
 await page.fill("#display-name", "bench-viewer");
 await page.click("#join");
 const expect = process.env.PLEXUS_WEB_EXPECT;
-await page.waitForFunction((n) => document.getElementById("lobby-counts")?.textContent?.startsWith(`${n} online`), expect);
+try {
+  await page.waitForFunction((n) => document.getElementById("lobby-counts")?.textContent?.startsWith(`${n} online`), expect);
+} catch (e) {
+  await page.screenshot({ path: "/tmp/plexus-web-bench-failure.png" });
+  console.error("lobby never listed every session:", await page.locator("#lobby-counts").textContent().catch(() => "?"));
+  throw e;
+}
 const loadedMs = Date.now() - started;
+console.error(`lobby listed every session after ${loadedMs} ms`);
 await page.click('nav a[data-route="tasks"]');
-await page.waitForFunction(() => document.querySelectorAll("article.task").length >= 200);
+await page.waitForFunction((n) => document.querySelectorAll("article.task").length >= n, Number(process.env.PLEXUS_WEB_TASKS));
 await page.click('nav a[data-route="lobby"]');
 await page.waitForFunction((n) => document.getElementById("lobby-counts")?.textContent?.startsWith(`${n} online`), expect);
 
@@ -49,6 +56,7 @@ const heap = await metric("JSHeapUsedSize");
 const nodes = await metric("Nodes");
 process.stdout.write(`${JSON.stringify({ ready_ms: loadedMs, page_weight_bytes: weight, js_heap_bytes: heap, dom_nodes: nodes })}\n`);
 
+console.error("waiting for the changes");
 const line = await new Promise((resolve) => createInterface({ input: process.stdin }).once("line", resolve));
 const { changes } = JSON.parse(line);
 const seen = await page.evaluate(() => window.__seen);
@@ -64,3 +72,4 @@ const q = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.round((lat.leng
 const heapAfter = await metric("JSHeapUsedSize");
 process.stdout.write(`${JSON.stringify({ count: lat.length, missed, p50: q(0.5), p99: q(0.99), max: lat.at(-1) ?? 0, js_heap_after_bytes: heapAfter })}\n`);
 await browser.close();
+process.exit(0);

@@ -49,6 +49,22 @@ pub enum MeshMsg {
     },
     /// A watch-mode connection ended.
     Unwatch(u64),
+    /// A connection attached to a session room.
+    RoomAttach {
+        /// The agent session.
+        session_id: Uuid,
+        /// Connection id.
+        conn_id: u64,
+        /// Outbound side.
+        conn: ConnHandle,
+    },
+    /// A connection left a room (`None`: every room).
+    RoomDetach {
+        /// The agent session.
+        session_id: Option<Uuid>,
+        /// Connection id.
+        conn_id: u64,
+    },
     /// Compare with the log's head and catch up if behind.
     CheckHead,
 }
@@ -68,6 +84,8 @@ pub struct MeshState {
     routed_through: u64,
     sessions: HashMap<Uuid, (Addressing, ActorRef<SessionMsg>)>,
     watchers: HashMap<u64, (Uuid, ConnHandle)>,
+    /// Connections attached to each session room.
+    rooms: HashMap<Uuid, HashMap<u64, ConnHandle>>,
 }
 
 impl Actor for MeshActor {
@@ -84,7 +102,14 @@ impl Actor for MeshActor {
         // from the head.
         let head = log.head(mesh_id).await?.ok_or("mesh vanished")?;
         myself.send_interval(HEAD_CHECK_INTERVAL, || MeshMsg::CheckHead);
-        Ok(MeshState { mesh_id, log, routed_through: head, sessions: HashMap::new(), watchers: HashMap::new() })
+        Ok(MeshState {
+            mesh_id,
+            log,
+            routed_through: head,
+            sessions: HashMap::new(),
+            watchers: HashMap::new(),
+            rooms: HashMap::new(),
+        })
     }
 
     async fn handle(
@@ -136,6 +161,17 @@ impl Actor for MeshActor {
             MeshMsg::Unwatch(conn_id) => {
                 state.watchers.remove(&conn_id);
             }
+            MeshMsg::RoomAttach { session_id, conn_id, conn } => {
+                state.rooms.entry(session_id).or_default().insert(conn_id, conn);
+            }
+            MeshMsg::RoomDetach { session_id, conn_id } => {
+                state.rooms.retain(|room, viewers| {
+                    if session_id.is_none_or(|only| only == *room) {
+                        viewers.remove(&conn_id);
+                    }
+                    !viewers.is_empty()
+                });
+            }
         }
         Ok(())
     }
@@ -180,6 +216,44 @@ async fn catch_up(state: &mut MeshState, until: Option<u64>) {
     }
     if let Some(until) = until {
         state.routed_through = state.routed_through.max(until - 1);
+    }
+}
+
+/// A room change goes to the room's viewers here; a permission request also to the sessions
+/// and watchers of its member (the person's other devices).
+fn route_room(state: &MeshState, session_id: Uuid, event: &crate::rooms::RoomEvent) {
+    use crate::rooms::RoomEvent;
+    use plexus_proto::room::{ApprovalPush, StreamPush};
+    let viewers = state.rooms.get(&session_id);
+    match event {
+        RoomEvent::Entries(entries) => {
+            for conn in viewers.into_iter().flat_map(|v| v.values()) {
+                for entry in entries {
+                    conn.push(&StreamPush { entry: entry.clone() });
+                }
+            }
+        }
+        RoomEvent::State(room) => {
+            for conn in viewers.into_iter().flat_map(|v| v.values()) {
+                conn.push(&**room);
+            }
+        }
+        RoomEvent::Approval(info) => {
+            let push = ApprovalPush { approval: (**info).clone() };
+            for conn in viewers.into_iter().flat_map(|v| v.values()) {
+                conn.push(&push);
+            }
+            for (addressing, actor) in state.sessions.values() {
+                if addressing.member_id == info.member_id && addressing.session_id != info.session_id {
+                    let _ = actor.cast(SessionMsg::Approval(Arc::new(push.clone())));
+                }
+            }
+            for (member_id, conn) in state.watchers.values() {
+                if *member_id == info.member_id {
+                    conn.push(&push);
+                }
+            }
+        }
     }
 }
 
@@ -229,6 +303,7 @@ fn on_event(state: &mut MeshState, event: MeshEvent) {
                 }
             }
         }
+        MeshEvent::Room(session_id, event) => route_room(state, session_id, &event),
         MeshEvent::MemberRemoved { member_id } => {
             tracing::info!(mesh_id = %state.mesh_id, %member_id, "closing sessions of removed member");
             for (addressing, actor) in state.sessions.values() {

@@ -34,6 +34,22 @@ pub enum MeshSupervisorMsg {
     },
     /// Unregister a watch-mode connection.
     Unwatch(u64),
+    /// A connection attached to a session room.
+    RoomAttach {
+        /// The agent session.
+        session_id: Uuid,
+        /// Connection id.
+        conn_id: u64,
+        /// Its outbound side.
+        conn: ConnHandle,
+    },
+    /// A connection left a room (`None`: every room).
+    RoomDetach {
+        /// The agent session.
+        session_id: Option<Uuid>,
+        /// Connection id.
+        conn_id: u64,
+    },
     /// Periodic check for idleness.
     IdleCheck,
 }
@@ -56,6 +72,7 @@ pub struct MeshSupervisorState {
     router: ActorRef<MeshMsg>,
     sessions: HashMap<ActorId, (ActorRef<SessionMsg>, Arc<SessionSpec>)>,
     watchers: HashMap<u64, (Uuid, ConnHandle)>,
+    rooms: HashMap<(Uuid, u64), ConnHandle>,
     idle_checks: u32,
 }
 
@@ -77,6 +94,7 @@ impl Actor for MeshSupervisor {
             router,
             sessions: HashMap::new(),
             watchers: HashMap::new(),
+            rooms: HashMap::new(),
             idle_checks: 0,
         })
     }
@@ -118,8 +136,16 @@ impl Actor for MeshSupervisor {
                 state.watchers.remove(&conn_id);
                 let _ = state.router.cast(MeshMsg::Unwatch(conn_id));
             }
+            MeshSupervisorMsg::RoomAttach { session_id, conn_id, conn } => {
+                state.rooms.insert((session_id, conn_id), conn.clone());
+                let _ = state.router.cast(MeshMsg::RoomAttach { session_id, conn_id, conn });
+            }
+            MeshSupervisorMsg::RoomDetach { session_id, conn_id } => {
+                state.rooms.retain(|(s, c), _| !(*c == conn_id && session_id.is_none_or(|only| only == *s)));
+                let _ = state.router.cast(MeshMsg::RoomDetach { session_id, conn_id });
+            }
             MeshSupervisorMsg::IdleCheck => {
-                if state.sessions.is_empty() && state.watchers.is_empty() {
+                if state.sessions.is_empty() && state.watchers.is_empty() && state.rooms.is_empty() {
                     state.idle_checks += 1;
                     if state.idle_checks >= 3 {
                         myself.stop(Some("idle".into()));
@@ -154,6 +180,13 @@ impl Actor for MeshSupervisor {
                         let _ = state.router.cast(MeshMsg::Watch {
                             conn_id: *conn_id,
                             member_id: *member_id,
+                            conn: conn.clone(),
+                        });
+                    }
+                    for ((session_id, conn_id), conn) in &state.rooms {
+                        let _ = state.router.cast(MeshMsg::RoomAttach {
+                            session_id: *session_id,
+                            conn_id: *conn_id,
                             conn: conn.clone(),
                         });
                     }

@@ -83,6 +83,8 @@ pub enum SessionMsg {
     Sweep,
     /// The mesh router was restarted: register with the new one.
     Reregister(ActorRef<MeshMsg>),
+    /// A permission request of this member was made or decided (its other devices show it).
+    Approval(Arc<plexus_proto::room::ApprovalPush>),
     /// A newer connection of the same session took over: close without a leave.
     Replaced,
     /// Close the connection with a code and stop.
@@ -450,6 +452,9 @@ impl Actor for PresenceSession {
             SessionMsg::Reregister(router) => {
                 state.router = router;
                 let _ = state.router.cast(MeshMsg::Register { addressing: state.addressing(), actor: myself.clone() });
+            }
+            SessionMsg::Approval(push) => {
+                state.spec.conn.push(&*push);
             }
             SessionMsg::Replaced => {
                 state.replaced = true;

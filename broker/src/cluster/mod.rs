@@ -58,6 +58,8 @@ pub enum MeshEvent {
     },
     /// The fan-out may have lost events (its connection was down): catch up from the log.
     Resync,
+    /// A session room changed (the agent session's id, what changed).
+    Room(Uuid, crate::rooms::RoomEvent),
 }
 
 /// A command for a session.

@@ -4,6 +4,7 @@
 //! order); every other op goes through [`super::registry`] and runs concurrently.
 
 use std::sync::Arc;
+use uuid::Uuid;
 
 use plexus_proto::{
     decode_body, encode_server_frame,
@@ -37,8 +38,30 @@ pub struct Authed {
     pub mode: plexus_proto::types::SessionMode,
     /// The presence actor (session mode).
     pub session: Option<ActorRef<SessionMsg>>,
-    /// Connection id (watch mode).
+    /// Connection id.
     pub conn_id: u64,
+    /// Session rooms this connection is attached to.
+    pub rooms: std::sync::Mutex<Vec<Uuid>>,
+}
+
+impl Authed {
+    /// Note an attached room.
+    pub fn attached(&self, session_id: Uuid) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !rooms.contains(&session_id) {
+            rooms.push(session_id);
+        }
+    }
+
+    /// Note a room left.
+    pub fn detached(&self, session_id: Uuid) {
+        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|r| *r != session_id);
+    }
+
+    /// The rooms attached.
+    pub fn rooms(&self) -> Vec<Uuid> {
+        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// Decode and validate an op body.
@@ -166,5 +189,6 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
         if a.mode == plexus_proto::types::SessionMode::Watch {
             broker.unwatch(a.who.mesh_id, a.conn_id).await;
         }
+        crate::rooms::connection_closed(&broker, &a).await;
     }
 }

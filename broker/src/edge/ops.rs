@@ -208,6 +208,7 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
         mode: b.mode,
         session,
         conn_id,
+        rooms: std::sync::Mutex::default(),
     };
     let (key_commitment, key_commitment_signature) = match intro.commitment {
         Some(c) => (Some(c.commitment), Some(c.signature)),
@@ -243,6 +244,12 @@ pub async fn prepare_send(
     req: &Request,
 ) -> Result<NewMessage, OpError> {
     let b: ops::Send = body(req)?;
+    if b.subtype.as_deref() == Some(crate::rooms::PROMPT_SUBTYPE) {
+        return Err(OpError::InvalidValue(
+            "subtype",
+            "`prompt` messages come only from session_prompt, with the wheel".into(),
+        ));
+    }
     let mut target = b.target.clone();
     if let Some(original) = b.reply_to {
         let orig = store::log::message_by_id(&broker.pool, a.who.mesh_id, original)

@@ -17,13 +17,13 @@
 
 use std::sync::Arc;
 
-use plexus_proto::{coord as c, ops, Op, Request};
+use plexus_proto::{coord as c, ops, room as r, Op, Request};
 
 use super::{
     dispatch::{body, respond, Authed},
     ops as h,
 };
-use crate::{actors::ConnHandle, app::Broker, coord, error::OpError};
+use crate::{actors::ConnHandle, app::Broker, coord, error::OpError, rooms};
 
 /// Who may call an op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +175,21 @@ registry! {
     coord c::RemindCreate => coord::reminders::remind_create,
     coord c::RemindList => coord::reminders::remind_list,
     coord c::RemindCancel => coord::reminders::remind_cancel,
+
+    hello r::StreamAppend => rooms::stream_append,
+    hello r::StreamRead => rooms::stream_read,
+    connection r::RoomAttach => rooms::room_attach,
+    connection r::RoomDetach => rooms::room_detach,
+    hello r::RoomTyping => rooms::room_typing,
+    hello r::WheelOp => rooms::wheel,
+    hello r::DriveGrant => rooms::drive_grant,
+    hello r::SessionPrompt => rooms::session_prompt,
+    hello r::ApprovalRequest => rooms::approval_request,
+    hello r::ApprovalDecide => rooms::approval_decide,
+    hello r::ApprovalWait => rooms::approval_wait,
+    hello r::ApprovalList => rooms::approval_list,
+    hello r::LockCheck => rooms::lock_check,
+    admin r::MeshSettingSet => rooms::mesh_setting_set,
 }
 
 /// The static name of a known op (a metrics label), or `"unknown"`.

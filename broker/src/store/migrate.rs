@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "faults", include_str!("../../../migrations/0005_faults.sql")),
     (6, "members", include_str!("../../../migrations/0006_members.sql")),
     (7, "links", include_str!("../../../migrations/0007_links.sql")),
+    (8, "rooms", include_str!("../../../migrations/0008_rooms.sql")),
 ];
 
 /// Advisory-lock key for migrations ("plexus" in ASCII).

@@ -9,6 +9,7 @@
 //! - [`reminders`] — scheduled reminders, claiming and the firing compare-and-set.
 //! - [`receipts`] — per-recipient delivery state, written in batches.
 //! - [`links`] — pending device links (a browser linked to a member).
+//! - [`rooms`] — session streams, room viewers, wheels, drive grants, approvals, settings.
 
 pub mod coord;
 pub mod links;
@@ -18,6 +19,7 @@ pub mod meshes;
 pub mod migrate;
 pub mod receipts;
 pub mod reminders;
+pub mod rooms;
 
 use std::time::Duration;
 

@@ -4,12 +4,14 @@
 //! - [`mesh`] — meshes, invites, joining, members, groups, who is online.
 //! - [`messages`] — send, inbox (once or followed), ack, status, message status, watch.
 //! - [`coord`] — state, locks, reminders, tasks, threads, memory, search.
+//! - [`rooms`] — session rooms: attach, the wheel, prompts, approvals, drive grants, guard.
 //! - [`doctor`] — the checks.
 
 pub(crate) mod coord;
 pub(crate) mod doctor;
 pub(crate) mod mesh;
 pub(crate) mod messages;
+pub(crate) mod rooms;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -88,6 +90,14 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Attach { target, take, once } => rooms::attach(&ctx, &target, take, once).await,
+        Command::Wheel(cmd) => rooms::wheel(&ctx, cmd).await,
+        Command::Prompt { target, text } => rooms::prompt(&ctx, &target, &text).await,
+        Command::Approvals => rooms::approvals(&ctx).await,
+        Command::Approve { id, reason } => rooms::decide(&ctx, &id, true, reason).await,
+        Command::Deny { id, reason } => rooms::decide(&ctx, &id, false, reason).await,
+        Command::Grant(cmd) => rooms::grant(&ctx, cmd).await,
+        Command::Guard(cmd) => rooms::guard(&ctx, cmd).await,
         Command::State(cmd) => coord::run(&ctx, CoordCmd::State(cmd)).await,
         Command::Task(cmd) => coord::run(&ctx, CoordCmd::Task(cmd)).await,
         Command::Lock(cmd) => coord::run(&ctx, CoordCmd::Lock(cmd)).await,

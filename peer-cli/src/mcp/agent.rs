@@ -52,6 +52,8 @@ pub(crate) struct Agent {
     pub(crate) registration: OnceLock<Registration>,
     /// Agent session ids hooks told us about (each registered once).
     agent_sessions: Mutex<HashSet<String>>,
+    /// A hook spooled stream entries.
+    pub(crate) stream_ready: tokio::sync::Notify,
 }
 
 impl Agent {
@@ -65,6 +67,7 @@ impl Agent {
             channels: AtomicBool::new(channels),
             registration: OnceLock::new(),
             agent_sessions: Mutex::default(),
+            stream_ready: tokio::sync::Notify::new(),
         }
     }
 
@@ -124,13 +127,18 @@ impl Surface for Agent {
     }
 }
 
+/// The subtype of a prompt from the person driving this session (see `session_prompt`).
+const PROMPT: &str = "prompt";
+
 /// Channel-notification `meta` keys must match `^[a-zA-Z_][a-zA-Z0-9_]*$`, values strings.
 pub(crate) fn message_meta(m: &Message) -> Value {
     let kind = match (m.sealing, m.subtype.as_deref()) {
         (Sealing::Plain, _) => "event",
         (_, Some("reminder")) => "reminder",
+        (_, Some(PROMPT)) => "prompt",
         _ => "message",
     };
+    let trust = if m.subtype.as_deref() == Some(PROMPT) { "authorized_driver" } else { "untrusted_peer_content" };
     let target = match &m.target {
         Target::Session(_) | Target::Member(_) => "direct".to_owned(),
         Target::Group(g) => format!("@{g}"),
@@ -147,7 +155,7 @@ pub(crate) fn message_meta(m: &Message) -> Value {
         "message_id": m.id.to_string(),
         "target": target,
         "subtype": m.subtype.clone().unwrap_or_default(),
-        "trust": "untrusted_peer_content",
+        "trust": trust,
     })
 }
 
@@ -160,6 +168,11 @@ pub(crate) fn framed(m: &Message, text: &str, repeat: bool) -> String {
         crypto::fingerprint(&m.sender_member_pubkey)
     );
     let again = if repeat { " — shown again after an interruption, you may have seen it" } else { "" };
+    if m.subtype.as_deref() == Some(PROMPT) {
+        // Only the broker's session_prompt makes this subtype, for the holder of this session's
+        // wheel (the session's member, someone it granted, or an admin).
+        return format!("[prompt from {who}, who has the wheel of this session{again}]\n{text}");
+    }
     match m.sealing {
         Sealing::Plain => format!("[plexus event from {who}{again}] {text}"),
         _ => {
@@ -169,6 +182,29 @@ pub(crate) fn framed(m: &Message, text: &str, repeat: bool) -> String {
                 m.priority.as_str(),
                 m.id
             )
+        }
+    }
+}
+
+/// How often the spool is retried while entries wait (the broker was away).
+const STREAM_RETRY: Duration = Duration::from_secs(2);
+
+/// Publish the session's stream spool whenever a hook filled it, and retry while the broker
+/// is away: entries leave the spool only once stored.
+pub(crate) async fn flush_stream(
+    agent: std::sync::Arc<Agent>,
+    spool: plexus_client::stream::Spool,
+    session_id: uuid::Uuid,
+) {
+    loop {
+        let _ = tokio::time::timeout(STREAM_RETRY, agent.stream_ready.notified()).await;
+        if spool.pending(1).map(|p| p.is_empty()).unwrap_or(true) {
+            continue;
+        }
+        let Ok(conn) = agent.session.conn_within(Duration::from_millis(200)).await else { continue };
+        let profile = agent.session.profile().await;
+        if let Err(e) = plexus_client::stream::flush(&conn, &profile, session_id, &spool).await {
+            tracing::debug!(error = %e, "stream entries wait in the spool");
         }
     }
 }
@@ -205,6 +241,9 @@ pub(crate) fn listen(agent: &std::sync::Arc<Agent>, profile: &str, session_id: u
                     Ok(req) => {
                         if let Some(sid) = &req.agent_session {
                             agent.remember_agent_session(sid);
+                        }
+                        if req.flush {
+                            agent.stream_ready.notify_one();
                         }
                         match req.status {
                             Some(status) => match agent.set_status(status, StatusSource::Hook).await {

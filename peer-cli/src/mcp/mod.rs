@@ -100,12 +100,17 @@ pub(crate) async fn run(ctx: &Ctx, session: Option<String>, groups: Vec<String>)
             }
         })
     };
+    let flusher = {
+        let (agent, spool) = (agent.clone(), plexus_client::stream::Spool::open(&ctx.home, &base.name, session_id));
+        tokio::spawn(async move { agent::flush_stream(agent, spool, session_id).await })
+    };
     let server = PlexusMcp { agent: agent.clone() };
     let service = server.serve(rmcp::transport::stdio()).await.context("MCP initialization")?;
     let _ = service.waiting().await;
     agent.alive.store(false, Ordering::SeqCst);
     broker.abort();
     reporter.abort();
+    flusher.abort();
     session.close().await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
