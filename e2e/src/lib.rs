@@ -3,6 +3,9 @@
 //! protocol-level peers built on the CLI's client library. Binaries are taken from the cargo
 //! target directory, so `cargo build --workspace --bins` must run first (the test script does).
 
+pub mod agent;
+pub mod web;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,

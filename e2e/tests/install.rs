@@ -83,7 +83,16 @@ async fn install_is_idempotent_and_uninstall_removes_only_its_own() {
 
     let settings = json_file(&home.join(".claude/settings.json"));
     assert_eq!(settings["model"], "opus");
-    for event in ["SessionStart", "UserPromptSubmit", "Stop", "Notification", "SessionEnd"] {
+    for event in [
+        "SessionStart",
+        "UserPromptSubmit",
+        "PreToolUse",
+        "PostToolUse",
+        "PermissionRequest",
+        "Stop",
+        "Notification",
+        "SessionEnd",
+    ] {
         assert_eq!(ours(&settings, event), 1, "{event}: {settings}");
     }
     let prompt_hooks: Vec<String> = settings["hooks"]["UserPromptSubmit"]

@@ -4,108 +4,12 @@
 //! on another broker node through `plexus attach`, the wheel, `plexus approve/deny`, and locks
 //! that hold for edits and commits.
 
-use std::{
-    io::{BufRead, BufReader, Write},
-    path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
-use plexus_e2e::{bin, mcp_client_script, mcp_python, wait_until, Broker, Follower, Mesh, Peer, TestDb};
+use plexus_e2e::{agent::Agent, bin, wait_until, Broker, Follower, Mesh, Peer, TestDb};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
-
-/// The agent: an MCP client running `plexus mcp`, whose stdin lines run hooks and tools.
-struct Agent {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Arc<Mutex<Vec<Value>>>,
-    transcript: PathBuf,
-    repo: PathBuf,
-}
-
-impl Agent {
-    fn start(peer: &Peer, env: &[(&str, &str)]) -> Agent {
-        let mut child = Command::new(mcp_python())
-            .arg(mcp_client_script())
-            .args(["listen", bin("plexus").to_str().unwrap(), peer.home.to_str().unwrap(), "room-agent"])
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the MCP client");
-        let stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        let repo = peer.home.join("repo");
-        std::fs::create_dir_all(repo.join(".git")).unwrap();
-        std::fs::create_dir_all(repo.join("src")).unwrap();
-        Agent { child, stdin, lines, transcript: peer.home.join("transcript.jsonl"), repo }
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    async fn wait(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        wait_until(T, || self.lines().into_iter().find(&pred)).await
-    }
-
-    fn command(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// Run a hook as Claude Code does; returns its result line (rc, stdout, ms).
-    async fn hook(&mut self, event: &str, input: Value) -> Value {
-        let before = self.lines().iter().filter(|l| l["hook"] == event).count();
-        self.hook_start(event, input);
-        let lines = &self.lines;
-        let done = wait_until(T + T, || {
-            let l = lines.lock().unwrap();
-            let mine: Vec<&Value> = l.iter().filter(|l| l["hook"] == event).collect();
-            mine.get(before).map(|v| (*v).clone())
-        })
-        .await;
-        done.unwrap_or_else(|| panic!("hook {event} never returned"))
-    }
-
-    /// Start a hook without waiting for it.
-    fn hook_start(&mut self, event: &str, mut input: Value) {
-        input["session_id"] = json!("claude-session-1");
-        input["transcript_path"] = json!(self.transcript.to_string_lossy());
-        input["cwd"] = json!(self.repo.to_string_lossy());
-        input["hook_event_name"] = json!(event);
-        let line = format!("hookjson {event} {input}");
-        self.command(&line);
-    }
-
-    /// Claude Code appends the assistant's turn to its transcript.
-    fn say(&self, text: &str) {
-        let line =
-            json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": text}]}});
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.transcript).unwrap();
-        writeln!(f, "{line}").unwrap();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The agent session's id, once it is present.
 async fn agent_session(watcher: &Peer, name: &str) -> String {

@@ -5,39 +5,18 @@
 //! the database for plaintext, wait for a line of the CLI follower. Screenshots go to
 //! `$CARGO_TARGET_DIR/web-screenshots`.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::time::Duration;
 
-use plexus_e2e::{raw_session, wait_until, Broker, Mesh, RawSession, TestDb};
-use plexus_proto::types::{SessionMode, SessionProfile, Status};
-use serde_json::{json, Value};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    process::Command,
+use plexus_e2e::{
+    raw_session, wait_until,
+    web::{http, screenshots_dir, Script},
+    Broker, Mesh, RawSession, TestDb,
 };
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn screenshots_dir() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
-    target.join("web-screenshots")
-}
-
-fn http(broker: &Broker) -> String {
-    format!("http://127.0.0.1:{}/", broker.port)
-}
+use plexus_proto::types::{SessionMode, SessionProfile, Status};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_in_chromium_work_with_agents_and_the_cli_across_a_cluster() {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "Debian's chromium is needed for the browser tests (scripts/test.sh installs it)"
-    );
-    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web");
-    assert!(
-        web.join("node_modules/playwright-core").exists(),
-        "run scripts/web.sh first (it installs playwright-core)"
-    );
     let db = TestDb::create().await;
     let mut nodes = Broker::cluster(&db, 2).await;
     assert!(
@@ -51,52 +30,12 @@ async fn people_in_chromium_work_with_agents_and_the_cli_across_a_cluster() {
     let follower = carol.spawn_json(&["inbox", "--follow"]);
 
     let shots = screenshots_dir();
-    std::fs::create_dir_all(&shots).expect("screenshot directory");
-    let mut script = Command::new("node")
-        .arg("tests/app.mjs")
-        .current_dir(&web)
-        .env("PLEXUS_WEB_A", http(&nodes[0]))
-        .env("PLEXUS_WEB_B", http(&nodes[1]))
-        .env("PLEXUS_WEB_SHOTS", &shots)
-        .env("PLEXUS_CHROMIUM", CHROMIUM)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start node web/tests/app.mjs");
-    let mut to_script = script.stdin.take().expect("stdin");
-    let mut lines = BufReader::new(script.stdout.take().expect("stdout")).lines();
-    let mut finished = false;
+    let mut script = Script::start("app.mjs", &[http(&nodes[0]), http(&nodes[1])]);
     let mut agents: Vec<RawSession> = Vec::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let Ok(req) = serde_json::from_str::<Value>(&line) else {
-            eprintln!("[web] {line}");
-            continue;
-        };
-        if req.get("done").is_some() {
-            finished = true;
-            break;
-        }
+    while let Some(req) = script.next().await {
         let id = req["id"].clone();
         let reply = match req["do"].as_str().unwrap_or_default() {
-            "cli" => {
-                let args: Vec<String> = req["args"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|a| a.as_str().map(str::to_owned))
-                    .collect();
-                let mut all = vec!["--json".to_owned()];
-                all.extend(args);
-                let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-                let out = carol.run(&refs);
-                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-                if out.status.success() {
-                    json!({"id": id, "ok": serde_json::from_str::<Value>(stdout.trim()).unwrap_or(Value::Null)})
-                } else {
-                    json!({"id": id, "err": format!("plexus {all:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr))})
-                }
-            }
+            "cli" => plexus_e2e::web::cli(carol, &req),
             "kill" => {
                 nodes[req["node"].as_u64().unwrap_or(0) as usize].kill9();
                 json!({"id": id, "ok": true})
@@ -141,11 +80,10 @@ async fn people_in_chromium_work_with_agents_and_the_cli_across_a_cluster() {
             }
             other => json!({"id": id, "err": format!("the harness cannot {other}")}),
         };
-        to_script.write_all(format!("{reply}\n").as_bytes()).await.expect("answer the script");
+        script.reply(reply).await;
     }
-    let status = script.wait().await.expect("the script ends");
     assert!(
-        finished && status.success(),
+        script.passed().await,
         "the browser scenario failed (see [web] lines above); screenshots in {}",
         shots.display()
     );

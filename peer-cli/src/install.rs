@@ -10,7 +10,26 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::{json, Map, Value};
 
 /// Claude Code hook events `plexus hook` understands.
-pub(crate) const HOOK_EVENTS: &[&str] = &["SessionStart", "UserPromptSubmit", "Stop", "Notification", "SessionEnd"];
+pub(crate) const HOOK_EVENTS: &[&str] = &[
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PostToolUse",
+    "PermissionRequest",
+    "Stop",
+    "Notification",
+    "SessionEnd",
+];
+
+/// Claude Code's time limit for our hook of `event`, seconds: a permission request waits for a
+/// person (`PLEXUS_APPROVAL_WAIT_SECS`, default 120); every other hook returns within seconds.
+fn hook_timeout(event: &str) -> u64 {
+    if event == "PermissionRequest" {
+        600
+    } else {
+        10
+    }
+}
 
 const SKILL: &str = include_str!("skill.md");
 
@@ -190,7 +209,7 @@ pub(crate) fn install(paths: &Paths, cmd: &Command, claude: bool, codex: bool) -
         for event in HOOK_EVENTS {
             let groups = hooks.entry(*event).or_insert_with(|| json!([]));
             let groups = groups.as_array_mut().ok_or_else(|| anyhow!("hooks.{event} is not a list"))?;
-            groups.push(json!({"hooks": [{"type": "command", "command": cmd.hook_command(event), "timeout": 10}]}));
+            groups.push(json!({"hooks": [{"type": "command", "command": cmd.hook_command(event), "timeout": hook_timeout(event)}]}));
         }
         write_json(&paths.claude_settings, &settings)?;
         r.wrote.push(paths.claude_settings.display().to_string());

@@ -8,6 +8,7 @@ import { badge, h, replace, toast } from "./ui";
 import { adminView } from "./views/admin";
 import { coordViews } from "./views/coord";
 import { lobbyView } from "./views/lobby";
+import { roomView } from "./views/room";
 import { messagesView } from "./views/messages";
 import { tasksView } from "./views/tasks";
 import { Message, Status } from "./wire";
@@ -21,6 +22,8 @@ export interface View {
 
 export interface Mounted {
   update(topics: Set<Topic>): void;
+  /// The view is being left.
+  leave?(): void;
 }
 
 const VIEWS: Record<string, { label: string; view: View }> = {
@@ -34,6 +37,9 @@ const VIEWS: Record<string, { label: string; view: View }> = {
   memory: { label: "Memory", view: coordViews.memory },
   admin: { label: "People", view: adminView },
 };
+
+/// Views reached by link, not listed in the navigation.
+const HIDDEN: Record<string, View> = { room: roomView };
 
 export class App {
   readonly mesh: Mesh;
@@ -49,6 +55,9 @@ export class App {
   private dirty = new Set<Topic>();
   /// Called whenever history gains an item (the messages view listens).
   onHistory: ((conversation: string) => void) | null = null;
+  /// Session-room pushes and reconnects (the room view listens while open).
+  onRoom: ((kind: string, body: unknown) => void) | null = null;
+  onReconnect: (() => void) | null = null;
 
   constructor(
     identity: db.Identity,
@@ -63,6 +72,8 @@ export class App {
       },
       welcome: () => {
         this.mesh.load().catch((e) => toast(`loading the mesh: ${(e as Error).message}`, "error"));
+        // Rooms are attached per connection: the open one attaches again.
+        this.onReconnect?.();
       },
       message: (item, m: Message) => {
         if (!item.fromMe) this.mesh.unread.set(item.conversation, (this.mesh.unread.get(item.conversation) ?? 0) + 1);
@@ -77,6 +88,7 @@ export class App {
         toast("the mesh key arrived: group messages open now");
         this.mesh.emit("key");
       },
+      room: (kind, body) => this.onRoom?.(kind, body),
     });
   }
 
@@ -92,10 +104,13 @@ export class App {
 
   private go(): void {
     const [route, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
-    this.route = route in VIEWS ? route : "lobby";
+    this.route = route in VIEWS || route in HIDDEN ? route : "lobby";
     this.arg = decodeURIComponent(rest.join("/"));
     for (const off of this.unsubscribe.splice(2)) off();
-    const { view } = VIEWS[this.route];
+    this.mounted?.leave?.();
+    this.onRoom = null;
+    this.onReconnect = null;
+    const view = HIDDEN[this.route] ?? VIEWS[this.route].view;
     for (const topic of view.topics) this.unsubscribe.push(this.mesh.on(topic, () => this.schedule(topic)));
     this.unsubscribe.push(this.mesh.on("messages", () => this.renderNav()));
     this.renderNav();

@@ -46,6 +46,8 @@ export interface PeerEvents {
   presence(ev: PeerEvent): void;
   digest(unread: number): void;
   meshKey(): void;
+  /// A session-room push (`stream`, `room`, `approval`; docs/protocol.md).
+  room(kind: string, body: unknown): void;
 }
 
 /// Close codes after which reconnecting is pointless (docs/protocol.md, close codes).
@@ -236,6 +238,11 @@ export class Peer {
           break;
         case "mesh_key":
           void this.adoptKey(decodeBody<{ sealed_mesh_key: Bytes }>(body).sealed_mesh_key);
+          break;
+        case "stream":
+        case "room":
+        case "approval":
+          this.events.room(push, decodeBody(body));
           break;
       }
     } catch (e) {
@@ -479,6 +486,27 @@ export class Peer {
 
   signInvite(code: string, role: Role, maxUses: number, expiresAtMs: number): Bytes {
     return keys.sign(this.member, keys.inviteBytes(this.identity.meshId, code, role, maxUses, expiresAtMs));
+  }
+
+  /// Open something sealed with the mesh key (stream entries, permission requests) as JSON.
+  openMeshJson<T>(nonce: Bytes, ciphertext: Bytes): T | null {
+    if (!this.identity.meshKey) return null;
+    try {
+      return JSON.parse(keys.fromUtf8.decode(keys.openSecretbox(this.identity.meshKey, nonce, ciphertext))) as T;
+    } catch {
+      return null;
+    }
+  }
+
+  /// Seal text with the mesh key (a decision's reason).
+  sealMesh(text: string): keys.Sealed {
+    if (!this.identity.meshKey) throw new Error("the mesh key has not arrived yet");
+    return keys.secretbox(this.identity.meshKey, keys.utf8.encode(text));
+  }
+
+  /// Seal text to a session's key from this browser's session (a prompt to an agent).
+  sealToSession(sessionKey: Bytes, text: string): keys.Sealed {
+    return keys.boxTo(sessionKey, this.session, keys.utf8.encode(text));
   }
 
   async setStatus(status: Status): Promise<void> {

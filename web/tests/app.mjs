@@ -3,106 +3,12 @@
 // to the harness (CLI commands as carol, killing and restarting a node, searching the database)
 // are JSON lines on stdout, answered on stdin; everything else we print goes to stderr.
 
-import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { allowDialogs, assertSealed, check, harness, join, log, newPage, run, see, shot, view } from "./lib.mjs";
 
 const A = process.env.PLEXUS_WEB_A;
 const B = process.env.PLEXUS_WEB_B;
-const SHOTS = process.env.PLEXUS_WEB_SHOTS;
-const T = 20_000;
-
-// ---------------------------------------------------------------------------------------------
-// The harness
-
-let nextId = 1;
-const waiting = new Map();
-createInterface({ input: process.stdin }).on("line", (line) => {
-  const m = JSON.parse(line);
-  waiting.get(m.id)?.(m);
-  waiting.delete(m.id);
-});
-
-function harness(request) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    waiting.set(id, (m) => (m.err ? reject(new Error(m.err)) : resolve(m.ok)));
-    process.stdout.write(`${JSON.stringify({ id, ...request })}\n`);
-  });
-}
 
 const carol = (...args) => harness({ do: "cli", peer: "carol", args });
-const log = (...a) => console.error("[web]", ...a);
-
-function check(condition, what) {
-  if (!condition) throw new Error(`check failed: ${what}`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pages
-
-const browser = await chromium.launch({
-  executablePath: process.env.PLEXUS_CHROMIUM,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-
-const problems = [];
-const pages = [];
-let allowDialog = null;
-
-async function newPage(name, viewport = { width: 1280, height: 800 }) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  pages.push([name, page]);
-  page.setDefaultTimeout(T);
-  page.on("pageerror", (e) => problems.push(`${name}: page error ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(m.text())) {
-      problems.push(`${name}: console error ${m.text()}`);
-    }
-  });
-  // Only the dialogs the scenario opens itself (force-release asks why); anything else — an
-  // alert from a message body — is an injection.
-  page.on("dialog", async (d) => {
-    if (allowDialog) await d.accept(allowDialog);
-    else {
-      problems.push(`${name}: unexpected ${d.type()} "${d.message()}"`);
-      await d.dismiss();
-    }
-  });
-  return page;
-}
-
-async function see(page, selector, text) {
-  await page.locator(selector).filter({ hasText: text }).first().waitFor();
-}
-
-async function join(page, url, code, name) {
-  await page.goto(url);
-  await page.fill("#invite-code", code);
-  await page.fill("#display-name", name);
-  await page.click("#join");
-  await page.locator("#connection.online").waitFor();
-  // Carol (online on the CLI) hands over the mesh key.
-  await page.locator("#banner.hidden").waitFor({ state: "attached" });
-}
-
-async function shot(page, name) {
-  await page.evaluate(() => document.getElementById("toast")?.classList.add("hidden"));
-  await page.waitForTimeout(150); // let the last frame paint
-  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
-}
-
-async function view(page, route) {
-  await page.click(`nav a[data-route="${route}"]`);
-}
 
 async function conversation(page, name) {
   await view(page, "messages");
@@ -116,15 +22,10 @@ async function send(page, text, priority = "next") {
   await see(page, "#log .msg.mine .body", text);
 }
 
-async function assertSealed(text) {
-  const tables = await harness({ do: "db_search", needle: text });
-  check(tables.length === 0, `"${text}" is readable in the database (${tables})`);
-}
-
 // ---------------------------------------------------------------------------------------------
 // The scenario
 
-try {
+await run(async () => {
   log("two people join by invite, on different nodes");
   const anaInvite = (await carol("invite", "create", "--uses", "1")).code;
   const benInvite = (await carol("invite", "create", "--uses", "1", "--role", "admin")).code;
@@ -205,10 +106,10 @@ try {
   await row.waitFor();
   await see(ben, 'tr[data-pattern="docs/**"]', "rewriting the docs");
   await shot(ben, "desktop-locks");
-  allowDialog = "making room for the release";
+  allowDialogs("making room for the release");
   await row.locator("button.force").click();
   await row.waitFor({ state: "detached" });
-  allowDialog = null;
+  allowDialogs(null);
   check(await harness({ do: "follower_saw", text: "force-released your lock on docs/**" }), "carol was told");
 
   log("the browser reconnects after its node is killed and resumes from its cursor");
@@ -252,20 +153,4 @@ try {
   await device.reload();
   await device.locator("#join-form").waitFor();
 
-  check(problems.length === 0, `problems in the pages:\n${problems.join("\n")}`);
-  log("all good");
-  process.stdout.write(`${JSON.stringify({ done: true })}\n`);
-  await browser.close();
-  process.exit(0);
-} catch (e) {
-  log("FAILED:", e.stack ?? e.message);
-  if (problems.length) log(problems.join("\n"));
-  for (const [name, page] of pages) {
-    await page.screenshot({ path: `${SHOTS}/failure-${name}.png`, fullPage: true }).catch(() => undefined);
-    const state = await page.locator("#connection").textContent().catch(() => "?");
-    const banner = await page.locator("#banner").textContent().catch(() => "?");
-    log(`${name}: connection ${state}; banner ${banner}`);
-  }
-  await browser.close().catch(() => undefined);
-  process.exit(1);
-}
+});

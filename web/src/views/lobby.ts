@@ -39,6 +39,7 @@ function sessionRow(app: App, p: PeerInfo): HTMLElement {
     h(
       "div",
       { class: "meta" },
+      isPerson(p) ? null : h("a", { class: "watch", href: `#/room/${id}`, data: { room: id } }, "Watch"),
       p.profile.cwd ? h("code", { class: "cwd" }, p.profile.cwd) : null,
       h("span", { class: "since", title: new Date(p.status_since_ms).toLocaleString() }, `${p.status} ${ago(p.status_since_ms)}`),
     ),
