@@ -43,8 +43,9 @@ pub enum RoomEvent {
     Entries(Vec<Entry>),
     /// Viewers, wheel or pending requests changed.
     State(Box<RoomState>),
-    /// A permission request was made or decided (also pushed to its member's sessions).
-    Approval(Box<ApprovalInfo>),
+    /// A permission request was made or decided; also pushed to the sessions of the members
+    /// who may answer it (wherever they are, e.g. a phone).
+    Approval(Box<ApprovalInfo>, Vec<Uuid>),
 }
 
 /// How long a "typing" mark lasts without another.
@@ -329,7 +330,7 @@ pub async fn approval_request(broker: &Broker, a: &Authed, b: ApprovalRequest) -
         return Err(OpError::Forbidden("a session's permission requests come from its own member"));
     }
     let info = db::approval_insert(&broker.pool, a.who.mesh_id, &b, a.who.member_id).await?;
-    broker.fanout.publish(a.who.mesh_id, MeshEvent::Room(b.session_id, RoomEvent::Approval(Box::new(info.clone()))));
+    publish_approval(broker, a.who.mesh_id, &info).await;
     Ok(info)
 }
 
@@ -351,8 +352,18 @@ pub async fn approval_decide(broker: &Broker, a: &Authed, b: ApprovalDecide) -> 
             None => "the request expired; the agent asks locally".into(),
         }));
     };
-    broker.fanout.publish(a.who.mesh_id, MeshEvent::Room(info.session_id, RoomEvent::Approval(Box::new(info.clone()))));
+    publish_approval(broker, a.who.mesh_id, &info).await;
     Ok(info)
+}
+
+async fn publish_approval(broker: &Broker, mesh_id: Uuid, info: &ApprovalInfo) {
+    let deciders = db::deciders(&broker.pool, mesh_id, info.member_id).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "who may answer is unknown; only the room hears of the request");
+        Vec::new()
+    });
+    broker
+        .fanout
+        .publish(mesh_id, MeshEvent::Room(info.session_id, RoomEvent::Approval(Box::new(info.clone()), deciders)));
 }
 
 /// How often a waiting asker looks for a decision made on another node.

@@ -175,10 +175,13 @@ pub struct HookRequest {
     /// The session's stream spool has new entries: publish them.
     #[serde(default)]
     pub flush: bool,
+    /// Paths an edit is about to change: which locks do they step on?
+    #[serde(default)]
+    pub lock_paths: Option<Vec<String>>,
 }
 
 /// The server's answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HookReply {
     /// Whether it was done.
     pub ok: bool,
@@ -188,6 +191,9 @@ pub struct HookReply {
     /// Why not.
     #[serde(default)]
     pub error: Option<String>,
+    /// The answer to `lock_paths`.
+    #[serde(default)]
+    pub locks: Option<plexus_proto::room::LockConflicts>,
 }
 
 /// Ask the MCP server at `socket` (one line each way).

@@ -56,6 +56,7 @@ struct State {
 pub struct Spool {
     path: PathBuf,
     state_path: PathBuf,
+    limit: u64,
 }
 
 /// Cut `text` to at most `max` bytes (on a character boundary) with a marker saying how much
@@ -79,7 +80,11 @@ impl Spool {
     /// The spool of `session_id` under `home` for profile `profile`.
     pub fn open(home: &Path, profile: &str, session_id: Uuid) -> Spool {
         let dir = home.join("stream").join(profile);
-        Spool { path: dir.join(format!("{session_id}.jsonl")), state_path: dir.join(format!("{session_id}.state")) }
+        Spool {
+            path: dir.join(format!("{session_id}.jsonl")),
+            state_path: dir.join(format!("{session_id}.state")),
+            limit: MAX_SPOOL_BYTES,
+        }
     }
 
     fn locked(&self) -> Result<(File, State), ClientError> {
@@ -117,7 +122,7 @@ impl Spool {
             state.last_seq = (state.last_seq + 1).max(now_us());
             state.last_seq
         };
-        if state.dropped > 0 && size < MAX_SPOOL_BYTES {
+        if state.dropped > 0 && size < self.limit {
             let text =
                 format!("{} entries were dropped: the local queue was full while the broker was away", state.dropped);
             let line = Spooled {
@@ -131,7 +136,7 @@ impl Spool {
             state.dropped = 0;
         }
         for (kind, body) in entries {
-            if size + out.len() as u64 >= MAX_SPOOL_BYTES {
+            if size + out.len() as u64 >= self.limit {
                 state.dropped += 1;
                 dropped_now += 1;
                 continue;
@@ -244,6 +249,32 @@ mod tests {
         assert!(cut);
         assert!(t.len() <= 1000 + 80, "{}", t.len());
         assert!(t.contains("truncated"));
+    }
+
+    #[test]
+    fn a_full_spool_counts_what_it_drops_and_says_so_once_there_is_room() {
+        let dir = std::env::temp_dir().join(format!("plexus-spool-{}", Uuid::new_v4()));
+        let mut spool = Spool::open(&dir, "p", Uuid::new_v4());
+        spool.limit = 400;
+        let body = |t: &str| EntryBody { text: Some(t.into()), ..EntryBody::default() };
+        let mut dropped = 0;
+        for i in 0..10 {
+            dropped += spool.push(vec![(EntryKind::Prompt, body(&format!("prompt number {i}")))]).expect("push");
+        }
+        assert!(dropped > 0, "nothing was dropped at a 400-byte bound");
+        let kept = spool.pending(100).expect("pending");
+        assert_eq!(kept.len() as u64 + dropped, 10);
+        spool.mark_sent(kept.last().expect("kept some").seq).expect("sent");
+        spool.push(vec![(EntryKind::Prompt, body("after"))]).expect("push");
+        let next = spool.pending(100).expect("pending");
+        assert_eq!(next[0].kind, EntryKind::Dropped);
+        assert!(next[0]
+            .body
+            .text
+            .as_deref()
+            .is_some_and(|t| t.starts_with(&format!("{dropped} entries were dropped"))));
+        assert_eq!(next[1].body.text.as_deref(), Some("after"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

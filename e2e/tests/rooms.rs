@@ -15,7 +15,7 @@ const T: Duration = Duration::from_secs(30);
 async fn agent_session(watcher: &Peer, name: &str) -> String {
     let id = wait_until(T, || {
         let peers = watcher.json(&["peers"])["peers"].clone();
-        let p = peers.as_array()?.iter().find(|p| p["name"] == name && p["agent"].is_string())?.clone();
+        let p = peers.as_array()?.iter().find(|p| p["name"] == name && p["agent"] == "claude-code")?.clone();
         p["session_id"].as_str().map(str::to_owned)
     })
     .await;
@@ -203,11 +203,16 @@ async fn permission_requests_are_answered_by_authorised_people_or_asked_locally(
     assert!(!bo.run(&["deny", &id2]).status.success());
 
     // Every decision is in the stream: who, what, and why.
-    let stream = bo.run(&["--json", "attach", &session, "--once"]);
-    let lines: Vec<Value> =
-        String::from_utf8_lossy(&stream.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let decisions: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "permission_decision").collect();
-    assert_eq!(decisions.len(), 2, "{lines:?}");
+    // (The hook hands its last entry to the agent's server, which publishes it right after.)
+    let decisions = wait_until(T, || {
+        let stream = bo.run(&["--json", "attach", &session, "--once"]);
+        let lines: Vec<Value> =
+            String::from_utf8_lossy(&stream.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let decisions: Vec<Value> = lines.into_iter().filter(|l| l["kind"] == "permission_decision").collect();
+        (decisions.len() == 2).then_some(decisions)
+    })
+    .await
+    .expect("both decisions in the stream");
     assert_eq!(decisions[0]["body"]["outcome"], "deny");
     assert_eq!(decisions[0]["body"]["by"], "bo");
     assert_eq!(decisions[0]["body"]["text"], "never force-push main");
@@ -336,4 +341,55 @@ async fn a_broker_outage_while_the_agent_works_loses_no_stream_entry() {
     })
     .await;
     assert!(got.is_some(), "the stream lost or reordered entries across the outage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_keeps_its_newest_entries_within_its_bound_and_outlives_its_agent() {
+    let db = TestDb::create().await;
+    let node = Broker::start_with(&db, &[("PLEXUS_ROOMS__MAX_STREAM_BYTES", "3000")]).await;
+    let mesh = Mesh::create(&node, &["ana", "bo"]).await;
+    let bo = &mesh.peers[1];
+    let mut agent = Agent::start(&mesh.peers[0], &[]);
+    assert!(agent.wait(|l| l["ready"] == true).await.is_some());
+    let session = agent_session(bo, "ana").await;
+    for i in 0..30 {
+        agent
+            .hook("UserPromptSubmit", json!({"prompt": format!("prompt number {i:02} with some words to fill it")}))
+            .await;
+    }
+    let read = || {
+        let out = bo.run(&["--json", "attach", &session, "--once"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect::<Vec<_>>()
+    };
+    let lines = wait_until(T, || {
+        let lines = read();
+        lines
+            .iter()
+            .any(|l| l["body"]["text"].as_str().is_some_and(|t| t.starts_with("prompt number 29")))
+            .then_some(lines)
+    })
+    .await
+    .expect("the last entry never arrived");
+    let e: Vec<&Value> = lines.iter().filter(|l| l.get("seq").is_some()).collect();
+    assert!(e.len() < 30, "nothing was pruned at a 3000-byte bound");
+    assert!(e.len() >= 10, "pruned far below the bound: {} left", e.len());
+    let pruned = lines.iter().find_map(|l| l["pruned_below"].as_u64()).expect("readers are told about pruning");
+    assert!(pruned <= e[0]["seq"].as_u64().unwrap());
+    // The newest are kept, in order.
+    let numbers: Vec<String> = e.iter().map(|l| l["body"]["text"].as_str().unwrap()[14..16].to_owned()).collect();
+    let expected: Vec<String> = (30 - e.len()..30).map(|i| format!("{i:02}")).collect();
+    assert_eq!(numbers, expected);
+
+    // The agent goes away: its room says offline, and its stream is intact.
+    drop(agent);
+    let offline = wait_until(T, || {
+        let lines = read();
+        lines.iter().any(|l| l["room"]["online"] == false).then_some(lines)
+    })
+    .await
+    .expect("the room never showed the agent offline");
+    assert_eq!(offline.iter().filter(|l| l.get("seq").is_some()).count(), e.len());
 }

@@ -28,7 +28,7 @@ async fn a_person_on_a_phone_watches_drives_and_approves_an_agent_on_another_nod
     assert!(agent.wait(|l| l["ready"] == true).await.is_some());
     let session = wait_until(T, || {
         let peers = ana.json(&["peers"])["peers"].clone();
-        peers.as_array()?.iter().find(|p| p["agent"].is_string())?["session_id"].as_str().map(str::to_owned)
+        peers.as_array()?.iter().find(|p| p["agent"] == "claude-code")?["session_id"].as_str().map(str::to_owned)
     })
     .await
     .expect("the agent session");

@@ -33,7 +33,7 @@ use plexus_proto::{
     coord::LockMode,
     limits::MAX_ENTRY_TEXT,
     ops,
-    room::{ApprovalRequest, ApprovalWait, EntryBody, EntryKind, LockCheck},
+    room::{ApprovalRequest, ApprovalWait, EntryBody, EntryKind, LockCheck, LockConflicts},
     types::{SessionMode, Status, StatusSource},
 };
 use serde_json::{json, Value};
@@ -145,40 +145,59 @@ pub(crate) async fn run(ctx: &Ctx, event: &str) -> Result<()> {
         Err(e) => tracing::warn!(error = %e, "could not write the stream spool"),
     }
 
+    let lock_paths = if event == "PreToolUse" { edit_paths(&input) } else { None };
+    let req = HookRequest { status: status_for(event), agent_session: agent_session.clone(), flush: true, lock_paths };
+    let conflicts = report(ctx, &reg, &spool, req).await;
     let answer = match event {
-        "PreToolUse" => guard_edit(ctx, &reg, &input).await,
-        "PermissionRequest" => ask_people(ctx, &reg, &spool, &input).await,
+        "PreToolUse" => conflicts.and_then(|c| guard_edit(&reg, &input, &c)),
+        "PermissionRequest" => {
+            let answer = ask_people(ctx, &reg, &spool, &input).await;
+            // The decision's entry goes out now, not at the next hook.
+            report(ctx, &reg, &spool, HookRequest { status: None, agent_session, flush: true, lock_paths: None }).await;
+            answer
+        }
         _ => None,
     };
-    report(ctx, &reg, &spool, status_for(event), agent_session).await;
     if let Some(answer) = answer {
         println!("{answer}");
     }
     Ok(())
 }
 
-/// Report the status and flush the spool: through the agent's server, else directly.
-async fn report(ctx: &Ctx, reg: &Registration, spool: &Spool, status: Option<Status>, agent_session: Option<String>) {
-    let req = HookRequest { status, agent_session, flush: true };
+/// Report the status, flush the spool and check locks: through the agent's server, else
+/// directly. The lock answer, if asked and known.
+async fn report(ctx: &Ctx, reg: &Registration, spool: &Spool, req: HookRequest) -> Option<LockConflicts> {
     match tokio::time::timeout(Duration::from_secs(2), agent::ask(&reg.socket, &req)).await {
-        Ok(Ok(reply)) if reply.ok => return,
+        Ok(Ok(reply)) if reply.ok => return reply.locks,
         Ok(Ok(reply)) => tracing::debug!(error = ?reply.error, "the agent's server refused the hook"),
         Ok(Err(e)) => tracing::debug!(error = %e, "hook socket unavailable; connecting directly"),
         Err(_) => tracing::debug!("hook socket timed out; connecting directly"),
     }
     let direct = async {
         let (p, conn) = connect(ctx, reg).await?;
-        if let Some(status) = status {
+        if let Some(status) = req.status {
             conn.call(&ops::SetStatus { status, source: StatusSource::Hook }).await?;
         }
-        stream::flush(&conn, &p, reg.session_id, spool).await?;
+        let locks = match req.lock_paths {
+            Some(paths) => Some(conn.call(&LockCheck { paths }).await?),
+            None => None,
+        };
+        if let Err(e) = stream::flush(&conn, &p, reg.session_id, spool).await {
+            tracing::debug!(error = %e, "stream entries wait in the spool");
+        }
         conn.close().await;
-        anyhow::Ok(())
+        anyhow::Ok(locks)
     };
     match tokio::time::timeout(Duration::from_secs(3), direct).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::debug!(error = %format!("{e:#}"), "not reported now; the spool keeps the entries"),
-        Err(_) => tracing::debug!("the broker is slow; the spool keeps the entries"),
+        Ok(Ok(locks)) => locks,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %format!("{e:#}"), "not reported now; the spool keeps the entries");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("the broker is slow; the spool keeps the entries");
+            None
+        }
     }
 }
 
@@ -189,6 +208,17 @@ async fn connect(ctx: &Ctx, reg: &Registration) -> Result<(Profile, plexus_clien
     let sp = session_profile(&p, Status::Idle, &[]);
     let (conn, _) = plexus_client::session::connect(&p, SessionMode::Control, None, sp).await?;
     Ok((p, conn))
+}
+
+/// The paths a file-editing tool call would change, as lock patterns may name them.
+fn edit_paths(input: &Value) -> Option<Vec<String>> {
+    let tool = input.get("tool_name").and_then(Value::as_str)?;
+    if !EDIT_TOOLS.contains(&tool) {
+        return None;
+    }
+    let ti = input.get("tool_input")?;
+    let file = ti.get("file_path").or_else(|| ti.get("notebook_path")).and_then(Value::as_str)?;
+    Some(lock_paths(file, input.get("cwd").and_then(Value::as_str)))
 }
 
 /// The repository-relative form of a path (as lock patterns are written), and the path as given.
@@ -213,34 +243,10 @@ fn lock_paths(file: &str, cwd: Option<&str>) -> Vec<String> {
 }
 
 /// `PreToolUse`: deny (or warn about) an edit to a path another session holds exclusively.
-async fn guard_edit(ctx: &Ctx, reg: &Registration, input: &Value) -> Option<String> {
-    let tool = input.get("tool_name").and_then(Value::as_str)?;
-    if !EDIT_TOOLS.contains(&tool) {
-        return None;
-    }
-    let ti = input.get("tool_input")?;
-    let file = ti.get("file_path").or_else(|| ti.get("notebook_path")).and_then(Value::as_str)?;
-    let paths = lock_paths(file, input.get("cwd").and_then(Value::as_str));
-    let check = async {
-        let (_, conn) = connect(ctx, reg).await?;
-        let r = conn.call(&LockCheck { paths }).await?;
-        conn.close().await;
-        anyhow::Ok(r)
-    };
-    let conflicts = match tokio::time::timeout(Duration::from_secs(3), check).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %format!("{e:#}"), "lock check unavailable; the edit goes ahead");
-            return None;
-        }
-        Err(_) => return None,
-    };
-    let theirs: Vec<_> = conflicts
-        .locks
-        .iter()
-        .filter(|l| l.holder_session != reg.session_id && l.mode == LockMode::Exclusive)
-        .collect();
-    let l = theirs.first()?;
+fn guard_edit(reg: &Registration, input: &Value, conflicts: &LockConflicts) -> Option<String> {
+    let file =
+        input.pointer("/tool_input/file_path").or_else(|| input.pointer("/tool_input/notebook_path"))?.as_str()?;
+    let l = conflicts.locks.iter().find(|l| l.holder_session != reg.session_id && l.mode == LockMode::Exclusive)?;
     let why = format!(
         "{file} is locked: {} holds {} exclusively (token {}{}). Coordinate with them (plexus send) or wait for the lock (lock acquire --wait).",
         l.holder_name,

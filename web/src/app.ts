@@ -11,7 +11,7 @@ import { lobbyView } from "./views/lobby";
 import { roomView } from "./views/room";
 import { messagesView } from "./views/messages";
 import { tasksView } from "./views/tasks";
-import { Message, Status } from "./wire";
+import { ApprovalInfo, Message, Status, uuidString } from "./wire";
 
 /// A view builds its page once per visit (forms keep what is typed in them) and updates its
 /// live parts when a topic it follows changes.
@@ -50,6 +50,8 @@ export class App {
   private nav!: HTMLElement;
   private connectionBadge!: HTMLElement;
   private banner!: HTMLElement;
+  /// Permission requests waiting for this person, on every page.
+  private asks!: HTMLElement;
   private unsubscribe: (() => void)[] = [];
   private mounted: Mounted | null = null;
   private dirty = new Set<Topic>();
@@ -88,14 +90,17 @@ export class App {
         toast("the mesh key arrived: group messages open now");
         this.mesh.emit("key");
       },
-      room: (kind, body) => this.onRoom?.(kind, body),
+      room: (kind, body) => {
+        if (kind === "approval") this.mesh.approval((body as { approval: ApprovalInfo }).approval);
+        this.onRoom?.(kind, body);
+      },
     });
   }
 
   async start(): Promise<void> {
     this.renderShell();
     window.addEventListener("hashchange", () => this.go());
-    for (const topic of ["connection", "key"] as Topic[]) {
+    for (const topic of ["connection", "key", "approvals"] as Topic[]) {
       this.unsubscribe.push(this.mesh.on(topic, () => this.renderStatus()));
     }
     this.go();
@@ -106,7 +111,7 @@ export class App {
     const [route, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
     this.route = route in VIEWS || route in HIDDEN ? route : "lobby";
     this.arg = decodeURIComponent(rest.join("/"));
-    for (const off of this.unsubscribe.splice(2)) off();
+    for (const off of this.unsubscribe.splice(3)) off();
     this.mounted?.leave?.();
     this.onRoom = null;
     this.onReconnect = null;
@@ -138,6 +143,7 @@ export class App {
     this.connectionBadge = h("span", { class: "connection", id: "connection" });
     this.nav = h("nav", { class: "tabs", aria: { label: "Views" } });
     this.banner = h("div", { class: "banner hidden", id: "banner" });
+    this.asks = h("div", { class: "asks hidden", id: "asks" });
     this.main = h("main", { id: "main" });
     const status = h(
       "select",
@@ -166,7 +172,7 @@ export class App {
         h("button", { class: "link", id: "logout", on: { click: () => void this.logout() } }, "Log out"),
       ),
     );
-    replace(this.root, header, this.nav, this.banner, this.main);
+    replace(this.root, header, this.nav, this.banner, this.asks, this.main);
     this.renderStatus();
   }
 
@@ -198,6 +204,18 @@ export class App {
     }
     this.banner.textContent = notes.join(" ");
     this.banner.classList.toggle("hidden", notes.length === 0);
+    const asks = [...this.mesh.approvals.values()];
+    replace(
+      this.asks,
+      asks.map((a) =>
+        h(
+          "a",
+          { class: "ask", href: `#/room/${uuidString(a.session_id)}`, data: { approval: uuidString(a.id) } },
+          `${a.member_name}'s agent asks permission — answer`,
+        ),
+      ),
+    );
+    this.asks.classList.toggle("hidden", asks.length === 0);
   }
 
   async logout(): Promise<void> {

@@ -18,6 +18,7 @@ import {
   Thread,
   uuidString,
   withStringIds,
+  ApprovalInfo,
 } from "./wire";
 
 export type Topic =
@@ -34,6 +35,7 @@ export type Topic =
   | "groups"
   | "invites"
   | "activity"
+  | "approvals"
   | "key";
 
 export interface GroupInfo {
@@ -58,6 +60,8 @@ export class Mesh {
   memories = new Map<number, Memory>();
   reminders: Reminder[] = [];
   groups: GroupInfo[] = [];
+  /// Permission requests this person may answer, by id.
+  approvals = new Map<string, ApprovalInfo>();
   invites: InviteInfo[] = [];
   activity: Activity[] = [];
   unread = new Map<string, number>();
@@ -81,6 +85,20 @@ export class Mesh {
 
   memberName(id: string): string {
     return this.members.get(id)?.display_name ?? id.slice(0, 8);
+  }
+
+  async loadApprovals(): Promise<void> {
+    const r = await this.peer().call<{ approvals: ApprovalInfo[] }>("approval_list");
+    this.approvals = new Map(r.approvals.map((a) => [uuidString(a.id), a]));
+    this.emit("approvals");
+  }
+
+  /// A request was made or decided (a push).
+  approval(info: ApprovalInfo): void {
+    const id = uuidString(info.id);
+    if (info.allowed === null || info.allowed === undefined) this.approvals.set(id, info);
+    else this.approvals.delete(id);
+    this.emit("approvals");
   }
 
   /// Everything, after a (re)connect.
@@ -107,6 +125,7 @@ export class Mesh {
     for (const t of ["presence", "members", "tasks", "locks", "threads", "state", "reminders", "groups"] as Topic[]) {
       this.emit(t);
     }
+    await this.loadApprovals();
     if (peer.role !== "member") await this.loadInvites();
   }
 

@@ -305,3 +305,17 @@ export function targetLabel(t: Target, names: (member: string) => string): strin
   if ("member" in t) return names(uuidString(t.member));
   return `session ${uuidString(t.session).slice(0, 8)}`;
 }
+
+/// A permission request of an agent session (docs/protocol.md, session room ops).
+export interface ApprovalInfo {
+  id: Bytes;
+  session_id: Bytes;
+  member_id: Bytes;
+  member_name: string;
+  requested_at_ms: number;
+  expires_at_ms: number;
+  nonce: Bytes;
+  ciphertext: Bytes;
+  allowed?: boolean | null;
+  decided_by?: string | null;
+}

@@ -41,8 +41,17 @@ await run(async () => {
   await bo.click("#room-send");
   check(await harness({ do: "agent_saw", text: "please also run the integration tests" }), "the agent got bo's prompt");
 
-  log("the agent asks permission; bo allows it from the phone");
+  log("bo is typing: the room shows it");
+  await bo.fill("#room-prompt", "and then");
+  await see(bo, "#room-viewers", "bo (typing");
+  await bo.fill("#room-prompt", "");
+
+  log("the agent asks permission while bo is in the lobby; bo answers from the phone");
+  await bo.click('nav a[data-route="lobby"]');
   await harness({ do: "permission", input: { tool_name: "Bash", tool_input: { command: "git push origin fix-login" } } });
+  await see(bo, "#asks .ask", "ana's agent asks permission");
+  await shot(bo, "phone-asks");
+  await bo.click("#asks .ask");
   await see(bo, ".approval .input", "git push origin fix-login");
   await shot(bo, "phone-room");
   const clicked = Date.now();
@@ -54,5 +63,6 @@ await run(async () => {
   check(out.hookSpecificOutput.decision.behavior === "allow", `hook output ${result.stdout}`);
   await see(bo, "#room-stream .entry.permission_decision", "allow by bo");
   check((await bo.locator(".approval").count()) === 0, "the answered request is still shown");
+  await bo.locator("#asks.hidden").waitFor({ state: "attached" });
   await shot(bo, "phone-room-decided");
 });

@@ -238,19 +238,21 @@ fn route_room(state: &MeshState, session_id: Uuid, event: &crate::rooms::RoomEve
                 conn.push(&**room);
             }
         }
-        RoomEvent::Approval(info) => {
-            let push = ApprovalPush { approval: (**info).clone() };
+        RoomEvent::Approval(info, deciders) => {
+            let push = Arc::new(ApprovalPush { approval: (**info).clone() });
+            let viewing: Vec<u64> = viewers.into_iter().flat_map(|v| v.keys().copied()).collect();
             for conn in viewers.into_iter().flat_map(|v| v.values()) {
-                conn.push(&push);
+                conn.push(&*push);
             }
+            // The deciders' sessions (not the asking agent itself; a viewer already has it).
             for (addressing, actor) in state.sessions.values() {
-                if addressing.member_id == info.member_id && addressing.session_id != info.session_id {
-                    let _ = actor.cast(SessionMsg::Approval(Arc::new(push.clone())));
+                if deciders.contains(&addressing.member_id) && addressing.session_id != info.session_id {
+                    let _ = actor.cast(SessionMsg::Approval(push.clone()));
                 }
             }
-            for (member_id, conn) in state.watchers.values() {
-                if *member_id == info.member_id {
-                    conn.push(&push);
+            for (conn_id, (member_id, conn)) in &state.watchers {
+                if deciders.contains(member_id) && !viewing.contains(conn_id) {
+                    conn.push(&*push);
                 }
             }
         }

@@ -397,6 +397,19 @@ pub async fn grant(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Who may answer `member_id`'s permission requests: itself, its grantees, the admins.
+pub async fn deciders(pool: &Pool, mesh_id: Uuid, member_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id FROM members WHERE mesh_id = $1 AND removed_at IS NULL AND (id = $2 OR role >= $3
+                 OR id IN (SELECT grantee FROM drive_grants WHERE mesh_id = $1 AND member_id = $2))",
+            &[&mesh_id, &member_id, &(plexus_proto::types::Role::Admin.as_u8() as i16)],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Whether `member_id` let `grantee` drive its sessions.
 pub async fn granted(
     db: &impl GenericClient,

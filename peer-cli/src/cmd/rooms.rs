@@ -159,8 +159,12 @@ pub(crate) async fn attach(ctx: &Ctx, target: &str, take: bool, once: bool) -> R
     let mut last = 0u64;
     loop {
         let page = conn.call(&StreamRead { session_id, after: last, limit: 500 }).await?;
-        if last == 0 && page.pruned_below > 0 && !ctx.json {
-            println!("[entries before {} were pruned to keep the stream within its bound]", page.pruned_below);
+        if last == 0 && page.pruned_below > 0 {
+            if ctx.json {
+                println!("{}", json!({ "pruned_below": page.pruned_below }));
+            } else {
+                println!("[older entries were pruned to keep the stream within its bound]");
+            }
         }
         for e in &page.entries {
             show_entry(ctx, &p, e);

@@ -18,7 +18,10 @@ use std::{
     time::Duration,
 };
 
-use plexus_client::{agent::Registration, Incoming, Outcome, Session, Surface};
+use plexus_client::{
+    agent::{HookReply, Registration},
+    Incoming, Outcome, Session, Surface,
+};
 use plexus_crypto as crypto;
 use plexus_proto::{
     ops,
@@ -209,6 +212,31 @@ pub(crate) async fn flush_stream(
     }
 }
 
+/// What a hook asked for: record its agent session id, wake the stream flusher, report the
+/// status, check locks for an edit.
+async fn answer_hook(agent: &Agent, req: plexus_client::agent::HookRequest) -> HookReply {
+    if let Some(sid) = &req.agent_session {
+        agent.remember_agent_session(sid);
+    }
+    if req.flush {
+        agent.stream_ready.notify_one();
+    }
+    let mut reply = HookReply { ok: true, ..HookReply::default() };
+    if let Some(status) = req.status {
+        match agent.set_status(status, StatusSource::Hook).await {
+            Ok(now) => reply.status = Some(now),
+            Err(e) => return HookReply { error: Some(e.to_string()), ..HookReply::default() },
+        }
+    }
+    if let Some(paths) = req.lock_paths {
+        match agent.session.call(&plexus_proto::room::LockCheck { paths }).await {
+            Ok(locks) => reply.locks = Some(locks),
+            Err(e) => return HookReply { error: Some(e.to_string()), ..HookReply::default() },
+        }
+    }
+    reply
+}
+
 /// Serve the agent's hooks on a Unix socket and register where they look for it.
 #[cfg(unix)]
 pub(crate) fn listen(agent: &std::sync::Arc<Agent>, profile: &str, session_id: uuid::Uuid) -> anyhow::Result<PathBuf> {
@@ -238,26 +266,8 @@ pub(crate) fn listen(agent: &std::sync::Arc<Agent>, profile: &str, session_id: u
                     return;
                 }
                 let reply = match serde_json::from_str::<plexus_client::agent::HookRequest>(line.trim()) {
-                    Ok(req) => {
-                        if let Some(sid) = &req.agent_session {
-                            agent.remember_agent_session(sid);
-                        }
-                        if req.flush {
-                            agent.stream_ready.notify_one();
-                        }
-                        match req.status {
-                            Some(status) => match agent.set_status(status, StatusSource::Hook).await {
-                                Ok(now) => plexus_client::agent::HookReply { ok: true, status: Some(now), error: None },
-                                Err(e) => plexus_client::agent::HookReply {
-                                    ok: false,
-                                    status: None,
-                                    error: Some(e.to_string()),
-                                },
-                            },
-                            None => plexus_client::agent::HookReply { ok: true, status: None, error: None },
-                        }
-                    }
-                    Err(e) => plexus_client::agent::HookReply { ok: false, status: None, error: Some(e.to_string()) },
+                    Ok(req) => answer_hook(&agent, req).await,
+                    Err(e) => HookReply { error: Some(e.to_string()), ..HookReply::default() },
                 };
                 if let Ok(text) = serde_json::to_string(&reply) {
                     let _ = write.write_all(format!("{text}\n").as_bytes()).await;

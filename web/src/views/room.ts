@@ -5,7 +5,7 @@
 
 import type { App, Mounted, View } from "../app";
 import { badge, h, replace, time, toast } from "../ui";
-import { Bytes, uuidBytes, uuidString } from "../wire";
+import { ApprovalInfo, Bytes, uuidBytes, uuidString } from "../wire";
 
 interface EntryBody {
   text?: string;
@@ -40,19 +40,6 @@ interface Wheel {
   token: number;
   since_ms: number;
   requested_by?: string | null;
-}
-
-interface ApprovalInfo {
-  id: Bytes;
-  session_id: Bytes;
-  member_id: Bytes;
-  member_name: string;
-  requested_at_ms: number;
-  expires_at_ms: number;
-  nonce: Bytes;
-  ciphertext: Bytes;
-  allowed?: boolean | null;
-  decided_by?: string | null;
 }
 
 interface RoomState {
