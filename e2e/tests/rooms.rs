@@ -30,8 +30,9 @@ fn rooms(f: &Follower) -> Vec<Value> {
     f.lines().into_iter().filter_map(|l| l.get("room").cloned()).collect()
 }
 
+/// Wait until the room's latest state satisfies `pred`.
 async fn wait_room(f: &Follower, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    wait_until(T, || rooms(f).into_iter().rev().find(&pred))
+    wait_until(T, || rooms(f).pop().filter(&pred))
         .await
         .unwrap_or_else(|| panic!("room never showed {what}: {:?}", rooms(f).last()))
 }
@@ -48,7 +49,8 @@ fn texts(entries: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_on_another_node_watch_the_agent_live_take_the_wheel_and_prompt_it() {
     let db = TestDb::create().await;
-    let nodes = Broker::cluster_with(&db, 2, &[("PLEXUS_ROOMS__WHEEL_GRACE_SECS", "2")]).await;
+    let mut nodes =
+        Broker::cluster_with(&db, 2, &[("PLEXUS_ROOMS__WHEEL_GRACE_SECS", "2"), ("PLEXUS_REDIS__NODE_TTL_SECS", "3")]).await;
     let mesh = Mesh::create(&nodes[0], &["ana", "bo", "cy"]).await;
     let (ana, bo, cy) = (&mesh.peers[0], &mesh.peers[1], &mesh.peers[2]);
     ana.set_brokers(&[&nodes[0].url]);
@@ -147,6 +149,18 @@ async fn people_on_another_node_watch_the_agent_live_take_the_wheel_and_prompt_i
     ana_view.stop();
     wait_room(&viewer, "a free wheel", |r| {
         r["wheel"].is_null() && r["viewers"].as_array().is_some_and(|v| v.len() == 1)
+    })
+    .await;
+
+    // The holder's node dies: once the cluster sees it dead, its viewers leave and the wheel is
+    // freed after the grace.
+    let ana_view = ana.spawn_json(&["attach", &session]);
+    wait_room(&ana_view, "both viewing", |r| r["viewers"].as_array().is_some_and(|v| v.len() == 2)).await;
+    viewer.type_line("/take");
+    wait_room(&ana_view, "bo's wheel again", |r| r["wheel"]["holder_name"] == "bo").await;
+    nodes[1].kill9();
+    wait_room(&ana_view, "the dead node's wheel freed", |r| {
+        r["wheel"].is_null() && r["viewers"].as_array().is_some_and(|v| v.len() == 1 && v[0]["display_name"] == "ana")
     })
     .await;
     viewer.stop();
