@@ -68,6 +68,8 @@ pub struct Broker {
     next_conn_id: AtomicU64,
     /// Connection counts and limits.
     pub admission: Arc<crate::admission::Admission>,
+    /// Permission requests decided, as this node hears of them (wakes `approval_wait`).
+    pub approvals_decided: tokio::sync::broadcast::Sender<Uuid>,
 }
 
 impl Broker {
@@ -136,7 +138,13 @@ impl Broker {
             sweep_every: Duration::from_secs(cfg.presence.sweep_interval_secs.max(1)),
             clock: clock.clone(),
         });
-        let mesh_env = Arc::new(MeshEnv { fanout: fanout.clone(), log: store.clone(), sessions });
+        let approvals_decided = tokio::sync::broadcast::channel(256).0;
+        let mesh_env = Arc::new(MeshEnv {
+            fanout: fanout.clone(),
+            log: store.clone(),
+            sessions,
+            approvals_decided: approvals_decided.clone(),
+        });
         let reminder_env = Arc::new(ReminderEnv {
             store,
             firer: Arc::new(Firer::start(pool.clone(), log.clone(), 2048)),
@@ -165,6 +173,7 @@ impl Broker {
             reminders: std::sync::OnceLock::new(),
             next_conn_id: AtomicU64::new(1),
             admission: Arc::default(),
+            approvals_decided,
             cfg,
         });
         let (node, _) = Actor::spawn(None, NodeSupervisor, mesh_env).await?;

@@ -97,16 +97,14 @@ pub async fn publish_state(broker: &Broker, mesh_id: Uuid, session_id: Uuid) {
 
 /// `stream_append`: the caller's member publishes entries of one of its sessions.
 pub async fn stream_append(broker: &Broker, a: &Authed, b: StreamAppend) -> Result<StreamAppended, OpError> {
-    if session_owner(broker, a, b.session_id).await? != a.who.member_id {
+    // A session publishing its own stream (what `plexus mcp` does) needs no lookup.
+    if b.session_id != a.who.session_id && session_owner(broker, a, b.session_id).await? != a.who.member_id {
         return Err(OpError::Forbidden("a session's stream is published by its own member"));
     }
-    let mut client = broker.pool.get().await.map_err(store::StoreError::from)?;
-    let tx = client.transaction().await.map_err(store::StoreError::from)?;
-    let appended =
-        db::append(&tx, a.who.mesh_id, b.session_id, a.who.member_id, &b.entries, broker.cfg.rooms.max_stream_bytes)
-            .await?
-            .ok_or(OpError::Forbidden("a session's stream is published by its own member"))?;
-    tx.commit().await.map_err(store::StoreError::from)?;
+    let max = broker.cfg.rooms.max_stream_bytes;
+    let appended = db::append(&broker.pool, a.who.mesh_id, b.session_id, a.who.member_id, &b.entries, max)
+        .await?
+        .ok_or(OpError::Forbidden("a session's stream is published by its own member"))?;
     let reply = StreamAppended { stored: appended.stored.len() as u32, pruned: appended.pruned };
     if !appended.stored.is_empty() {
         broker.fanout.publish(a.who.mesh_id, MeshEvent::Room(b.session_id, RoomEvent::Entries(appended.stored)));
@@ -366,12 +364,15 @@ async fn publish_approval(broker: &Broker, mesh_id: Uuid, info: &ApprovalInfo) {
         .publish(mesh_id, MeshEvent::Room(info.session_id, RoomEvent::Approval(Box::new(info.clone()), deciders)));
 }
 
-/// How often a waiting asker looks for a decision made on another node.
-const APPROVAL_POLL: Duration = Duration::from_millis(100);
+/// How often a waiting asker looks for a decision this node may not hear of (no local session
+/// of the mesh subscribes it to the mesh's events).
+const APPROVAL_POLL: Duration = Duration::from_millis(250);
 
-/// `approval_wait`: the asker waits for a decision (or the end of `wait_ms`).
+/// `approval_wait`: the asker waits for a decision (or the end of `wait_ms`): woken when this
+/// node hears of a decision, with a slow poll behind it.
 pub async fn approval_wait(broker: &Broker, a: &Authed, b: ApprovalWait) -> Result<ApprovalInfo, OpError> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(b.wait_ms);
+    let mut decided = broker.approvals_decided.subscribe();
     loop {
         let client = broker.pool.get().await.map_err(store::StoreError::from)?;
         let info =
@@ -384,7 +385,19 @@ pub async fn approval_wait(broker: &Broker, a: &Authed, b: ApprovalWait) -> Resu
         if info.allowed.is_some() || expired || tokio::time::Instant::now() >= deadline {
             return Ok(info);
         }
-        tokio::time::sleep(APPROVAL_POLL).await;
+        let poll = tokio::time::sleep(APPROVAL_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now())));
+        tokio::pin!(poll);
+        loop {
+            tokio::select! {
+                _ = &mut poll => break,
+                id = decided.recv() => match id {
+                    Ok(id) if id == b.id => break,
+                    Ok(_) => {}
+                    // Lagged: something may have been ours; look.
+                    Err(_) => break,
+                },
+            }
+        }
     }
 }
 

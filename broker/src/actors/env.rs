@@ -114,6 +114,8 @@ pub struct MeshEnv {
     pub log: Arc<dyn LogReader>,
     /// What sessions use.
     pub sessions: Arc<SessionEnv>,
+    /// Ids of permission requests decided (heard on this node), for the askers waiting here.
+    pub approvals_decided: tokio::sync::broadcast::Sender<uuid::Uuid>,
 }
 
 /// What the reminder scheduler reads of the store.

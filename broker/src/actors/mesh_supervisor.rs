@@ -210,9 +210,15 @@ async fn spawn_router(
 ) -> Result<ActorRef<MeshMsg>, ActorProcessingErr> {
     let (router, _) = Actor::spawn_linked(None, MeshActor, (mesh_id, env.log.clone()), myself.get_cell()).await?;
     let sink_ref = router.clone();
+    let decided = env.approvals_decided.clone();
     env.fanout.subscribe(
         mesh_id,
         Arc::new(move |event| {
+            if let crate::cluster::MeshEvent::Room(_, crate::rooms::RoomEvent::Approval(info, _)) = &event {
+                if info.allowed.is_some() {
+                    let _ = decided.send(info.id);
+                }
+            }
             let _ = sink_ref.cast(MeshMsg::Event(event));
         }),
     );

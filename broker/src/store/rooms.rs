@@ -31,68 +31,63 @@ pub struct Appended {
     pub pruned: u32,
 }
 
-/// Store entries of a session's stream (a resent sequence is kept once), then drop the oldest
-/// while the stream is over `max_bytes`. `None`: the stream belongs to another member.
+/// Store entries of a session's stream (a resent sequence is kept once) in one statement,
+/// then, past `max_bytes`, drop the oldest. `None`: the stream belongs to another member.
 pub async fn append(
-    tx: &Transaction<'_>,
+    pool: &Pool,
     mesh_id: Uuid,
     session_id: Uuid,
     member_id: Uuid,
     entries: &[EntryIn],
     max_bytes: i64,
 ) -> Result<Option<Appended>, StoreError> {
-    tx.execute(
-        "INSERT INTO streams (mesh_id, session_id, member_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        &[&mesh_id, &session_id, &member_id],
-    )
-    .await?;
-    // One writer per stream at a time: sizes and pruning stay consistent.
-    let owner: Uuid = tx
-        .query_one(
-            "SELECT member_id FROM streams WHERE mesh_id = $1 AND session_id = $2 FOR UPDATE",
-            &[&mesh_id, &session_id],
-        )
-        .await?
-        .get(0);
-    if owner != member_id {
-        return Ok(None);
-    }
-    let mut out = Appended::default();
-    let mut added: i64 = 0;
-    let insert = tx
+    let mut client = pool.get().await?;
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq as i64).collect();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    let ats: Vec<i64> = entries.iter().map(|e| e.at_ms as i64).collect();
+    let nonces: Vec<&[u8]> = entries.iter().map(|e| e.nonce.as_slice()).collect();
+    let ciphertexts: Vec<&[u8]> = entries.iter().map(|e| e.ciphertext.as_slice()).collect();
+    // The stream's row is upserted last, so concurrent appends to one stream serialize on it.
+    let stmt = client
         .prepare_cached(
-            "INSERT INTO stream_entries (mesh_id, session_id, seq, kind, at_ms, nonce, ciphertext)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING seq",
+            "WITH ins AS (
+                 INSERT INTO stream_entries (mesh_id, session_id, seq, kind, at_ms, nonce, ciphertext)
+                 SELECT $1, $2, e.seq, e.kind, e.at_ms, e.nonce, e.ciphertext
+                 FROM unnest($4::bigint[], $5::text[], $6::bigint[], $7::bytea[], $8::bytea[])
+                     AS e(seq, kind, at_ms, nonce, ciphertext)
+                 ON CONFLICT DO NOTHING
+                 RETURNING seq, octet_length(nonce) + octet_length(ciphertext) AS size)
+             INSERT INTO streams AS s (mesh_id, session_id, member_id, head, bytes)
+             SELECT $1, $2, $3, coalesce(max(seq), 0), coalesce(sum(size), 0) FROM ins
+             ON CONFLICT (mesh_id, session_id) DO UPDATE
+                 SET head = GREATEST(s.head, EXCLUDED.head), bytes = s.bytes + EXCLUDED.bytes
+                 WHERE s.member_id = EXCLUDED.member_id
+             RETURNING s.bytes, (SELECT coalesce(array_agg(seq), '{}') FROM ins)",
         )
         .await?;
-    for e in entries {
-        let seq = e.seq as i64;
-        let at = e.at_ms as i64;
-        let new = tx
-            .query_opt(&insert, &[&mesh_id, &session_id, &seq, &e.kind.as_str(), &at, &e.nonce, &e.ciphertext])
-            .await?;
-        if new.is_some() {
-            added += (e.nonce.len() + e.ciphertext.len()) as i64;
-            out.stored.push(Entry {
-                session_id,
-                seq: e.seq,
-                kind: e.kind,
-                at_ms: e.at_ms,
-                nonce: e.nonce.clone(),
-                ciphertext: e.ciphertext.clone(),
-            });
-        }
-    }
-    let head = out.stored.iter().map(|e| e.seq as i64).max().unwrap_or(0);
-    let row = tx
-        .query_one(
-            "UPDATE streams SET head = GREATEST(head, $3), bytes = bytes + $4
-             WHERE mesh_id = $1 AND session_id = $2 RETURNING bytes",
-            &[&mesh_id, &session_id, &head, &added],
-        )
-        .await?;
+    let Some(row) = client
+        .query_opt(&stmt, &[&mesh_id, &session_id, &member_id, &seqs, &kinds, &ats, &nonces, &ciphertexts])
+        .await?
+    else {
+        return Ok(None);
+    };
     let bytes: i64 = row.get(0);
+    let new: Vec<i64> = row.get(1);
+    let mut out = Appended::default();
+    out.stored = entries
+        .iter()
+        .filter(|e| new.contains(&(e.seq as i64)))
+        .map(|e| Entry {
+            session_id,
+            seq: e.seq,
+            kind: e.kind,
+            at_ms: e.at_ms,
+            nonce: e.nonce.clone(),
+            ciphertext: e.ciphertext.clone(),
+        })
+        .collect();
     if bytes > max_bytes {
+        let tx = client.transaction().await?;
         // Oldest first until within the bound.
         let pruned = tx
             .query(
@@ -106,7 +101,7 @@ pub async fn append(
                 &[&mesh_id, &session_id, &(bytes - max_bytes)],
             )
             .await?;
-        let freed: i64 = pruned.iter().map(|r| r.get::<_, i32>(1) as i64).sum();
+        let freed: i64 = pruned.iter().map(|r| i64::from(r.get::<_, i32>(1))).sum();
         let below = pruned.iter().map(|r| r.get::<_, i64>(0)).max().unwrap_or(0) + 1;
         tx.execute(
             "UPDATE streams SET bytes = bytes - $3, pruned_below = GREATEST(pruned_below, $4)
@@ -114,6 +109,7 @@ pub async fn append(
             &[&mesh_id, &session_id, &freed, &below],
         )
         .await?;
+        tx.commit().await?;
         out.pruned = pruned.len() as u32;
     }
     Ok(Some(out))
