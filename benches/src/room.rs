@@ -121,7 +121,9 @@ async fn stream_part(args: &Args, peers: &[Peer], a: &str, b: &str) -> Result<Va
     let reader = tokio::spawn(async move {
         while let Some(push) = pushes.recv().await {
             if let Some(s) = push_as::<StreamPush>(&push) {
-                sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(plexus_now_ms().saturating_sub(s.entry.at_ms) as f64);
+                sink.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(plexus_now_ms().saturating_sub(s.entry.at_ms) as f64);
             }
         }
     });
@@ -140,9 +142,16 @@ async fn stream_part(args: &Args, peers: &[Peer], a: &str, b: &str) -> Result<Va
             while Instant::now() < until {
                 tick.tick().await;
                 seq += 1;
-                let body = serde_json::to_vec(&EntryBody { text: Some(format!("entry {seq}")), ..EntryBody::default() })?;
+                let body =
+                    serde_json::to_vec(&EntryBody { text: Some(format!("entry {seq}")), ..EntryBody::default() })?;
                 let (nonce, ciphertext) = plexus_crypto::seal_with_mesh_key(&key, &body)?;
-                let entry = EntryIn { seq, kind: EntryKind::ToolResult, at_ms: plexus_now_ms(), nonce: nonce.to_vec(), ciphertext };
+                let entry = EntryIn {
+                    seq,
+                    kind: EntryKind::ToolResult,
+                    at_ms: plexus_now_ms(),
+                    nonce: nonce.to_vec(),
+                    ciphertext,
+                };
                 match conn.call(&StreamAppend { session_id: sid, entries: vec![entry] }).await {
                     Ok(_) => sent += 1,
                     Err(_) => failed += 1,
@@ -160,7 +169,9 @@ async fn stream_part(args: &Args, peers: &[Peer], a: &str, b: &str) -> Result<Va
     let elapsed = started.elapsed().as_secs_f64();
     // Let the last pushes land.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while (latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() as u64) < sent && Instant::now() < deadline {
+    while (latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() as u64) < sent
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     reader.abort();
@@ -211,7 +222,9 @@ async fn hook_parts(args: &Args, owner: &Peer, a: &str, b: &str) -> Result<(Valu
             let peers = viewer.call(&ops::Peers {}).await?.peers;
             let found: Vec<Uuid> = peers
                 .iter()
-                .filter(|p| p.member_id == owner.profile.member_id && p.profile.agent_kind.as_deref() == Some("claude-code"))
+                .filter(|p| {
+                    p.member_id == owner.profile.member_id && p.profile.agent_kind.as_deref() == Some("claude-code")
+                })
                 .map(|p| p.session_id)
                 .collect();
             if found.len() == args.agents {
@@ -234,7 +247,8 @@ async fn hook_parts(args: &Args, owner: &Peer, a: &str, b: &str) -> Result<(Valu
     let seen: Arc<Mutex<Vec<f64>>> = Arc::default();
     let decided_at: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
     let reader = {
-        let (started_at, seen, decided_at, viewer) = (started_at.clone(), seen.clone(), decided_at.clone(), viewer.clone());
+        let (started_at, seen, decided_at, viewer) =
+            (started_at.clone(), seen.clone(), decided_at.clone(), viewer.clone());
         tokio::spawn(async move {
             while let Some(push) = pushes.recv().await {
                 if let Some(s) = push_as::<StreamPush>(&push) {
@@ -242,9 +256,12 @@ async fn hook_parts(args: &Args, owner: &Peer, a: &str, b: &str) -> Result<(Valu
                         .ok()
                         .and_then(|b| serde_json::from_slice::<EntryBody>(&b).ok());
                     let mark = body.and_then(|b| b.text).unwrap_or_default();
-                    let start = started_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&mark).copied();
+                    let start =
+                        started_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&mark).copied();
                     if let Some(start) = start {
-                        seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(start.elapsed().as_secs_f64() * 1000.0);
+                        seen.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(start.elapsed().as_secs_f64() * 1000.0);
                     }
                 } else if let Some(ap) = push_as::<ApprovalPush>(&push) {
                     if ap.approval.allowed.is_none() {
@@ -333,7 +350,8 @@ async fn hook_parts(args: &Args, owner: &Peer, a: &str, b: &str) -> Result<(Valu
             bail!("request {i} was not allowed: {}", String::from_utf8_lossy(&out.stdout));
         }
         whole.push((exited - start).as_secs_f64() * 1000.0);
-        let decided = decided_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().map(|(_, t)| t).max();
+        let decided =
+            decided_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().map(|(_, t)| t).max();
         if let Some(d) = decided {
             round_trip.push((exited - d).as_secs_f64() * 1000.0);
         }

@@ -385,7 +385,8 @@ pub async fn approval_wait(broker: &Broker, a: &Authed, b: ApprovalWait) -> Resu
         if info.allowed.is_some() || expired || tokio::time::Instant::now() >= deadline {
             return Ok(info);
         }
-        let poll = tokio::time::sleep(APPROVAL_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now())));
+        let poll =
+            tokio::time::sleep(APPROVAL_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now())));
         tokio::pin!(poll);
         loop {
             tokio::select! {

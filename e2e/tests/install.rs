@@ -110,6 +110,11 @@ async fn install_is_idempotent_and_uninstall_removes_only_its_own() {
     assert!(codex.starts_with("# my codex settings\n"), "{codex}");
     assert!(codex.contains("command = \"docs-mcp\" # keep me"), "{codex}");
     assert_eq!(codex.matches("[mcp_servers.plexus]").count(), 1, "{codex}");
+    assert!(codex.contains("PLEXUS_AGENT_KIND = \"codex\""), "{codex}");
+    let codex_hooks = json_file(&home.join(".codex/hooks.json"));
+    for event in ["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PermissionRequest", "Stop"] {
+        assert_eq!(ours(&codex_hooks, event), 1, "{event}: {codex_hooks}");
+    }
 
     // With everything registered, doctor passes.
     let out = plexus(&home, plexus_home, &["--json", "doctor"]);
@@ -124,6 +129,7 @@ async fn install_is_idempotent_and_uninstall_removes_only_its_own() {
     assert_eq!(json_file(&home.join(".claude/settings.json")), original);
     assert!(!home.join(".claude/skills/plexus").exists());
     assert_eq!(std::fs::read_to_string(home.join(".codex/config.toml")).unwrap(), OTHER_CODEX);
+    assert!(!home.join(".codex/hooks.json").exists(), "install created it; uninstall removes it");
 
     // With no agent set up at all (a person using the CLI), doctor passes and says how to add
     // one — in exactly one JSON document.

@@ -50,7 +50,8 @@ fn texts(entries: &[Value]) -> Vec<String> {
 async fn people_on_another_node_watch_the_agent_live_take_the_wheel_and_prompt_it() {
     let db = TestDb::create().await;
     let mut nodes =
-        Broker::cluster_with(&db, 2, &[("PLEXUS_ROOMS__WHEEL_GRACE_SECS", "2"), ("PLEXUS_REDIS__NODE_TTL_SECS", "3")]).await;
+        Broker::cluster_with(&db, 2, &[("PLEXUS_ROOMS__WHEEL_GRACE_SECS", "2"), ("PLEXUS_REDIS__NODE_TTL_SECS", "3")])
+            .await;
     let mesh = Mesh::create(&nodes[0], &["ana", "bo", "cy"]).await;
     let (ana, bo, cy) = (&mesh.peers[0], &mesh.peers[1], &mesh.peers[2]);
     ana.set_brokers(&[&nodes[0].url]);
@@ -232,6 +233,22 @@ async fn permission_requests_are_answered_by_authorised_people_or_asked_locally(
     assert_eq!(decisions[0]["body"]["text"], "never force-push main");
     assert_eq!(decisions[1]["body"]["outcome"], "allow");
     assert_eq!(decisions[1]["body"]["by"], "ana");
+
+    // An admin answers without a grant.
+    let invite = ana.json(&["invite", "create", "--role", "admin"]);
+    let dee = Peer::new("dee");
+    let code = invite["code"].as_str().unwrap();
+    dee.json(&["join", code, "--broker", &nodes[1].url, "--name", "dee", "--wait", "0"]);
+    agent.hook_start("PermissionRequest", json!({"tool_name": "Bash", "tool_input": {"command": "make deploy"}}));
+    let id3 =
+        wait_until(T, || dee.json(&["approvals"])["approvals"].as_array()?.first()?["id"].as_str().map(str::to_owned))
+            .await
+            .expect("the admin never saw the request");
+    dee.json(&["approve", &id3]);
+    let done = wait_until(T, || agent.lines().into_iter().filter(|l| l["hook"] == "PermissionRequest").nth(2))
+        .await
+        .expect("the third request never ended");
+    assert!(done["stdout"].as_str().unwrap().contains("\"allow\""), "{done}");
     drop(agent);
 
     // Nobody answers: no decision (Claude Code asks locally), never an automatic allow.

@@ -210,15 +210,42 @@ async fn connect(ctx: &Ctx, reg: &Registration) -> Result<(Profile, plexus_clien
     Ok((p, conn))
 }
 
+/// The files a file-editing tool call would change: Claude Code's `file_path` /
+/// `notebook_path`, or the files a Codex `apply_patch` names.
+fn edited_files(input: &Value) -> Vec<String> {
+    let tool = input.get("tool_name").and_then(Value::as_str).unwrap_or_default();
+    let ti = input.get("tool_input").unwrap_or(&Value::Null);
+    if EDIT_TOOLS.contains(&tool) {
+        return ti
+            .get("file_path")
+            .or_else(|| ti.get("notebook_path"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+    }
+    if tool != "apply_patch" {
+        return Vec::new();
+    }
+    let patch =
+        ti.as_str().or_else(|| ["command", "patch", "input"].iter().find_map(|k| ti.get(*k).and_then(Value::as_str)));
+    patch
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            ["*** Update File: ", "*** Add File: ", "*** Delete File: ", "*** Move to: "]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))
+                .map(|f| f.trim().to_owned())
+        })
+        .collect()
+}
+
 /// The paths a file-editing tool call would change, as lock patterns may name them.
 fn edit_paths(input: &Value) -> Option<Vec<String>> {
-    let tool = input.get("tool_name").and_then(Value::as_str)?;
-    if !EDIT_TOOLS.contains(&tool) {
-        return None;
-    }
-    let ti = input.get("tool_input")?;
-    let file = ti.get("file_path").or_else(|| ti.get("notebook_path")).and_then(Value::as_str)?;
-    Some(lock_paths(file, input.get("cwd").and_then(Value::as_str)))
+    let cwd = input.get("cwd").and_then(Value::as_str);
+    let paths: Vec<String> = edited_files(input).iter().flat_map(|f| lock_paths(f, cwd)).collect();
+    (!paths.is_empty()).then_some(paths)
 }
 
 /// The repository-relative form of a path (as lock patterns are written), and the path as given.
@@ -244,8 +271,7 @@ fn lock_paths(file: &str, cwd: Option<&str>) -> Vec<String> {
 
 /// `PreToolUse`: deny (or warn about) an edit to a path another session holds exclusively.
 fn guard_edit(reg: &Registration, input: &Value, conflicts: &LockConflicts) -> Option<String> {
-    let file =
-        input.pointer("/tool_input/file_path").or_else(|| input.pointer("/tool_input/notebook_path"))?.as_str()?;
+    let file = edited_files(input).join(", ");
     let l = conflicts.locks.iter().find(|l| l.holder_session != reg.session_id && l.mode == LockMode::Exclusive)?;
     let why = format!(
         "{file} is locked: {} holds {} exclusively (token {}{}). Coordinate with them (plexus send) or wait for the lock (lock acquire --wait).",
@@ -372,6 +398,17 @@ mod tests {
         let e = assistant_entries(&lines);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].1.text.as_deref(), Some("I will fix it."));
+    }
+
+    #[test]
+    fn a_codex_patch_names_the_files_it_changes() {
+        let patch =
+            "*** Begin Patch\n*** Update File: src/a.rs\n@@\n-x\n+y\n*** Add File: src/b.rs\n+new\n*** End Patch\n";
+        let input = json!({"tool_name": "apply_patch", "tool_input": {"command": patch}});
+        assert_eq!(edited_files(&input), ["src/a.rs", "src/b.rs"]);
+        let claude = json!({"tool_name": "Write", "tool_input": {"file_path": "/r/src/c.rs"}});
+        assert_eq!(edited_files(&claude), ["/r/src/c.rs"]);
+        assert!(edited_files(&json!({"tool_name": "Bash", "tool_input": {"command": "*** Update File: x"}})).is_empty());
     }
 
     #[test]

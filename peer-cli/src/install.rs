@@ -21,6 +21,10 @@ pub(crate) const HOOK_EVENTS: &[&str] = &[
     "SessionEnd",
 ];
 
+/// The hook events Codex has (no Notification or SessionEnd).
+pub(crate) const CODEX_HOOK_EVENTS: &[&str] =
+    &["SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PermissionRequest", "Stop"];
+
 /// Claude Code's time limit for our hook of `event`, seconds: a permission request waits for a
 /// person (`PLEXUS_APPROVAL_WAIT_SECS`, default 120); every other hook returns within seconds.
 fn hook_timeout(event: &str) -> u64 {
@@ -43,6 +47,8 @@ pub(crate) struct Paths {
     pub(crate) skill: PathBuf,
     /// `~/.codex/config.toml`.
     pub(crate) codex: PathBuf,
+    /// `~/.codex/hooks.json` (Codex's hooks, the same shape as Claude Code's).
+    pub(crate) codex_hooks: PathBuf,
 }
 
 impl Paths {
@@ -57,6 +63,7 @@ impl Paths {
             claude_settings: claude_dir.join("settings.json"),
             skill: claude_dir.join("skills/plexus/SKILL.md"),
             codex: codex_dir.join("config.toml"),
+            codex_hooks: codex_dir.join("hooks.json"),
         })
     }
 }
@@ -172,6 +179,44 @@ fn strip_hooks(settings: &mut Value) {
     }
 }
 
+/// Put our hook command for each of `events` into a settings file's `hooks` (after removing
+/// any of ours already there).
+fn add_hooks(path: &Path, cmd: &Command, events: &[&str]) -> Result<()> {
+    let mut settings = read_json(path)?;
+    strip_hooks(&mut settings);
+    let obj = settings.as_object_mut().ok_or_else(|| anyhow!("{} is not a JSON object", path.display()))?;
+    let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
+    let hooks = hooks.as_object_mut().ok_or_else(|| anyhow!("hooks is not an object"))?;
+    for event in events {
+        let groups = hooks.entry(*event).or_insert_with(|| json!([]));
+        let groups = groups.as_array_mut().ok_or_else(|| anyhow!("hooks.{event} is not a list"))?;
+        groups.push(
+            json!({"hooks": [{"type": "command", "command": cmd.hook_command(event), "timeout": hook_timeout(event)}]}),
+        );
+    }
+    write_json(path, &settings)
+}
+
+/// Remove our hooks from a settings file; whether it changed.
+fn remove_hooks(path: &Path) -> Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mut settings = read_json(path)?;
+    let before = settings.clone();
+    strip_hooks(&mut settings);
+    if settings == before {
+        return Ok(false);
+    }
+    if settings.as_object().is_some_and(serde_json::Map::is_empty) {
+        // Nothing but our hooks was in it.
+        std::fs::remove_file(path)?;
+    } else {
+        write_json(path, &settings)?;
+    }
+    Ok(true)
+}
+
 /// What install changed, for the report.
 #[derive(Default, serde::Serialize)]
 pub(crate) struct Report {
@@ -199,19 +244,7 @@ pub(crate) fn install(paths: &Paths, cmd: &Command, claude: bool, codex: bool) -
         write_json(&paths.claude_json, &cfg)?;
         r.wrote.push(paths.claude_json.display().to_string());
 
-        let mut settings = read_json(&paths.claude_settings)?;
-        strip_hooks(&mut settings);
-        let obj = settings
-            .as_object_mut()
-            .ok_or_else(|| anyhow!("{} is not a JSON object", paths.claude_settings.display()))?;
-        let hooks = obj.entry("hooks").or_insert_with(|| json!({}));
-        let hooks = hooks.as_object_mut().ok_or_else(|| anyhow!("hooks is not an object"))?;
-        for event in HOOK_EVENTS {
-            let groups = hooks.entry(*event).or_insert_with(|| json!([]));
-            let groups = groups.as_array_mut().ok_or_else(|| anyhow!("hooks.{event} is not a list"))?;
-            groups.push(json!({"hooks": [{"type": "command", "command": cmd.hook_command(event), "timeout": hook_timeout(event)}]}));
-        }
-        write_json(&paths.claude_settings, &settings)?;
+        add_hooks(&paths.claude_settings, cmd, HOOK_EVENTS)?;
         r.wrote.push(paths.claude_settings.display().to_string());
 
         write_atomic(&paths.skill, SKILL)?;
@@ -235,17 +268,22 @@ pub(crate) fn install(paths: &Paths, cmd: &Command, claude: bool, codex: bool) -
             args.push(a);
         }
         entry.insert("args", toml_edit::value(args));
-        if !cmd.env.is_empty() {
-            let mut env = toml_edit::InlineTable::new();
-            for (k, v) in &cmd.env {
-                env.insert(k, v.as_str().unwrap_or_default().into());
-            }
-            entry.insert("env", toml_edit::value(env));
+        // The lobby shows the agent as Codex.
+        let mut env = toml_edit::InlineTable::new();
+        env.insert("PLEXUS_AGENT_KIND", "codex".into());
+        for (k, v) in &cmd.env {
+            env.insert(k, v.as_str().unwrap_or_default().into());
         }
+        entry.insert("env", toml_edit::value(env));
         servers.insert(plexus_client::agent::SERVER_NAME, toml_edit::Item::Table(entry));
         write_atomic(&paths.codex, &doc.to_string())?;
         r.wrote.push(paths.codex.display().to_string());
-        r.notes.push("Codex has no session hooks: its status follows the status tool (or stays idle)".into());
+        add_hooks(&paths.codex_hooks, cmd, CODEX_HOOK_EVENTS)?;
+        r.wrote.push(paths.codex_hooks.display().to_string());
+        r.notes.push(
+            "Codex asks you to trust new hooks once; its stream shows prompts, tool calls and permission requests"
+                .into(),
+        );
     }
     Ok(r)
 }
@@ -270,14 +308,11 @@ pub(crate) fn uninstall(paths: &Paths) -> Result<Report> {
             r.wrote.push(paths.claude_json.display().to_string());
         }
     }
-    if paths.claude_settings.exists() {
-        let mut settings = read_json(&paths.claude_settings)?;
-        let before = settings.clone();
-        strip_hooks(&mut settings);
-        if settings != before {
-            write_json(&paths.claude_settings, &settings)?;
-            r.wrote.push(paths.claude_settings.display().to_string());
-        }
+    if remove_hooks(&paths.claude_settings)? {
+        r.wrote.push(paths.claude_settings.display().to_string());
+    }
+    if remove_hooks(&paths.codex_hooks)? {
+        r.wrote.push(paths.codex_hooks.display().to_string());
     }
     if std::fs::read_to_string(&paths.skill).is_ok_and(|s| s == SKILL) {
         std::fs::remove_file(&paths.skill)?;

@@ -148,7 +148,7 @@ pub const ALL_PUSHES: &[&str] = &[
     KeyRequest::KIND,
     MeshKey::KIND,
     Routed::KIND,
-    crate::room::RoomState::KIND,
     crate::room::StreamPush::KIND,
+    crate::room::RoomState::KIND,
     crate::room::ApprovalPush::KIND,
 ];

@@ -73,8 +73,7 @@ pub async fn append(
     };
     let bytes: i64 = row.get(0);
     let new: Vec<i64> = row.get(1);
-    let mut out = Appended::default();
-    out.stored = entries
+    let stored = entries
         .iter()
         .filter(|e| new.contains(&(e.seq as i64)))
         .map(|e| Entry {
@@ -86,6 +85,7 @@ pub async fn append(
             ciphertext: e.ciphertext.clone(),
         })
         .collect();
+    let mut out = Appended { stored, pruned: 0 };
     if bytes > max_bytes {
         let tx = client.transaction().await?;
         // Oldest first until within the bound.
