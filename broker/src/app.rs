@@ -363,6 +363,12 @@ fn spawn_housekeeping(broker: Arc<Broker>) {
             if let Err(e) = crate::rooms::apply_retention(&broker).await {
                 tracing::warn!(error = %e, "stream retention failed");
             }
+            if broker.cfg.audit.retention_days > 0 {
+                let max_age = Duration::from_secs(broker.cfg.audit.retention_days * 86_400);
+                if let Err(e) = store::audit::apply_retention(&broker.pool, max_age).await {
+                    tracing::warn!(error = %e, "audit retention failed");
+                }
+            }
         }
     });
 }

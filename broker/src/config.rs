@@ -44,6 +44,8 @@ pub struct Config {
     pub coordination: CoordinationConfig,
     /// Session rooms: stream bounds and the wheel.
     pub rooms: RoomsConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -198,6 +200,14 @@ pub struct RoomsConfig {
     pub retention_days: u64,
     /// A wheel whose holder is gone is freed after this long.
     pub wheel_grace_secs: u64,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Entries older than this many days are deleted behind a checkpoint; 0 keeps them.
+    pub retention_days: u64,
 }
 
 /// Logging.

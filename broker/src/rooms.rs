@@ -32,8 +32,9 @@ use crate::{
     app::Broker,
     cluster::MeshEvent,
     edge::dispatch::Authed,
+    edge::ops::actor,
     error::OpError,
-    store::{self, log::NewMessage, meshes, rooms as db},
+    store::{self, audit, log::NewMessage, meshes, rooms as db},
 };
 
 /// A room change, routed to the room's viewers on every node.
@@ -218,6 +219,9 @@ pub async fn wheel(broker: &Broker, a: &Authed, b: WheelOp) -> Result<RoomState,
             }
             let token = store::coord::next_number(&tx, mesh_id, "wheel").await?;
             db::wheel_set(&tx, mesh_id, b.session_id, me, token).await?;
+            let from = current.as_ref().map(|w| w.holder_name.clone());
+            let detail = serde_json::json!({ "token": token, "from": from });
+            audit::append(&tx, mesh_id, actor(a), "wheel.taken", &b.session_id.to_string(), detail).await?;
         }
         WheelAction::Request => {
             let Some(w) = &current else {
@@ -257,6 +261,8 @@ pub async fn wheel(broker: &Broker, a: &Authed, b: WheelOp) -> Result<RoomState,
             }
             let token = store::coord::next_number(&tx, mesh_id, "wheel").await?;
             db::wheel_set(&tx, mesh_id, b.session_id, (to, to_session, &name), token).await?;
+            let detail = serde_json::json!({ "token": token, "to": name, "to_member": to });
+            audit::append(&tx, mesh_id, actor(a), "wheel.passed", &b.session_id.to_string(), detail).await?;
         }
         WheelAction::Release => {
             if current.is_none() {
@@ -266,6 +272,8 @@ pub async fn wheel(broker: &Broker, a: &Authed, b: WheelOp) -> Result<RoomState,
                 return Err(OpError::Forbidden("only the holder, the session's member or an admin releases the wheel"));
             }
             db::wheel_delete(&tx, mesh_id, b.session_id).await?;
+            let detail = serde_json::json!({ "holder": current.as_ref().map(|w| w.holder_name.clone()) });
+            audit::append(&tx, mesh_id, actor(a), "wheel.released", &b.session_id.to_string(), detail).await?;
         }
     }
     tx.commit().await.map_err(store::StoreError::from)?;
@@ -280,7 +288,12 @@ pub async fn drive_grant(broker: &Broker, a: &Authed, b: DriveGrant) -> Result<D
     if m.is_none_or(|m| m.removed) {
         return Err(OpError::NotFound("member"));
     }
-    let members = db::grant(&broker.pool, a.who.mesh_id, a.who.member_id, b.member_id, b.grant).await?;
+    let mut client = broker.pool.get().await.map_err(store::StoreError::from)?;
+    let tx = client.transaction().await.map_err(store::StoreError::from)?;
+    let members = db::grant(&tx, a.who.mesh_id, a.who.member_id, b.member_id, b.grant).await?;
+    let action = if b.grant { "drive.granted" } else { "drive.revoked" };
+    audit::append(&tx, a.who.mesh_id, actor(a), action, &b.member_id.to_string(), serde_json::json!({})).await?;
+    tx.commit().await.map_err(store::StoreError::from)?;
     Ok(DriveGrants { members })
 }
 
@@ -341,9 +354,17 @@ pub async fn approval_decide(broker: &Broker, a: &Authed, b: ApprovalDecide) -> 
         return Err(OpError::Forbidden("only the session's member, members it granted and admins answer it"));
     }
     let reason = (b.reason_nonce.as_deref(), b.reason_ciphertext.as_deref());
-    let Some(info) =
-        db::approval_decide(&broker.pool, a.who.mesh_id, b.id, b.allow, (a.who.member_id, &a.who.name), reason).await?
-    else {
+    let mut client = broker.pool.get().await.map_err(store::StoreError::from)?;
+    let tx = client.transaction().await.map_err(store::StoreError::from)?;
+    let decided =
+        db::approval_decide(&tx, a.who.mesh_id, b.id, b.allow, (a.who.member_id, &a.who.name), reason).await?;
+    if let Some(info) = &decided {
+        let detail = serde_json::json!({ "session": info.session_id, "member": info.member_name, "allowed": b.allow });
+        let action = if b.allow { "approval.allowed" } else { "approval.denied" };
+        audit::append(&tx, a.who.mesh_id, actor(a), action, &b.id.to_string(), detail).await?;
+        tx.commit().await.map_err(store::StoreError::from)?;
+    }
+    let Some(info) = decided else {
         return Err(OpError::Conflict(match req.allowed {
             Some(true) => format!("already allowed by {}", req.decided_by.unwrap_or_default()),
             Some(false) => format!("already denied by {}", req.decided_by.unwrap_or_default()),
@@ -429,7 +450,11 @@ pub async fn mesh_setting_set(broker: &Broker, a: &Authed, b: MeshSettingSet) ->
         (LOCK_ENFORCEMENT, _) => return Err(OpError::InvalidValue("value", "enforce or advisory".into())),
         _ => return Err(OpError::InvalidValue("key", "known settings: lock_enforcement".into())),
     }
-    db::set_setting(&broker.pool, a.who.mesh_id, &b.key, &b.value).await?;
+    let mut client = broker.pool.get().await.map_err(store::StoreError::from)?;
+    let tx = client.transaction().await.map_err(store::StoreError::from)?;
+    db::set_setting(&tx, a.who.mesh_id, &b.key, &b.value).await?;
+    audit::append(&tx, a.who.mesh_id, actor(a), "setting.set", &b.key, serde_json::json!({ "value": b.value })).await?;
+    tx.commit().await.map_err(store::StoreError::from)?;
     Ok(Done {})
 }
 

@@ -232,6 +232,25 @@ pub(crate) enum Command {
     /// Locks that hold for commits: a pre-commit hook refusing files others hold exclusively.
     #[command(subcommand)]
     Guard(GuardCmd),
+    /// The mesh's audit log (admins): every admin and trust action, hash-chained.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCmd {
+    /// Entries, oldest first.
+    #[command(after_help = "Examples:\n  plexus audit list --since 24h\n  plexus audit list --actor ana")]
+    List {
+        /// Only the last … (e.g. 24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this member's actions.
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Recompute the chain here; names the first entry that was altered or removed.
+    Verify,
 }
 
 #[derive(Subcommand)]

@@ -20,6 +20,7 @@
 //! fields are ignored; new fields get `#[serde(default)]`; nothing is renamed or reordered.
 //! Golden-bytes tests in `tests/golden.rs` pin the format.
 
+pub mod audit;
 pub mod codes;
 pub mod coord;
 pub mod envelope;

@@ -412,6 +412,11 @@ pub async fn release(coord: &Coord, a: &Caller, req: LockRelease) -> Result<Done
             format!("{} force-released your lock on {} (token {}){reason}", who.name, lock.pattern, lock.token);
         let to = Target::Session(lock.holder_session);
         events.push(lock_event(&tx, who, to, Priority::Now, "force_released", summary, &lock).await?);
+        let detail = serde_json::json!({
+            "token": lock.token, "holder": lock.holder_name, "holder_member": lock.holder_member, "reason": req.reason,
+        });
+        let actor = store::audit::Actor { member: Some(who.member_id), name: &who.name };
+        store::audit::append(&tx, mesh_id, actor, "lock.force_released", &lock.pattern, detail).await?;
     }
     // The events wake this node's waiters; other nodes' poll.
     finish(coord, mesh_id, tx, events).await?;

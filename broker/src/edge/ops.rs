@@ -23,7 +23,7 @@ use crate::{
     cluster::{MeshEvent, SessionCommand},
     coord::Caller,
     error::OpError,
-    store::{self, log::NewMessage, meshes, now_ms, receipts},
+    store::{self, audit, log::NewMessage, meshes, now_ms, receipts, StoreError},
 };
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -514,8 +514,10 @@ pub async fn invite_create(broker: &Broker, a: &Authed, b: ops::InviteCreate) ->
     }
     let signed = signing::invite_bytes(a.who.mesh_id, &b.code, b.role, b.max_uses, b.expires_at_ms);
     crypto::verify(&a.who.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("invite"))?;
+    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
     if !meshes::create_invite(
-        &broker.pool,
+        &tx,
         a.who.mesh_id,
         &b.code,
         b.role,
@@ -529,6 +531,10 @@ pub async fn invite_create(broker: &Broker, a: &Authed, b: ops::InviteCreate) ->
     {
         return Err(OpError::AlreadyExists("invite code"));
     }
+    let detail =
+        serde_json::json!({ "role": b.role.as_str(), "max_uses": b.max_uses, "expires_at_ms": b.expires_at_ms });
+    audit::append(&tx, a.who.mesh_id, actor(a), "invite.created", &meshes::invite_hint(&b.code), detail).await?;
+    tx.commit().await.map_err(StoreError::from)?;
     Ok(ops::InviteInfo {
         code: b.code,
         role: b.role,
@@ -548,9 +554,14 @@ pub async fn invite_list(broker: &Broker, a: &Authed, _: ops::InviteList) -> Res
 
 /// `invite_revoke`: stop an invite from being claimed.
 pub async fn invite_revoke(broker: &Broker, a: &Authed, b: ops::InviteRevoke) -> Result<Done, OpError> {
-    if !meshes::revoke_invite(&broker.pool, a.who.mesh_id, &b.code).await? {
+    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    if !meshes::revoke_invite(&tx, a.who.mesh_id, &b.code).await? {
         return Err(OpError::NotFound("invite"));
     }
+    let hint = meshes::invite_hint(&b.code);
+    audit::append(&tx, a.who.mesh_id, actor(a), "invite.revoked", &hint, serde_json::json!({})).await?;
+    tx.commit().await.map_err(StoreError::from)?;
     Ok(Done {})
 }
 
@@ -576,12 +587,31 @@ pub async fn mesh_leave(broker: &Broker, a: &Authed, _: ops::MeshLeave) -> Resul
 
 /// Remove a member; its sessions close with `MemberRemoved` wherever they are connected.
 async fn remove_member(broker: &Broker, a: &Authed, member_id: uuid::Uuid) -> Result<Done, OpError> {
-    if !meshes::remove_member(&broker.pool, a.who.mesh_id, member_id).await? {
+    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    if !meshes::remove_member(&tx, a.who.mesh_id, member_id).await? {
         return Err(OpError::NotFound("member"));
     }
+    let action = if member_id == a.who.member_id { "member.left" } else { "member.removed" };
+    audit::append(&tx, a.who.mesh_id, actor(a), action, &member_id.to_string(), serde_json::json!({})).await?;
+    tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(mesh_id = %a.who.mesh_id, %member_id, by = %a.who.member_id, "member removed");
     broker.fanout.publish(a.who.mesh_id, MeshEvent::MemberRemoved { member_id });
     Ok(Done {})
+}
+
+/// The caller as the actor of an audited action.
+pub fn actor(a: &Authed) -> audit::Actor<'_> {
+    audit::Actor { member: Some(a.who.member_id), name: &a.who.name }
+}
+
+/// `audit_list`: the mesh's audit log (admins).
+pub async fn audit_list(
+    broker: &Broker,
+    a: &Authed,
+    b: plexus_proto::audit::AuditList,
+) -> Result<plexus_proto::audit::AuditEntries, OpError> {
+    Ok(audit::list(&broker.pool, a.who.mesh_id, &b).await?)
 }
 
 /// `lock_acquire`: a waiter whose connection closed gives its place back.
@@ -600,8 +630,13 @@ pub async fn key_grant(broker: &Broker, a: &Authed, b: ops::KeyGrant) -> Result<
     if me.role != Role::Owner && me.sealed_mesh_key.is_none() {
         return Err(OpError::Forbidden("only a member holding the mesh key can grant it"));
     }
-    match meshes::grant_mesh_key(&broker.pool, a.who.mesh_id, b.member_id, &b.sealed_mesh_key, a.who.member_id).await? {
+    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    match meshes::grant_mesh_key(&tx, a.who.mesh_id, b.member_id, &b.sealed_mesh_key, a.who.member_id).await? {
         meshes::Granted::Stored => {
+            let subject = b.member_id.to_string();
+            audit::append(&tx, a.who.mesh_id, actor(a), "key.granted", &subject, serde_json::json!({})).await?;
+            tx.commit().await.map_err(StoreError::from)?;
             broker.fanout.publish(
                 a.who.mesh_id,
                 MeshEvent::KeyGranted {

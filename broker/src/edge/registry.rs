@@ -190,6 +190,7 @@ registry! {
     hello r::ApprovalList => rooms::approval_list,
     hello r::LockCheck => rooms::lock_check,
     admin r::MeshSettingSet => rooms::mesh_setting_set,
+    admin plexus_proto::audit::AuditList => h::audit_list,
 }
 
 /// The static name of a known op (a metrics label), or `"unknown"`.

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use plexus_proto::{
     ops::InviteInfo,
     types::{MemberInfo, Role},
@@ -264,10 +264,15 @@ pub async fn session_member(pool: &Pool, mesh_id: Uuid, session_id: Uuid) -> Res
     Ok(row.map(|r| r.get(0)))
 }
 
+/// An invite code as the audit log names it: enough to tell invites apart, not to claim one.
+pub fn invite_hint(code: &str) -> String {
+    format!("{}…", code.chars().take(4).collect::<String>())
+}
+
 /// Store an invite.
 #[allow(clippy::too_many_arguments)]
 pub async fn create_invite(
-    pool: &Pool,
+    db: &impl GenericClient,
     mesh_id: Uuid,
     code: &str,
     role: Role,
@@ -277,8 +282,7 @@ pub async fn create_invite(
     signature: &[u8],
     groups: &[String],
 ) -> Result<bool, StoreError> {
-    let client = pool.get().await?;
-    let n = client
+    let n = db
         .execute(
             "INSERT INTO invites (mesh_id, code, role, max_uses, expires_at, issued_by, signature, groups)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (code) DO NOTHING",
@@ -326,9 +330,8 @@ pub async fn list_invites(pool: &Pool, mesh_id: Uuid) -> Result<Vec<InviteInfo>,
 }
 
 /// Revoke an invite of this mesh; false when there is none.
-pub async fn revoke_invite(pool: &Pool, mesh_id: Uuid, code: &str) -> Result<bool, StoreError> {
-    let client = pool.get().await?;
-    let n = client
+pub async fn revoke_invite(db: &impl GenericClient, mesh_id: Uuid, code: &str) -> Result<bool, StoreError> {
+    let n = db
         .execute(
             "UPDATE invites SET revoked_at = coalesce(revoked_at, now()) WHERE mesh_id = $1 AND code = $2",
             &[&mesh_id, &code],
@@ -425,6 +428,15 @@ pub async fn claim_invite(
         return Ok(Err(ClaimRefusal::AlreadyMember));
     }
     tx.execute("UPDATE invites SET uses = uses + 1 WHERE code = $1", &[&code]).await?;
+    super::audit::append(
+        &tx,
+        mesh_id,
+        super::audit::Actor { member: Some(member_id), name: display_name },
+        "invite.claimed",
+        &member_id.to_string(),
+        serde_json::json!({ "invite": invite_hint(code), "role": role.as_str() }),
+    )
+    .await?;
     let groups: Vec<String> = inv.get("groups");
     if !groups.is_empty() {
         tx.execute(
@@ -476,9 +488,8 @@ async fn name_taken(
 }
 
 /// Mark a member removed; false when there is no such current member.
-pub async fn remove_member(pool: &Pool, mesh_id: Uuid, member_id: Uuid) -> Result<bool, StoreError> {
-    let client = pool.get().await?;
-    let n = client
+pub async fn remove_member(db: &impl GenericClient, mesh_id: Uuid, member_id: Uuid) -> Result<bool, StoreError> {
+    let n = db
         .execute(
             "UPDATE members SET removed_at = now() WHERE mesh_id = $1 AND id = $2 AND removed_at IS NULL AND role <> $3",
             &[&mesh_id, &member_id, &(Role::Owner.as_u8() as i16)],
@@ -502,14 +513,13 @@ pub enum Granted {
 
 /// Store a sealed mesh key for a member that has none yet, recording who granted it.
 pub async fn grant_mesh_key(
-    pool: &Pool,
+    db: &impl GenericClient,
     mesh_id: Uuid,
     member_id: Uuid,
     sealed: &[u8],
     granted_by: Uuid,
 ) -> Result<Granted, StoreError> {
-    let client = pool.get().await?;
-    let row = client
+    let row = db
         .query_opt(
             "SELECT sealed_mesh_key IS NOT NULL, $3 = ANY(key_refused_granters) FROM members
              WHERE mesh_id = $1 AND id = $2 AND claim_pubkey IS NOT NULL AND removed_at IS NULL",
@@ -523,7 +533,7 @@ pub async fn grant_mesh_key(
     if row.get::<_, bool>(0) {
         return Ok(Granted::AlreadyHeld);
     }
-    let n = client
+    let n = db
         .execute(
             "UPDATE members SET sealed_mesh_key = $3, key_granted_by = $4
              WHERE mesh_id = $1 AND id = $2 AND sealed_mesh_key IS NULL AND claim_pubkey IS NOT NULL AND removed_at IS NULL",

@@ -4,6 +4,7 @@
 //! - [`migrate`] — numbered plain-SQL migrations under an advisory lock.
 //! - [`meshes`] — meshes, members, invites, sessions, hello nonces.
 //! - [`log`] — the event log: the group-committing writer, replay and inbox queries.
+//! - [`audit`] — the audit log: one hash chain per mesh, retention behind a checkpoint.
 //! - [`coord`] — coordination rows: state, tasks, threads, memories, search.
 //! - [`locks`] — held locks and the lock wait queue.
 //! - [`reminders`] — scheduled reminders, claiming and the firing compare-and-set.
@@ -11,6 +12,7 @@
 //! - [`links`] — pending device links (a browser linked to a member).
 //! - [`rooms`] — session streams, room viewers, wheels, drive grants, approvals, settings.
 
+pub mod audit;
 pub mod coord;
 pub mod links;
 pub mod locks;

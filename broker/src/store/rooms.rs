@@ -362,13 +362,12 @@ pub async fn wheels_expired(pool: &Pool, grace: Duration) -> Result<Vec<(Uuid, U
 
 /// Grant or revoke; the grantees now.
 pub async fn grant(
-    pool: &Pool,
+    client: &impl GenericClient,
     mesh_id: Uuid,
     member_id: Uuid,
     grantee: Uuid,
     on: bool,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let client = pool.get().await?;
     if on {
         client
             .execute(
@@ -478,14 +477,13 @@ pub async fn approval_get(
 
 /// Decide a pending, unexpired request; `None` when it was decided or expired already.
 pub async fn approval_decide(
-    pool: &Pool,
+    client: &impl GenericClient,
     mesh_id: Uuid,
     id: Uuid,
     allowed: bool,
     by: (Uuid, &str),
     reason: (Option<&[u8]>, Option<&[u8]>),
 ) -> Result<Option<ApprovalInfo>, StoreError> {
-    let client = pool.get().await?;
     let n = client
         .execute(
             "UPDATE approvals SET allowed = $3, decided_by = $4, decided_by_name = $5, reason_nonce = $6,
@@ -497,7 +495,7 @@ pub async fn approval_decide(
     if n == 0 {
         return Ok(None);
     }
-    approval_get(&client, mesh_id, id).await
+    approval_get(client, mesh_id, id).await
 }
 
 /// Pending (undecided, unexpired) requests of one session.
@@ -553,8 +551,7 @@ pub async fn setting(db: &impl GenericClient, mesh_id: Uuid, key: &str) -> Resul
 }
 
 /// Set a mesh setting.
-pub async fn set_setting(pool: &Pool, mesh_id: Uuid, key: &str, value: &str) -> Result<(), StoreError> {
-    let client = pool.get().await?;
+pub async fn set_setting(client: &impl GenericClient, mesh_id: Uuid, key: &str, value: &str) -> Result<(), StoreError> {
     client
         .execute(
             "INSERT INTO mesh_settings (mesh_id, key, value) VALUES ($1, $2, $3)

@@ -5,8 +5,10 @@
 //! - [`messages`] — send, inbox (once or followed), ack, status, message status, watch.
 //! - [`coord`] — state, locks, reminders, tasks, threads, memory, search.
 //! - [`rooms`] — session rooms: attach, the wheel, prompts, approvals, drive grants, guard.
+//! - [`audit`] — the audit log: list, and verify the chain locally.
 //! - [`doctor`] — the checks.
 
+pub(crate) mod audit;
 pub(crate) mod coord;
 pub(crate) mod doctor;
 pub(crate) mod mesh;
@@ -98,6 +100,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Deny { id, reason } => rooms::decide(&ctx, &id, false, reason).await,
         Command::Grant(cmd) => rooms::grant(&ctx, cmd).await,
         Command::Guard(cmd) => rooms::guard(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::audit(&ctx, cmd).await,
         Command::State(cmd) => coord::run(&ctx, CoordCmd::State(cmd)).await,
         Command::Task(cmd) => coord::run(&ctx, CoordCmd::Task(cmd)).await,
         Command::Lock(cmd) => coord::run(&ctx, CoordCmd::Lock(cmd)).await,
