@@ -70,6 +70,8 @@ pub struct Broker {
     pub admission: Arc<crate::admission::Admission>,
     /// Permission requests decided, as this node hears of them (wakes `approval_wait`).
     pub approvals_decided: tokio::sync::broadcast::Sender<Uuid>,
+    /// Send rate limits.
+    pub limits: crate::limits::SendLimits,
 }
 
 impl Broker {
@@ -86,7 +88,7 @@ impl Broker {
         let version = store::migrate::migrate(&pool).await?;
         tracing::info!(%node_id, schema = version, "database ready");
 
-        let crate::cluster::Seams { fanout, presence, cluster } =
+        let crate::cluster::Seams { fanout, presence, cluster, rates } =
             crate::cluster::Seams::build(&cfg.redis, &node_id).await?;
         let liveness: Arc<dyn Liveness> = match &cluster {
             Some(directory) => directory.clone(),
@@ -174,6 +176,7 @@ impl Broker {
             next_conn_id: AtomicU64::new(1),
             admission: Arc::default(),
             approvals_decided,
+            limits: crate::limits::SendLimits::new(&cfg.limits, rates),
             cfg,
         });
         let (node, _) = Actor::spawn(None, NodeSupervisor, mesh_env).await?;

@@ -46,6 +46,8 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Send rate limits.
+    pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -200,6 +202,20 @@ pub struct RoomsConfig {
     pub retention_days: u64,
     /// A wheel whose holder is gone is freed after this long.
     pub wheel_grace_secs: u64,
+}
+
+/// Send rate limits (GCRA: a rate and a burst).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Messages a second one session may send…
+    pub session_sends_per_sec: f64,
+    /// …and how many at once.
+    pub session_burst: u32,
+    /// Messages a second all of one member's sessions together may send (across nodes)…
+    pub member_sends_per_sec: f64,
+    /// …and how many at once.
+    pub member_burst: u32,
 }
 
 /// The audit log.

@@ -79,6 +79,14 @@ pub enum OpError {
     /// Something internal went away (actor stopped, channel closed).
     #[error("internal: {0}")]
     Internal(&'static str),
+    /// Over a send rate.
+    #[error("{scope} send rate exceeded; retry in {retry_after_ms} ms")]
+    RateLimited {
+        /// `session` or `member`.
+        scope: &'static str,
+        /// When it would fit.
+        retry_after_ms: u64,
+    },
 }
 
 impl OpError {
@@ -106,6 +114,7 @@ impl OpError {
             OpError::Store(crate::store::StoreError::Pool(_)) => ErrorCode::Unavailable,
             OpError::Store(_) => ErrorCode::Internal,
             OpError::Internal(_) => ErrorCode::Internal,
+            OpError::RateLimited { .. } => ErrorCode::RateLimited,
         }
     }
 }

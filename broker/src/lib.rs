@@ -13,6 +13,7 @@
 //! - [`rooms`] — session rooms: streams, viewers, the wheel, prompts, permission requests.
 //! - [`status`] — the status engine (pure).
 //! - [`routing`] — target matching and priority gating (pure).
+//! - [`limits`] — send rate limits (GCRA per session here, per member shared through Redis).
 //! - [`metrics`] — Prometheus metrics.
 //! - [`error`] — op errors and their one mapping to wire codes.
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod coord;
 pub mod edge;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod rooms;
 pub mod routing;

@@ -39,6 +39,11 @@ metric!(
     register_int_counter_vec!("plexus_pushes_total", "Frames pushed to sessions, by kind", &["kind"])
 );
 metric!(
+    rate_limited,
+    IntCounterVec,
+    register_int_counter_vec!("plexus_rate_limited_total", "Sends refused over a rate limit, by scope", &["scope"])
+);
+metric!(
     delivery_latency,
     HistogramVec,
     register_histogram_vec!(
@@ -232,6 +237,8 @@ pub fn init() {
     hello_failures().with_label_values(&["refused"]);
     hello_failures().with_label_values(&["timeout"]);
     connections_refused().with_label_values(&["node_full"]);
+    rate_limited().with_label_values(&["session"]);
+    rate_limited().with_label_values(&["member"]);
     receipts_dropped();
     log_batch_size();
     pg_query_seconds();

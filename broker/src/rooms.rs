@@ -301,6 +301,7 @@ pub async fn drive_grant(broker: &Broker, a: &Authed, b: DriveGrant) -> Result<D
 /// subtype `prompt` (which `send` refuses, so an agent can trust where it came from).
 pub async fn session_prompt(broker: &Broker, a: &Authed, b: SessionPrompt) -> Result<Sent, OpError> {
     let mesh_id = a.who.mesh_id;
+    broker.limits.check_send(mesh_id, a.who.member_id, a.who.session_id).await?;
     session_owner(broker, a, b.session_id).await?;
     let client = broker.pool.get().await.map_err(store::StoreError::from)?;
     let wheel = db::wheel_get(&client, mesh_id, b.session_id).await?;

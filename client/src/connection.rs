@@ -53,6 +53,14 @@ pub enum ClientError {
         /// Detail.
         message: String,
     },
+    /// Over a send rate: nothing was stored; the same request fits after `retry_after`.
+    #[error("{message} (retry after {} ms)", retry_after.as_millis())]
+    RateLimited {
+        /// When it would fit.
+        retry_after: Duration,
+        /// Detail.
+        message: String,
+    },
     /// A frame or body did not decode.
     #[error("protocol: {0}")]
     Proto(String),
@@ -90,6 +98,7 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Remote { code, .. } => Some(*code),
+            ClientError::RateLimited { .. } => Some(ErrorCode::RateLimited),
             _ => None,
         }
     }
@@ -307,6 +316,9 @@ impl Connection {
         let bytes = encode_body(body).map_err(|e| ClientError::Proto(e.to_string()))?;
         let r = self.request_within(PROTOCOL_VERSION, O::NAME, bytes, CALL_TIMEOUT + server_wait).await?;
         if let Some(err) = r.err {
+            if let (ErrorCode::RateLimited, Some(ms)) = (err.code, err.retry_after_ms) {
+                return Err(ClientError::RateLimited { retry_after: Duration::from_millis(ms), message: err.message });
+            }
             return Err(ClientError::Remote { code: err.code, message: err.message });
         }
         let ok = r.ok.ok_or_else(|| ClientError::Proto("response without ok or err".into()))?;

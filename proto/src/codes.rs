@@ -52,6 +52,8 @@ pub enum ErrorCode {
     Internal,
     /// A dependency (database) is unavailable; the request may be retried.
     Unavailable,
+    /// Over a send rate; retry after the error's `retry_after_ms`. Nothing was applied.
+    RateLimited,
     /// A code this build does not know (sent by a newer peer).
     Unknown(u16),
 }
@@ -81,6 +83,7 @@ impl From<ErrorCode> for u16 {
             ErrorCode::Conflict => 26,
             ErrorCode::Internal => 30,
             ErrorCode::Unavailable => 31,
+            ErrorCode::RateLimited => 32,
             ErrorCode::Unknown(n) => n,
         }
     }
@@ -111,6 +114,7 @@ impl From<u16> for ErrorCode {
             26 => ErrorCode::Conflict,
             30 => ErrorCode::Internal,
             31 => ErrorCode::Unavailable,
+            32 => ErrorCode::RateLimited,
             other => ErrorCode::Unknown(other),
         }
     }

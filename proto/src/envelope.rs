@@ -86,6 +86,9 @@ pub struct WireError {
     pub code: ErrorCode,
     /// Human-readable detail, lowercase.
     pub message: String,
+    /// With `rate_limited`: when the same request would be accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// The answer to one request.
@@ -138,7 +141,7 @@ impl Response {
             }
             message.truncate(cut);
         }
-        Response { id, ok: None, err: Some(WireError { code, message }) }
+        Response { id, ok: None, err: Some(WireError { code, message, retry_after_ms: None }) }
     }
 }
 

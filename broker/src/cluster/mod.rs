@@ -135,6 +135,8 @@ pub struct Seams {
     pub presence: Arc<dyn PresenceDirectory>,
     /// The Redis presence directory (for heartbeats and reaping), in cluster mode.
     pub cluster: Option<Arc<redis::RedisPresence>>,
+    /// Shared rate budgets.
+    pub rates: Box<dyn crate::limits::RateStore>,
 }
 
 impl Seams {
@@ -146,6 +148,7 @@ impl Seams {
                 fanout: Arc::new(memory::MemoryFanOut::default()),
                 presence: Arc::new(memory::MemoryPresence::default()),
                 cluster: None,
+                rates: Box::<crate::limits::MemoryRateStore>::default(),
             });
         }
         let (client, conn) = redis::connect(&cfg.url).await?;
@@ -157,6 +160,7 @@ impl Seams {
             fanout: Arc::new(redis::RedisFanOut::start(client, conn.clone(), node_id.to_owned(), cfg.prefix.clone())),
             presence: presence.clone(),
             cluster: Some(presence),
+            rates: Box::new(redis::RedisRateStore { conn, prefix: cfg.prefix.clone() }),
         })
     }
 }

@@ -447,3 +447,48 @@ impl PresenceDirectory for RedisPresence {
         peers
     }
 }
+
+/// GCRA on Redis's own clock (so nodes' clocks do not matter): `KEYS[1]` holds the theoretical
+/// arrival time in ms; `ARGV` = interval ms, tolerance ms, cost. Returns 0, or the ms to wait.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval, tolerance, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval * cost
+local allow_at = new_tat - tolerance
+if now < allow_at then return math.max(1, math.ceil(allow_at - now)) end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+return 0
+";
+
+/// Rate budgets shared by every node (see `crate::limits`).
+pub struct RedisRateStore {
+    /// Commands.
+    pub conn: ConnectionManager,
+    /// Key prefix.
+    pub prefix: String,
+}
+
+#[async_trait::async_trait]
+impl crate::limits::RateStore for RedisRateStore {
+    async fn take(&self, key: &str, rate: crate::limits::Gcra, cost: u32) -> Result<(), u64> {
+        let mut conn = self.conn.clone();
+        let wait: redis::RedisResult<u64> = redis::Script::new(GCRA)
+            .key(format!("{}{key}", self.prefix))
+            .arg(rate.interval_ms)
+            .arg(rate.tolerance_ms)
+            .arg(cost)
+            .invoke_async(&mut conn)
+            .await;
+        match wait {
+            Ok(0) => Ok(()),
+            Ok(ms) => Err(ms),
+            Err(e) => {
+                tracing::warn!(error = %e, "rate budget unavailable; letting the request through");
+                Ok(())
+            }
+        }
+    }
+}

@@ -83,7 +83,11 @@ pub fn respond<T: Serialize>(conn: &ConnHandle, id: u64, op: &str, result: Resul
             if matches!(e, OpError::Store(_) | OpError::Internal(_)) {
                 tracing::warn!(op, error = %e, "request failed");
             }
-            Response::err(id, e.code(), e.to_string())
+            let mut response = Response::err(id, e.code(), e.to_string());
+            if let (OpError::RateLimited { retry_after_ms, .. }, Some(err)) = (&e, response.err.as_mut()) {
+                err.retry_after_ms = Some(*retry_after_ms);
+            }
+            response
         }
     };
     if let Ok(frame) = encode_server_frame(&ServerFrame::Response(response)) {

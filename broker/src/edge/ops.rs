@@ -244,6 +244,8 @@ pub async fn prepare_send(
     req: &Request,
 ) -> Result<NewMessage, OpError> {
     let b: ops::Send = body(req)?;
+    // Checked before anything is stored: a refused send leaves no trace.
+    broker.limits.check_send(a.who.mesh_id, a.who.member_id, a.who.session_id).await?;
     if b.subtype.as_deref() == Some(crate::rooms::PROMPT_SUBTYPE) {
         return Err(OpError::InvalidValue(
             "subtype",
