@@ -363,6 +363,9 @@ fn spawn_housekeeping(broker: Arc<Broker>) {
             if let Err(e) = store::links::prune(&broker.pool).await {
                 tracing::warn!(error = %e, "pruning device links failed");
             }
+            if let Err(e) = crate::edge::webhooks::prune(&broker).await {
+                tracing::warn!(error = %e, "pruning webhook signatures failed");
+            }
             if let Err(e) = crate::rooms::apply_retention(&broker).await {
                 tracing::warn!(error = %e, "stream retention failed");
             }

@@ -44,6 +44,15 @@ metric!(
     register_int_counter_vec!("plexus_rate_limited_total", "Sends refused over a rate limit, by scope", &["scope"])
 );
 metric!(
+    webhooks,
+    IntCounterVec,
+    register_int_counter_vec!(
+        "plexus_webhooks_total",
+        "Webhook requests received, by HTTP status answered",
+        &["status"]
+    )
+);
+metric!(
     delivery_latency,
     HistogramVec,
     register_histogram_vec!(
@@ -239,6 +248,7 @@ pub fn init() {
     connections_refused().with_label_values(&["node_full"]);
     rate_limited().with_label_values(&["session"]);
     rate_limited().with_label_values(&["member"]);
+    webhooks().with_label_values(&["202"]);
     receipts_dropped();
     log_batch_size();
     pg_query_seconds();

@@ -368,6 +368,30 @@ pub fn open_with_mesh_key(mesh_key: &[u8], nonce: &[u8], ciphertext: &[u8]) -> R
     Ok(out)
 }
 
+/// HMAC-SHA256 of the concatenation of `parts` under `key` (any length), as webhook
+/// signatures use it (libsodium `crypto_auth_hmacsha256`).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let _ = init();
+    let mut out = [0u8; 32];
+    // SAFETY: the state is initialized by _init before use; every pointer/length pair describes
+    // a live slice; out is the 32 bytes _final writes.
+    unsafe {
+        let mut state = std::mem::MaybeUninit::<ffi::crypto_auth_hmacsha256_state>::uninit();
+        ffi::crypto_auth_hmacsha256_init(state.as_mut_ptr(), key.as_ptr(), key.len());
+        for p in parts {
+            ffi::crypto_auth_hmacsha256_update(state.as_mut_ptr(), p.as_ptr(), p.len() as u64);
+        }
+        ffi::crypto_auth_hmacsha256_final(state.as_mut_ptr(), out.as_mut_ptr());
+    }
+    out
+}
+
+/// Whether two byte strings are equal, in time independent of where they differ.
+pub fn equal(a: &[u8], b: &[u8]) -> bool {
+    // SAFETY: both pointers cover `a.len()` bytes when the lengths match.
+    a.len() == b.len() && unsafe { ffi::sodium_memcmp(a.as_ptr().cast(), b.as_ptr().cast(), a.len()) } == 0
+}
+
 /// BLAKE2b-256 of `data` (libsodium `crypto_generichash`, no key).
 pub fn hash32(data: &[u8]) -> [u8; 32] {
     let _ = init();
@@ -419,6 +443,15 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert!(equal(&mac, &hmac_sha256(b"Jefe", &[b"what do ya want for nothing?"])));
+        assert!(!equal(&mac, &[0; 32]));
+        assert!(!equal(&mac, &mac[..31]));
+    }
 
     #[test]
     fn sign_and_verify() {

@@ -17,7 +17,13 @@ use uuid::Uuid;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_is_closed_as_slow_consumer() {
     let db = TestDb::create().await;
-    let broker = Broker::start_with(&db, &[("PLEXUS_HTTP__OUTBOUND_QUEUE", "16")]).await;
+    // The flood below is deliberate: no send limit should cut it short.
+    let unlimited = [
+        ("PLEXUS_HTTP__OUTBOUND_QUEUE", "16"),
+        ("PLEXUS_LIMITS__SESSION_BURST", "1000000"),
+        ("PLEXUS_LIMITS__MEMBER_BURST", "1000000"),
+    ];
+    let broker = Broker::start_with(&db, &unlimited).await;
     let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
     let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
 

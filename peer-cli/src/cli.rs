@@ -235,6 +235,32 @@ pub(crate) enum Command {
     /// The mesh's audit log (admins): every admin and trust action, hash-chained.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Webhooks in (admins): outside systems post signed events into the mesh.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+}
+
+#[derive(Subcommand)]
+pub(crate) enum WebhookCmd {
+    /// Register one; prints its URL and its secret (shown once).
+    #[command(after_help = "Example:\n  plexus webhook add ci --to @eng --priority next")]
+    Add {
+        /// Name (its events come from webhook:NAME).
+        name: String,
+        /// Where its events go: a member, session:ID, @group or *.
+        #[arg(long)]
+        to: String,
+        /// now, next or low.
+        #[arg(long, default_value = "next")]
+        priority: String,
+    },
+    /// The mesh's webhooks (never their secrets).
+    List,
+    /// Remove one: its URL stops accepting at once.
+    Remove {
+        /// Webhook id.
+        id: uuid::Uuid,
+    },
 }
 
 #[derive(Subcommand)]

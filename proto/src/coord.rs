@@ -1236,6 +1236,13 @@ pub enum Change {
         /// The memory, when stored.
         memory: Option<Memory>,
     },
+    /// An outside system posted to a webhook.
+    Webhook {
+        /// The webhook's name.
+        hook: String,
+        /// What it posted (the request body as text).
+        payload: String,
+    },
 }
 
 // An event carries at most one value or text plus its object; JSON escaping of text without

@@ -31,6 +31,7 @@ pub mod push;
 pub mod room;
 pub mod signing;
 pub mod types;
+pub mod webhook;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use envelope::{

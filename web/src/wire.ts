@@ -217,6 +217,7 @@ export type CoordEvent = { summary: string } & (
   | { object: "thread"; action: string; thread: Thread; post?: ThreadPost | null }
   | { object: "lock"; action: string; lock: LockInfo }
   | { object: "memory"; number: number; memory?: Memory | null }
+  | { object: "webhook"; hook: string; payload: string }
 );
 
 export interface WireError {

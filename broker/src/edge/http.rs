@@ -1,4 +1,5 @@
-//! Routes and listeners: `/ws`, `/health`, `/ready`, `/metrics`, and the web app at `/`.
+//! Routes and listeners: `/ws`, `/health`, `/ready`, `/metrics`, the web app at `/`, and
+//! webhooks in at `/hooks/<mesh>/<hook>`.
 
 use std::{fs::File, io::BufReader, sync::Arc};
 
@@ -97,6 +98,7 @@ pub fn build(broker: Arc<Broker>) -> anyhow::Result<actix_web::dev::Server> {
             .route("/metrics", web::get().to(metrics))
             .route("/", web::get().to(super::web::serve))
             .route("/assets/{file:.*}", web::get().to(super::web::serve))
+            .route("/hooks/{mesh}/{hook}", web::post().to(super::webhooks::receive))
     })
     // Pushes are small frames written as they happen; with Nagle on, each one waits for the
     // peer's delayed ACK of the previous (measured: ~20 ms added to reminder pushes at 100/s).

@@ -10,6 +10,7 @@
 //!   ops; sends keep their order, everything else runs concurrently.
 //! - [`registry`] — the op table: name, request type, access, handler and reply of every op.
 //! - [`ops`] — the handlers that are not coordination rules (those are in `crate::coord`).
+//! - [`webhooks`] — webhooks in: their admin ops and `POST /hooks/<mesh>/<hook>`.
 
 pub mod connection;
 pub mod dispatch;
@@ -18,3 +19,4 @@ pub mod ops;
 pub mod registry;
 pub mod socket;
 pub mod web;
+pub mod webhooks;

@@ -191,6 +191,9 @@ registry! {
     hello r::LockCheck => rooms::lock_check,
     admin r::MeshSettingSet => rooms::mesh_setting_set,
     admin plexus_proto::audit::AuditList => h::audit_list,
+    admin plexus_proto::webhook::WebhookCreate => super::webhooks::webhook_create,
+    admin plexus_proto::webhook::WebhookList => super::webhooks::webhook_list,
+    admin plexus_proto::webhook::WebhookDelete => super::webhooks::webhook_delete,
 }
 
 /// The static name of a known op (a metrics label), or `"unknown"`.

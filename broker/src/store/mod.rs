@@ -11,6 +11,7 @@
 //! - [`receipts`] — per-recipient delivery state, written in batches.
 //! - [`links`] — pending device links (a browser linked to a member).
 //! - [`rooms`] — session streams, room viewers, wheels, drive grants, approvals, settings.
+//! - [`webhooks`] — registered webhooks and the signatures already accepted.
 
 pub mod audit;
 pub mod coord;
@@ -22,6 +23,7 @@ pub mod migrate;
 pub mod receipts;
 pub mod reminders;
 pub mod rooms;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 //! - [`coord`] — state, locks, reminders, tasks, threads, memory, search.
 //! - [`rooms`] — session rooms: attach, the wheel, prompts, approvals, drive grants, guard.
 //! - [`audit`] — the audit log: list, and verify the chain locally.
+//! - [`webhooks`] — webhooks in: add, list, remove.
 //! - [`doctor`] — the checks.
 
 pub(crate) mod audit;
@@ -14,6 +15,7 @@ pub(crate) mod doctor;
 pub(crate) mod mesh;
 pub(crate) mod messages;
 pub(crate) mod rooms;
+pub(crate) mod webhooks;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -101,6 +103,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Grant(cmd) => rooms::grant(&ctx, cmd).await,
         Command::Guard(cmd) => rooms::guard(&ctx, cmd).await,
         Command::Audit(cmd) => audit::audit(&ctx, cmd).await,
+        Command::Webhook(cmd) => webhooks::webhook(&ctx, cmd).await,
         Command::State(cmd) => coord::run(&ctx, CoordCmd::State(cmd)).await,
         Command::Task(cmd) => coord::run(&ctx, CoordCmd::Task(cmd)).await,
         Command::Lock(cmd) => coord::run(&ctx, CoordCmd::Lock(cmd)).await,

@@ -1,0 +1,63 @@
+//! `plexus webhook`: register, list and remove webhooks in (admins). The secret is shown once.
+
+use anyhow::{bail, Result};
+use plexus_client::address::{resolve, Recipient};
+use plexus_proto::{
+    types::Target,
+    webhook::{WebhookCreate, WebhookDelete, WebhookList},
+};
+use serde_json::json;
+
+use crate::{
+    cli::WebhookCmd,
+    ctx::{parse_priority, Ctx},
+};
+
+/// `plexus webhook …`.
+pub(crate) async fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
+    let (session, conn) = ctx.control().await?;
+    let p = session.profile().await;
+    match cmd {
+        WebhookCmd::Add { name, to, priority } => {
+            let target = match resolve(&conn, &p, &to).await? {
+                Recipient::Member(m) => Target::Member(m.member_id),
+                Recipient::Group(g) => Target::Group(g),
+                Recipient::All => Target::All,
+                Recipient::Session { id, .. } => Target::Session(id),
+                Recipient::Reply(_) => bail!("a webhook's target is a member, a session, @group or *"),
+            };
+            let created = conn.call(&WebhookCreate { name, target, priority: parse_priority(&priority)? }).await?;
+            session.close().await;
+            let base = p.brokers.first().map(|b| plexus_client::connection::ws_url(b)).unwrap_or_default();
+            let http = base.replacen("wss://", "https://", 1).replacen("ws://", "http://", 1);
+            let url = format!("{}{}", http.trim_end_matches("/ws").trim_end_matches('/'), created.path);
+            ctx.emit(json!({"id": created.id, "secret": created.secret, "path": created.path, "url": url}), || {
+                format!(
+                    "webhook {}\nPOST {url}\nsecret (shown once): {}\nsign: x-plexus-timestamp: <unix seconds>, \
+                     x-plexus-signature: sha256=<hex HMAC-SHA256(secret, \"<timestamp>.\" + body)>",
+                    created.id, created.secret
+                )
+            });
+        }
+        WebhookCmd::List => {
+            let hooks = conn.call(&WebhookList {}).await?.hooks;
+            session.close().await;
+            ctx.emit(json!({ "webhooks": hooks }), || {
+                if hooks.is_empty() {
+                    return "no webhooks".into();
+                }
+                hooks
+                    .iter()
+                    .map(|h| format!("{}  {}  → {:?} ({})", h.id, h.name, h.target, h.priority.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        WebhookCmd::Remove { id } => {
+            conn.call(&WebhookDelete { id }).await?;
+            session.close().await;
+            ctx.emit(json!({ "removed": id }), || format!("removed webhook {id}"));
+        }
+    }
+    Ok(())
+}
