@@ -238,6 +238,33 @@ pub(crate) enum Command {
     /// Webhooks in (admins): outside systems post signed events into the mesh.
     #[command(subcommand)]
     Webhook(WebhookCmd),
+    /// Nothing from this member reaches you (they are not told); `--off` lifts it.
+    Block {
+        /// Member name.
+        member: String,
+        /// Lift the block.
+        #[arg(long)]
+        off: bool,
+    },
+    /// This member's messages wait in your inbox instead of being pushed; `--off` lifts it.
+    Mute {
+        /// Member name.
+        member: String,
+        /// Lift the mute.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Which coordination events are pushed to you (the rest wait in the inbox).
+    #[command(after_help = "Examples:\n  plexus subscribe task lock.force_released\n  plexus subscribe --all")]
+    Subscribe {
+        /// Kinds: task, lock, thread, state, memory, webhook, or a full subtype (task.claim).
+        kinds: Vec<String>,
+        /// Every kind again.
+        #[arg(long, conflicts_with = "kinds")]
+        all: bool,
+    },
+    /// Your blocks, mutes and subscriptions.
+    Controls,
 }
 
 #[derive(Subcommand)]

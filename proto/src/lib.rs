@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod codes;
+pub mod controls;
 pub mod coord;
 pub mod envelope;
 pub mod limits;

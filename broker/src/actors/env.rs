@@ -35,6 +35,8 @@ pub trait SessionStore: Send + Sync {
     async fn pending_key_requests(&self, mesh_id: Uuid) -> Result<Vec<MemberRow>, StoreError>;
     /// Advance a session's stored watermark.
     async fn raise_watermark(&self, mesh_id: Uuid, session_id: Uuid, watermark: u64) -> Result<(), StoreError>;
+    /// A member's blocks, mutes and subscriptions.
+    async fn controls(&self, mesh_id: Uuid, member_id: Uuid) -> Result<plexus_proto::controls::Controls, StoreError>;
 }
 
 /// Where a session's delivery states go (batched, without waiting).
@@ -195,6 +197,11 @@ impl SessionStore for PgStore {
 
     async fn raise_watermark(&self, mesh_id: Uuid, session_id: Uuid, watermark: u64) -> Result<(), StoreError> {
         crate::store::log::raise_watermark(&self.pool, mesh_id, session_id, watermark).await
+    }
+
+    async fn controls(&self, mesh_id: Uuid, member_id: Uuid) -> Result<plexus_proto::controls::Controls, StoreError> {
+        let client = self.pool.get().await?;
+        crate::store::controls::get(&client, mesh_id, member_id).await
     }
 }
 

@@ -39,6 +39,10 @@ impl SessionStore for Store {
         Ok(Vec::new())
     }
 
+    async fn controls(&self, _: Uuid, _: Uuid) -> Result<plexus_proto::controls::Controls, StoreError> {
+        Ok(plexus_proto::controls::Controls::default())
+    }
+
     async fn member(&self, _: Uuid, _: Uuid) -> Result<Option<MemberRow>, StoreError> {
         Ok(None)
     }

@@ -306,6 +306,13 @@ fn on_event(state: &mut MeshState, event: MeshEvent) {
             }
         }
         MeshEvent::Room(session_id, event) => route_room(state, session_id, &event),
+        MeshEvent::MemberControls { member_id, controls } => {
+            for (addressing, actor) in state.sessions.values() {
+                if addressing.member_id == member_id {
+                    let _ = actor.cast(SessionMsg::Controls(controls.clone()));
+                }
+            }
+        }
         MeshEvent::MemberRemoved { member_id } => {
             tracing::info!(mesh_id = %state.mesh_id, %member_id, "closing sessions of removed member");
             for (addressing, actor) in state.sessions.values() {

@@ -71,6 +71,8 @@ pub enum SessionMsg {
     SetProfile(plexus_proto::ops::SetProfile, RpcReplyPort<()>),
     /// The member's groups changed (the router already readdressed this session).
     Groups(Vec<plexus_proto::types::GroupRole>),
+    /// The member's blocks, mutes or subscriptions changed.
+    Controls(plexus_proto::controls::Controls),
     /// Another session's presence changed.
     PeerEvent(Arc<PeerEvent>),
     /// A member waits for the mesh key.
@@ -129,6 +131,8 @@ pub struct SessionState {
     replaced: bool,
     /// The watermark last handed to the receipt writer.
     saved_watermark: u64,
+    /// The member's blocks, mutes and event subscriptions.
+    controls: plexus_proto::controls::Controls,
 }
 
 impl SessionState {
@@ -171,15 +175,32 @@ impl SessionState {
             return;
         }
         self.seen_through = self.seen_through.max(msg.seq);
-        let standing = match self.gate(msg.priority) {
-            Gate::Push => {
-                self.push_message(&msg);
-                Standing::Pushed
+        if self.controls.blocked.contains(&msg.sender_member) {
+            // Never surfaced; counted as handled, so the cursor moves past it and the sender
+            // sees nothing different from a delivery.
+            return;
+        }
+        let standing = if self.quiet(&msg) {
+            Standing::Inbox
+        } else {
+            match self.gate(msg.priority) {
+                Gate::Push => {
+                    self.push_message(&msg);
+                    Standing::Pushed
+                }
+                Gate::Hold => Standing::Held,
+                Gate::Inbox => Standing::Inbox,
             }
-            Gate::Hold => Standing::Held,
-            Gate::Inbox => Standing::Inbox,
         };
         self.pending.insert(msg.seq, (msg, standing));
+    }
+
+    /// Whether the member asked not to be pushed this: its sender is muted, or it is an event
+    /// of a kind the member is not subscribed to.
+    fn quiet(&self, msg: &Message) -> bool {
+        let unsubscribed = msg.sealing == plexus_proto::types::Sealing::Plain
+            && msg.subtype.as_deref().is_some_and(|s| !self.controls.wants_kind(s));
+        unsubscribed || self.controls.muted.contains(&msg.sender_member)
     }
 
     /// Priority gating; a pull-only session is never pushed to.
@@ -197,7 +218,9 @@ impl SessionState {
         let waiting: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, (m, s))| *s == Standing::Inbox && m.priority != plexus_proto::types::Priority::Low)
+            .filter(|(_, (m, s))| {
+                *s == Standing::Inbox && m.priority != plexus_proto::types::Priority::Low && !self.quiet(m)
+            })
             .map(|(k, _)| *k)
             .collect();
         for seq in waiting {
@@ -341,6 +364,7 @@ impl Actor for PresenceSession {
             holds_mesh_key: spec.holds_mesh_key,
             replaced: false,
             saved_watermark: spec.watermark,
+            controls: plexus_proto::controls::Controls::default(),
             router: args.router,
             env: args.env,
             spec,
@@ -422,6 +446,22 @@ impl Actor for PresenceSession {
             SessionMsg::Groups(groups) => {
                 state.profile.groups = groups;
                 state.announce(PeerChange::Updated).await;
+            }
+            SessionMsg::Controls(controls) => {
+                state.controls = controls;
+                // A block covers what is waiting too; an unmute lets it be pushed.
+                let blocked: Vec<u64> = state
+                    .pending
+                    .iter()
+                    .filter(|(_, (m, _))| state.controls.blocked.contains(&m.sender_member))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for seq in blocked {
+                    state.pending.remove(&seq);
+                }
+                if !state.replaying {
+                    state.regate_inbox();
+                }
             }
             SessionMsg::PeerEvent(ev) => {
                 if ev.peer.session_id != state.spec.session_id {
@@ -543,6 +583,12 @@ impl PresenceSession {
             visible: state.profile.visible,
             created_seq: state.spec.created_seq,
         };
+        match state.env.store.controls(state.spec.mesh_id, state.spec.member_id).await {
+            Ok(c) => state.controls = c,
+            Err(e) => {
+                tracing::warn!(session_id = %state.spec.session_id, error = %e, "controls unavailable; none applied");
+            }
+        }
         let batch = state.env.replay_batch.max(1);
         let mut after = state.spec.watermark;
         loop {

@@ -51,6 +51,13 @@ pub enum MeshEvent {
         /// Its groups now.
         groups: Vec<plexus_proto::types::GroupRole>,
     },
+    /// A member's blocks, mutes or subscriptions changed: its sessions apply them.
+    MemberControls {
+        /// The member.
+        member_id: Uuid,
+        /// Its controls now.
+        controls: plexus_proto::controls::Controls,
+    },
     /// A member was removed: close its sessions.
     MemberRemoved {
         /// The member.

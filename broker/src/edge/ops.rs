@@ -343,6 +343,10 @@ pub async fn inbox(broker: &Broker, a: &Authed, b: ops::Inbox) -> Result<ops::In
         .ok_or(OpError::NotFound("session"))?;
     let mut messages = store::log::unacked_for(&broker.pool, &who, watermark.max(0) as u64, b.limit + 1).await?;
     let more = messages.len() > b.limit as usize;
+    // What the member blocked is never shown (its present sessions count it as handled).
+    let client = broker.pool.get().await.map_err(StoreError::from)?;
+    let blocked = store::controls::get(&client, a.who.mesh_id, a.who.member_id).await?.blocked;
+    messages.retain(|m| !blocked.contains(&m.sender_member));
     messages.truncate(b.limit as usize);
     Ok(ops::InboxItems { messages, more })
 }
@@ -600,6 +604,53 @@ async fn remove_member(broker: &Broker, a: &Authed, member_id: uuid::Uuid) -> Re
     tracing::info!(mesh_id = %a.who.mesh_id, %member_id, by = %a.who.member_id, "member removed");
     broker.fanout.publish(a.who.mesh_id, MeshEvent::MemberRemoved { member_id });
     Ok(Done {})
+}
+
+/// `peer_control`: block or mute a member (or lift it); applied at once on every node.
+pub async fn peer_control(
+    broker: &Broker,
+    a: &Authed,
+    b: plexus_proto::controls::PeerControl,
+) -> Result<plexus_proto::controls::Controls, OpError> {
+    if b.member_id == a.who.member_id {
+        return Err(OpError::Invalid("member_id is yourself"));
+    }
+    meshes::member(&broker.pool, a.who.mesh_id, b.member_id).await?.ok_or(OpError::NotFound("member"))?;
+    let client = broker.pool.get().await.map_err(StoreError::from)?;
+    store::controls::set(&client, a.who.mesh_id, a.who.member_id, b.member_id, b.kind, b.on).await?;
+    publish_controls(broker, &client, a).await
+}
+
+/// `subscribe`: which event kinds are pushed to the caller's member.
+pub async fn subscribe(
+    broker: &Broker,
+    a: &Authed,
+    b: plexus_proto::controls::Subscribe,
+) -> Result<plexus_proto::controls::Controls, OpError> {
+    let client = broker.pool.get().await.map_err(StoreError::from)?;
+    store::controls::subscribe(&client, a.who.mesh_id, a.who.member_id, b.kinds.as_deref()).await?;
+    publish_controls(broker, &client, a).await
+}
+
+/// `controls`: the caller's member's controls.
+pub async fn controls(
+    broker: &Broker,
+    a: &Authed,
+    _: plexus_proto::controls::ControlsGet,
+) -> Result<plexus_proto::controls::Controls, OpError> {
+    let client = broker.pool.get().await.map_err(StoreError::from)?;
+    Ok(store::controls::get(&client, a.who.mesh_id, a.who.member_id).await?)
+}
+
+async fn publish_controls(
+    broker: &Broker,
+    client: &deadpool_postgres::Client,
+    a: &Authed,
+) -> Result<plexus_proto::controls::Controls, OpError> {
+    let controls = store::controls::get(client, a.who.mesh_id, a.who.member_id).await?;
+    let event = MeshEvent::MemberControls { member_id: a.who.member_id, controls: controls.clone() };
+    broker.fanout.publish(a.who.mesh_id, event);
+    Ok(controls)
 }
 
 /// The caller as the actor of an audited action.

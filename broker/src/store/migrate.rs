@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "rooms", include_str!("../../../migrations/0008_rooms.sql")),
     (9, "audit", include_str!("../../../migrations/0009_audit.sql")),
     (10, "webhooks", include_str!("../../../migrations/0010_webhooks.sql")),
+    (11, "controls", include_str!("../../../migrations/0011_controls.sql")),
 ];
 
 /// Advisory-lock key for migrations ("plexus" in ASCII).

@@ -5,6 +5,7 @@
 //! - [`meshes`] — meshes, members, invites, sessions, hello nonces.
 //! - [`log`] — the event log: the group-committing writer, replay and inbox queries.
 //! - [`audit`] — the audit log: one hash chain per mesh, retention behind a checkpoint.
+//! - [`controls`] — per-peer controls: blocks, mutes, event subscriptions.
 //! - [`coord`] — coordination rows: state, tasks, threads, memories, search.
 //! - [`locks`] — held locks and the lock wait queue.
 //! - [`reminders`] — scheduled reminders, claiming and the firing compare-and-set.
@@ -14,6 +15,7 @@
 //! - [`webhooks`] — registered webhooks and the signatures already accepted.
 
 pub mod audit;
+pub mod controls;
 pub mod coord;
 pub mod links;
 pub mod locks;

@@ -455,3 +455,63 @@ pub(crate) async fn link(ctx: &Ctx, typed: &str, yes: bool) -> Result<()> {
     });
     Ok(())
 }
+
+fn controls_text(c: &plexus_proto::controls::Controls, all: &[plexus_proto::types::MemberInfo]) -> Value {
+    let name =
+        |id: &Uuid| all.iter().find(|m| m.member_id == *id).map_or_else(|| id.to_string(), |m| m.display_name.clone());
+    json!({
+        "blocked": c.blocked.iter().map(name).collect::<Vec<_>>(),
+        "muted": c.muted.iter().map(name).collect::<Vec<_>>(),
+        "kinds": c.kinds,
+    })
+}
+
+fn show(ctx: &Ctx, v: &Value) {
+    ctx.emit(v.clone(), || {
+        let list = |k: &str| {
+            let names: Vec<&str> = v[k].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            if names.is_empty() {
+                "nobody".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        let kinds = match v["kinds"].as_array() {
+            Some(k) => k.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "),
+            None => "all".into(),
+        };
+        format!("blocked: {}\nmuted: {}\nevents pushed: {kinds}", list("blocked"), list("muted"))
+    });
+}
+
+/// `plexus block|mute NAME [--off]`.
+pub(crate) async fn control(ctx: &Ctx, who: &str, kind: plexus_proto::controls::ControlKind, on: bool) -> Result<()> {
+    let (session, conn) = ctx.control().await?;
+    let p = session.profile().await;
+    let all = crate::ctx::members(&conn).await?;
+    let m = find_member(&all, who, p.member_id)?;
+    let c = conn.call(&plexus_proto::controls::PeerControl { member_id: m.member_id, kind, on }).await?;
+    session.close().await;
+    show(ctx, &controls_text(&c, &all));
+    Ok(())
+}
+
+/// `plexus subscribe KINDS… | --all`.
+pub(crate) async fn subscribe(ctx: &Ctx, kinds: Option<Vec<String>>) -> Result<()> {
+    let (session, conn) = ctx.control().await?;
+    let all = crate::ctx::members(&conn).await?;
+    let c = conn.call(&plexus_proto::controls::Subscribe { kinds }).await?;
+    session.close().await;
+    show(ctx, &controls_text(&c, &all));
+    Ok(())
+}
+
+/// `plexus controls`.
+pub(crate) async fn show_controls(ctx: &Ctx) -> Result<()> {
+    let (session, conn) = ctx.control().await?;
+    let all = crate::ctx::members(&conn).await?;
+    let c = conn.call(&plexus_proto::controls::ControlsGet {}).await?;
+    session.close().await;
+    show(ctx, &controls_text(&c, &all));
+    Ok(())
+}

@@ -19,6 +19,7 @@ pub(crate) mod webhooks;
 
 use anyhow::Result;
 use clap::CommandFactory;
+use plexus_proto::controls::ControlKind;
 
 use self::coord::CoordCmd;
 use crate::{
@@ -104,6 +105,10 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Guard(cmd) => rooms::guard(&ctx, cmd).await,
         Command::Audit(cmd) => audit::audit(&ctx, cmd).await,
         Command::Webhook(cmd) => webhooks::webhook(&ctx, cmd).await,
+        Command::Block { member, off } => mesh::control(&ctx, &member, ControlKind::Block, !off).await,
+        Command::Mute { member, off } => mesh::control(&ctx, &member, ControlKind::Mute, !off).await,
+        Command::Subscribe { kinds, all } => mesh::subscribe(&ctx, if all { None } else { Some(kinds) }).await,
+        Command::Controls => mesh::show_controls(&ctx).await,
         Command::State(cmd) => coord::run(&ctx, CoordCmd::State(cmd)).await,
         Command::Task(cmd) => coord::run(&ctx, CoordCmd::Task(cmd)).await,
         Command::Lock(cmd) => coord::run(&ctx, CoordCmd::Lock(cmd)).await,
