@@ -190,6 +190,10 @@ pub struct CoordinationConfig {
     pub reminder_horizon_secs: u64,
     /// Most reminders claimed per query.
     pub reminder_claim_batch: u32,
+    /// Most shared state keys one mesh may hold.
+    pub max_state_keys: u64,
+    /// Most memories one mesh may hold.
+    pub max_memories: u64,
 }
 
 /// Session rooms.

@@ -79,6 +79,14 @@ pub enum OpError {
     /// Something internal went away (actor stopped, channel closed).
     #[error("internal: {0}")]
     Internal(&'static str),
+    /// Over a per-mesh quota.
+    #[error("the mesh holds its quota of {max} {what}; delete some first")]
+    QuotaExceeded {
+        /// What.
+        what: &'static str,
+        /// The quota.
+        max: u64,
+    },
     /// Over a send rate.
     #[error("{scope} send rate exceeded; retry in {retry_after_ms} ms")]
     RateLimited {
@@ -115,6 +123,7 @@ impl OpError {
             OpError::Store(_) => ErrorCode::Internal,
             OpError::Internal(_) => ErrorCode::Internal,
             OpError::RateLimited { .. } => ErrorCode::RateLimited,
+            OpError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         }
     }
 }

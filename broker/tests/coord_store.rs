@@ -31,6 +31,8 @@ fn config(lock_grace_secs: u64) -> CoordinationConfig {
         reminder_claim_interval_ms: 1000,
         reminder_horizon_secs: 60,
         reminder_claim_batch: 100,
+        max_state_keys: 10_000,
+        max_memories: 10_000,
     }
 }
 

@@ -116,3 +116,34 @@ async fn a_flood_from_two_nodes_is_refused_with_retry_hints_and_stores_nothing_r
         + &plexus_e2e::http_get(nodes[1].port, "/metrics").expect("metrics").1;
     assert!(metrics.contains("plexus_rate_limited_total{scope=\"member\"}"), "no metric for limited sends");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_mesh_quotas_refuse_new_state_and_memories_and_write_nothing() {
+    let db = TestDb::create().await;
+    let quotas = [("PLEXUS_COORDINATION__MAX_STATE_KEYS", "3"), ("PLEXUS_COORDINATION__MAX_MEMORIES", "2")];
+    let node = Broker::start_with(&db, &quotas).await;
+    let mesh = Mesh::create(&node, &["ana"]).await;
+    let ana = &mesh.peers[0];
+    for k in ["a", "b", "c"] {
+        ana.json(&["state", "set", k, "1"]);
+    }
+    let over = ana.run(&["--json", "state", "set", "d", "1"]);
+    assert!(!over.status.success());
+    let err: serde_json::Value = serde_json::from_slice(&over.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "quota_exceeded", "{err}");
+    // Existing keys still change; deleting one makes room.
+    ana.json(&["state", "set", "a", "2"]);
+    ana.json(&["state", "delete", "b"]);
+    ana.json(&["state", "set", "d", "1"]);
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM state_entries").await, 3);
+
+    ana.json(&["remember", "one"]);
+    ana.json(&["remember", "two"]);
+    assert!(!ana.run(&["remember", "three"]).status.success());
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM memories").await, 2);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM events WHERE subtype = 'memory.remembered'").await,
+        2,
+        "no event for a refused write"
+    );
+}

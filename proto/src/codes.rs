@@ -54,6 +54,8 @@ pub enum ErrorCode {
     Unavailable,
     /// Over a send rate; retry after the error's `retry_after_ms`. Nothing was applied.
     RateLimited,
+    /// Over a per-mesh storage quota; nothing was applied. Delete something first.
+    QuotaExceeded,
     /// A code this build does not know (sent by a newer peer).
     Unknown(u16),
 }
@@ -84,6 +86,7 @@ impl From<ErrorCode> for u16 {
             ErrorCode::Internal => 30,
             ErrorCode::Unavailable => 31,
             ErrorCode::RateLimited => 32,
+            ErrorCode::QuotaExceeded => 33,
             ErrorCode::Unknown(n) => n,
         }
     }
@@ -115,6 +118,7 @@ impl From<u16> for ErrorCode {
             30 => ErrorCode::Internal,
             31 => ErrorCode::Unavailable,
             32 => ErrorCode::RateLimited,
+            33 => ErrorCode::QuotaExceeded,
             other => ErrorCode::Unknown(other),
         }
     }

@@ -19,6 +19,10 @@ use crate::{
 pub async fn remember(coord: &Coord, a: &Caller, b: c::Remember) -> Result<c::Memory, OpError> {
     let mut client = coord.pool.get().await.map_err(store::StoreError::from)?;
     let tx = client.transaction().await.map_err(store::StoreError::from)?;
+    let max = coord.cfg.max_memories;
+    if db::mesh_rows(&tx, a.mesh_id, db::QuotaTable::Memories).await? >= max {
+        return Err(OpError::QuotaExceeded { what: "memories", max });
+    }
     let memory = db::memory_insert(&tx, a.mesh_id, &b.body, &b.tags, (a.member_id, &a.name)).await?;
     let event = CoordEvent {
         summary: format!("{} remembered #{}: {}", a.name, memory.number, excerpt(&memory.body)),

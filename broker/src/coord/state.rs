@@ -33,6 +33,13 @@ pub async fn state_set(coord: &Coord, a: &Caller, b: c::StateSet) -> Result<c::S
     let mut client = coord.pool.get().await.map_err(store::StoreError::from)?;
     let tx = client.transaction().await.map_err(store::StoreError::from)?;
     let current = db::state_lock(&tx, a.mesh_id, &b.key).await?;
+    if current.is_none() {
+        // Only a new key counts against the quota: updates and deletes always work.
+        let max = coord.cfg.max_state_keys;
+        if db::mesh_rows(&tx, a.mesh_id, db::QuotaTable::State).await? >= max {
+            return Err(OpError::QuotaExceeded { what: "state keys", max });
+        }
+    }
     let entry = match (&current, b.expect_version) {
         (Some(cur), Some(want)) if cur.version != want => {
             return Err(version_conflict(&b.key, want, Some(cur.version)))

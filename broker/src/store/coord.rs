@@ -15,6 +15,24 @@ use uuid::Uuid;
 
 use super::{millis, priority_from_i16, priority_to_i16, StoreError};
 
+/// How many rows of `table` (`state_entries` or `memories`) the mesh holds.
+pub async fn mesh_rows(db: &impl GenericClient, mesh_id: Uuid, table: QuotaTable) -> Result<u64, StoreError> {
+    let sql = match table {
+        QuotaTable::State => "SELECT count(*) FROM state_entries WHERE mesh_id = $1",
+        QuotaTable::Memories => "SELECT count(*) FROM memories WHERE mesh_id = $1",
+    };
+    Ok(db.query_one(sql, &[&mesh_id]).await?.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Tables with a per-mesh quota.
+#[derive(Debug, Clone, Copy)]
+pub enum QuotaTable {
+    /// Shared state keys.
+    State,
+    /// Memories.
+    Memories,
+}
+
 /// Next number of a per-mesh counter (`task`, `thread`, `memory`).
 pub async fn next_number(tx: &Transaction<'_>, mesh_id: Uuid, counter: &str) -> Result<u64, StoreError> {
     let row = tx
