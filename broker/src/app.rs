@@ -184,6 +184,7 @@ impl Broker {
         spawn_housekeeping(broker.clone());
         crate::coord::locks::spawn_sweeper(coord);
         spawn_room_sweeper(broker.clone());
+        crate::webhooks_out::spawn(broker.clone());
         let (scheduler, _) = Actor::spawn(None, ReminderScheduler, reminder_env).await?;
         let _ = broker.reminders.set(scheduler);
         match cluster {

@@ -48,6 +48,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Send rate limits.
     pub limits: LimitsConfig,
+    /// Webhooks out.
+    pub webhooks: WebhooksConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -220,6 +222,14 @@ pub struct LimitsConfig {
     pub member_sends_per_sec: f64,
     /// …and how many at once.
     pub member_burst: u32,
+}
+
+/// Webhooks out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Consecutive failed deliveries before a subscription is disabled.
+    pub max_failures: u32,
 }
 
 /// The audit log.

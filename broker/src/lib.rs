@@ -12,6 +12,7 @@
 //! - [`coord`] — coordination policy: task workflow steps, thread hand-offs (pure).
 //! - [`rooms`] — session rooms: streams, viewers, the wheel, prompts, permission requests.
 //! - [`status`] — the status engine (pure).
+//! - [`webhooks_out`] — delivering coordination events to subscribed URLs, one node at a time.
 //! - [`routing`] — target matching and priority gating (pure).
 //! - [`limits`] — send rate limits (GCRA per session here, per member shared through Redis).
 //! - [`metrics`] — Prometheus metrics.
@@ -32,3 +33,4 @@ pub mod rooms;
 pub mod routing;
 pub mod status;
 pub mod store;
+pub mod webhooks_out;

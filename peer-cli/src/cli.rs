@@ -281,8 +281,25 @@ pub(crate) enum WebhookCmd {
         #[arg(long, default_value = "next")]
         priority: String,
     },
-    /// The mesh's webhooks (never their secrets).
+    /// The mesh's webhooks in and out (never their secrets).
     List,
+    /// Deliver the mesh's coordination events of some kinds to a URL (signed like webhooks in,
+    /// retried, at least once; the event id is the idempotency key). Prints the secret once.
+    #[command(
+        after_help = "Example:\n  plexus webhook subscribe https://ci.example.com/plexus --kinds task,lock.force_released"
+    )]
+    Subscribe {
+        /// http:// or https:// URL.
+        url: String,
+        /// Event kinds, comma-separated (task, lock, thread, state, memory, webhook, or a subtype).
+        #[arg(long, value_delimiter = ',', required = true)]
+        kinds: Vec<String>,
+    },
+    /// End an outbound subscription.
+    Unsubscribe {
+        /// Subscription id.
+        id: uuid::Uuid,
+    },
     /// Remove one: its URL stops accepting at once.
     Remove {
         /// Webhook id.

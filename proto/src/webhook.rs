@@ -110,3 +110,90 @@ impl Op for WebhookDelete {
     const NAME: &'static str = "webhook_delete";
     type Reply = Done;
 }
+
+/// Subscribe a URL to kinds of coordination events (admins): each is `POST`ed, signed like
+/// webhooks in, with the event's id in [`IDEMPOTENCY_HEADER`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSubscribe {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Event kinds (`task`, `lock`, `state.set`, `webhook`, …; a kind covers its subtypes).
+    pub kinds: Vec<String>,
+}
+
+/// Reply to [`WebhookSubscribe`]: the signing secret, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSubscribed {
+    /// Subscription id.
+    pub id: Uuid,
+    /// HMAC key, hex.
+    pub secret: String,
+}
+
+impl Op for WebhookSubscribe {
+    const NAME: &'static str = "webhook_subscribe";
+    type Reply = WebhookSubscribed;
+    fn validate(&self) -> Result<(), ProtoError> {
+        if self.url.len() > 2048 || !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(ProtoError::Invalid { field: "url", reason: "an http:// or https:// URL of at most 2 KiB" });
+        }
+        let ok = |k: &String| {
+            !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
+        };
+        if self.kinds.is_empty() || self.kinds.len() > 32 || !self.kinds.iter().all(ok) {
+            return Err(ProtoError::Invalid {
+                field: "kinds",
+                reason: "1–32 lowercase kinds like task or lock.acquired",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Header carrying the event's id: the same on every retry of one event.
+pub const IDEMPOTENCY_HEADER: &str = "x-plexus-idempotency-key";
+
+/// An outbound subscription as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    /// Id.
+    pub id: Uuid,
+    /// URL.
+    pub url: String,
+    /// Kinds.
+    pub kinds: Vec<String>,
+    /// Events up to this sequence are delivered.
+    pub cursor_seq: u64,
+    /// Consecutive failed attempts.
+    pub failures: u32,
+    /// Disabled after too many consecutive failures.
+    pub disabled: bool,
+}
+
+/// The mesh's outbound subscriptions (admins).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSubscriptions {}
+
+/// Reply to [`WebhookSubscriptions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscriptions {
+    /// Subscriptions, oldest first.
+    pub subscriptions: Vec<SubscriptionInfo>,
+}
+
+impl Op for WebhookSubscriptions {
+    const NAME: &'static str = "webhook_subscriptions";
+    type Reply = Subscriptions;
+}
+
+/// End an outbound subscription (admins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookUnsubscribe {
+    /// Subscription id.
+    pub id: Uuid,
+}
+
+impl Op for WebhookUnsubscribe {
+    const NAME: &'static str = "webhook_unsubscribe";
+    type Reply = Done;
+}

@@ -197,6 +197,9 @@ registry! {
     admin plexus_proto::webhook::WebhookCreate => super::webhooks::webhook_create,
     admin plexus_proto::webhook::WebhookList => super::webhooks::webhook_list,
     admin plexus_proto::webhook::WebhookDelete => super::webhooks::webhook_delete,
+    admin plexus_proto::webhook::WebhookSubscribe => super::webhooks::webhook_subscribe,
+    admin plexus_proto::webhook::WebhookSubscriptions => super::webhooks::webhook_subscriptions,
+    admin plexus_proto::webhook::WebhookUnsubscribe => super::webhooks::webhook_unsubscribe,
 }
 
 /// The static name of a known op (a metrics label), or `"unknown"`.

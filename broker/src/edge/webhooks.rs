@@ -51,6 +51,50 @@ pub async fn webhook_delete(broker: &Broker, a: &Authed, b: WebhookDelete) -> Re
     Ok(Done {})
 }
 
+/// `webhook_subscribe` (admins): deliver the mesh's events of `kinds` to a URL.
+pub async fn webhook_subscribe(
+    broker: &Broker,
+    a: &Authed,
+    b: wh::WebhookSubscribe,
+) -> Result<wh::WebhookSubscribed, OpError> {
+    let (id, mut secret) = (Uuid::new_v4(), [0u8; 32]);
+    plexus_crypto::random_bytes(&mut secret);
+    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    db::subscribe(&tx, a.who.mesh_id, id, &b.url, &secret, &b.kinds, a.who.member_id).await?;
+    let detail = serde_json::json!({ "url": b.url, "kinds": b.kinds });
+    audit::append(&tx, a.who.mesh_id, actor(a), "webhook.subscribed", &id.to_string(), detail).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(wh::WebhookSubscribed { id, secret: plexus_crypto::hex(&secret) })
+}
+
+/// `webhook_subscriptions` (admins).
+pub async fn webhook_subscriptions(
+    broker: &Broker,
+    a: &Authed,
+    _: wh::WebhookSubscriptions,
+) -> Result<wh::Subscriptions, OpError> {
+    Ok(wh::Subscriptions { subscriptions: db::subscriptions(&broker.pool, a.who.mesh_id).await? })
+}
+
+/// `webhook_unsubscribe` (admins).
+pub async fn webhook_unsubscribe(broker: &Broker, a: &Authed, b: wh::WebhookUnsubscribe) -> Result<Done, OpError> {
+    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    let url = db::unsubscribe(&tx, a.who.mesh_id, b.id).await?.ok_or(OpError::NotFound("webhook subscription"))?;
+    audit::append(
+        &tx,
+        a.who.mesh_id,
+        actor(a),
+        "webhook.unsubscribed",
+        &b.id.to_string(),
+        serde_json::json!({ "url": url }),
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(Done {})
+}
+
 fn refuse(status: actix_web::http::StatusCode, why: &str) -> HttpResponse {
     crate::metrics::webhooks().with_label_values(&[status.as_str()]).inc();
     HttpResponse::build(status).content_type("text/plain").body(format!("{why}\n"))

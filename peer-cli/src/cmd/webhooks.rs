@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use plexus_client::address::{resolve, Recipient};
 use plexus_proto::{
     types::Target,
-    webhook::{WebhookCreate, WebhookDelete, WebhookList},
+    webhook::{WebhookCreate, WebhookDelete, WebhookList, WebhookSubscribe, WebhookSubscriptions, WebhookUnsubscribe},
 };
 use serde_json::json;
 
@@ -41,17 +41,41 @@ pub(crate) async fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
         }
         WebhookCmd::List => {
             let hooks = conn.call(&WebhookList {}).await?.hooks;
+            let subs = conn.call(&WebhookSubscriptions {}).await?.subscriptions;
             session.close().await;
-            ctx.emit(json!({ "webhooks": hooks }), || {
-                if hooks.is_empty() {
-                    return "no webhooks".into();
-                }
-                hooks
+            ctx.emit(json!({ "webhooks": hooks, "subscriptions": subs }), || {
+                let mut lines: Vec<String> = hooks
                     .iter()
-                    .map(|h| format!("{}  {}  → {:?} ({})", h.id, h.name, h.target, h.priority.as_str()))
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                    .map(|h| format!("in   {}  {}  → {:?} ({})", h.id, h.name, h.target, h.priority.as_str()))
+                    .collect();
+                lines.extend(subs.iter().map(|s| {
+                    let state = if s.disabled {
+                        " DISABLED".to_owned()
+                    } else if s.failures > 0 {
+                        format!(" failing ({})", s.failures)
+                    } else {
+                        String::new()
+                    };
+                    format!("out  {}  {}  [{}] through #{}{state}", s.id, s.url, s.kinds.join(","), s.cursor_seq)
+                }));
+                if lines.is_empty() {
+                    "no webhooks".into()
+                } else {
+                    lines.join("\n")
+                }
             });
+        }
+        WebhookCmd::Subscribe { url, kinds } => {
+            let sub = conn.call(&WebhookSubscribe { url: url.clone(), kinds }).await?;
+            session.close().await;
+            ctx.emit(json!({ "id": sub.id, "secret": sub.secret }), || {
+                format!("subscription {}\nPOSTs to {url}\nsecret (shown once): {}", sub.id, sub.secret)
+            });
+        }
+        WebhookCmd::Unsubscribe { id } => {
+            conn.call(&WebhookUnsubscribe { id }).await?;
+            session.close().await;
+            ctx.emit(json!({ "removed": id }), || format!("removed subscription {id}"));
         }
         WebhookCmd::Remove { id } => {
             conn.call(&WebhookDelete { id }).await?;
