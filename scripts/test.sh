@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/plexus/target}
+# A fresh clone gains nothing from incremental caches, which grow by gigabytes per run.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export PLEXUS_STATE=${PLEXUS_STATE:-$HOME/.cache/plexus}
 export PLEXUS_PG_PORT=${PLEXUS_PG_PORT:-55432}
 export PLEXUS_REDIS_PORT=${PLEXUS_REDIS_PORT:-56379}
