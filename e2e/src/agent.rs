@@ -20,36 +20,46 @@ const T: Duration = Duration::from_secs(30);
 pub struct Agent {
     child: Child,
     stdin: ChildStdin,
-    lines: Arc<Mutex<Vec<Value>>>,
+    lines: Lines,
     /// The transcript file its hooks name.
     pub transcript: PathBuf,
     /// Its working directory, a repository (`.git` inside).
     pub repo: PathBuf,
 }
 
+/// The lines an MCP client process prints, parsed as JSON, collected as they come.
+pub type Lines = Arc<Mutex<Vec<Value>>>;
+
+/// Start `e2e/mcp/client.py` with `args` and extra environment; its stdin, and its JSON lines.
+pub fn spawn_client(args: &[&str], env: &[(&str, &str)]) -> (Child, ChildStdin, Lines) {
+    let mut child = Command::new(mcp_python())
+        .arg(mcp_client_script())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the MCP client");
+    let stdout = child.stdout.take().expect("stdout");
+    let stdin = child.stdin.take().expect("stdin");
+    let lines: Lines = Arc::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(v);
+            }
+        }
+    });
+    (child, stdin, lines)
+}
+
 impl Agent {
     /// Start it for `peer`, with extra environment.
     pub fn start(peer: &Peer, env: &[(&str, &str)]) -> Agent {
-        let mut child = Command::new(mcp_python())
-            .arg(mcp_client_script())
-            .args(["listen", bin("plexus").to_str().unwrap(), peer.home.to_str().unwrap(), "room-agent"])
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the MCP client");
-        let stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
+        let home = peer.home.to_str().unwrap();
+        let (child, stdin, lines) = spawn_client(&["listen", bin("plexus").to_str().unwrap(), home, "room-agent"], env);
         let repo = peer.home.join("repo");
         std::fs::create_dir_all(repo.join(".git")).unwrap();
         std::fs::create_dir_all(repo.join("src")).unwrap();

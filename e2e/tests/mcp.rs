@@ -4,13 +4,15 @@
 //! release held messages.
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    process::{Child, ChildStdin, Command, Stdio},
-    sync::{Arc, Mutex},
+    io::Write,
+    process::{Child, ChildStdin, Command},
     time::Duration,
 };
 
-use plexus_e2e::{bin, mcp_client_script, mcp_python, wait_until, Broker, Mesh, Peer, TestDb};
+use plexus_e2e::{
+    agent::{spawn_client, Lines},
+    bin, mcp_client_script, mcp_python, wait_until, Broker, Mesh, Peer, TestDb,
+};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -19,7 +21,7 @@ const T: Duration = Duration::from_secs(30);
 struct Listener {
     child: Child,
     stdin: ChildStdin,
-    lines: Arc<Mutex<Vec<Value>>>,
+    lines: Lines,
 }
 
 impl Listener {
@@ -43,26 +45,7 @@ impl Listener {
     }
 
     fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Listener {
-        let mut child = Command::new(mcp_python())
-            .arg(mcp_client_script())
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the MCP client");
-        let stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
+        let (child, stdin, lines) = spawn_client(args, env);
         Listener { child, stdin, lines }
     }
 

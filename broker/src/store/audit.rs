@@ -109,8 +109,13 @@ pub async fn list(pool: &Pool, mesh_id: Uuid, q: &AuditList) -> Result<AuditEntr
 /// Delete entries older than `max_age`, moving each chain's checkpoint to the last deleted
 /// entry (so verification still starts from a known hash). Returns how many chains moved.
 pub async fn apply_retention(pool: &Pool, max_age: Duration) -> Result<u64, StoreError> {
+    prune_before(pool, crate::clock::now_ms().saturating_sub(max_age.as_millis() as u64)).await
+}
+
+/// Delete entries written before `cutoff_ms` behind a checkpoint (see [`apply_retention`]).
+pub async fn prune_before(pool: &Pool, cutoff_ms: u64) -> Result<u64, StoreError> {
     let mut client = pool.get().await?;
-    let cutoff = crate::clock::now_ms().saturating_sub(max_age.as_millis() as u64) as i64;
+    let cutoff = cutoff_ms as i64;
     let tx = client.transaction().await?;
     let rows = tx
         .query(
