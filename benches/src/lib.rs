@@ -36,6 +36,8 @@ pub fn member_profile(mesh_id: Uuid, member_id: Uuid, key: &SigningKey, brokers:
         session_id: Uuid::new_v4(),
         session_secret: hex(session.secret_bytes()),
         mesh_key: None,
+        key_epoch: 0,
+        retired_mesh_keys: Default::default(),
         claim_secret: None,
         key_commitment: None,
     })

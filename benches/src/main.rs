@@ -186,7 +186,8 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut senders = Vec::new();
-    let mesh_key = plexus_crypto::generate_mesh_key();
+    let mesh_key =
+        plexus_client::keys::Keyring::new(0, plexus_crypto::generate_mesh_key().to_vec(), Default::default());
     let senders_n = if group_mode { 1 } else { peers.len() };
     let per_message_deliveries = if group_mode { peers.len() as u64 - 1 } else { 1 };
     for i in 0..senders_n {

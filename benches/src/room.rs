@@ -144,7 +144,7 @@ async fn stream_part(args: &Args, peers: &[Peer], a: &str, b: &str) -> Result<Va
                 seq += 1;
                 let body =
                     serde_json::to_vec(&EntryBody { text: Some(format!("entry {seq}")), ..EntryBody::default() })?;
-                let (nonce, ciphertext) = plexus_crypto::seal_with_mesh_key(&key, &body)?;
+                let (nonce, ciphertext) = plexus_crypto::seal_with_mesh_key(&key, 0, &body)?;
                 let entry = EntryIn {
                     seq,
                     kind: EntryKind::ToolResult,

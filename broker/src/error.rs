@@ -87,6 +87,14 @@ pub enum OpError {
         /// The quota.
         max: u64,
     },
+    /// A mesh-key body sealed under a key that is no longer current.
+    #[error("{}", stale_key_message(*epoch, *rotation_due))]
+    StaleKey {
+        /// The mesh's current key epoch.
+        epoch: u32,
+        /// A rotation is due (a member went).
+        rotation_due: bool,
+    },
     /// Over a send rate.
     #[error("{scope} send rate exceeded; retry in {retry_after_ms} ms")]
     RateLimited {
@@ -95,6 +103,14 @@ pub enum OpError {
         /// When it would fit.
         retry_after_ms: u64,
     },
+}
+
+fn stale_key_message(epoch: u32, rotation_due: bool) -> String {
+    if rotation_due {
+        format!("a member left: the mesh key (epoch {epoch}) must be rotated before anything new is sealed with it")
+    } else {
+        format!("sealed with a retired mesh key; the current epoch is {epoch}: fetch it with mesh_keys and resend")
+    }
 }
 
 impl OpError {
@@ -124,6 +140,7 @@ impl OpError {
             OpError::Internal(_) => ErrorCode::Internal,
             OpError::RateLimited { .. } => ErrorCode::RateLimited,
             OpError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            OpError::StaleKey { .. } => ErrorCode::StaleKey,
         }
     }
 }

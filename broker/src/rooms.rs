@@ -329,10 +329,12 @@ pub async fn session_prompt(broker: &Broker, a: &Authed, b: SessionPrompt) -> Re
         sealing: Sealing::BoxSession,
         nonce: b.nonce,
         ciphertext: b.ciphertext,
+        key_epoch: None,
     };
     broker.log.append(msg).await.map_err(|e| match e {
         store::log::AppendError::Store(_) => OpError::Internal("log write failed; resend with the same id"),
         store::log::AppendError::Stopped => OpError::Internal("log writer stopped"),
+        store::log::AppendError::StaleKey(k) => OpError::StaleKey { epoch: k.epoch, rotation_due: k.rotation_due },
     })
 }
 

@@ -28,6 +28,7 @@ fn msg(mesh_id: Uuid, member: Uuid, id: Uuid) -> NewMessage {
         sealing: Sealing::MeshKey,
         nonce: vec![0; 24],
         ciphertext: vec![1; 32],
+        key_epoch: None,
     }
 }
 

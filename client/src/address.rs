@@ -121,7 +121,7 @@ pub fn seal(
     let session = profile.session_key().map_err(ClientError::Keys)?;
     let mesh_key = || {
         profile
-            .mesh_key()
+            .keyring()
             .ok_or_else(|| ClientError::Keys("no mesh key yet: a member holding it must be online once".into()))
     };
     let (target, (sealing, nonce, ciphertext)) = match to {
@@ -140,21 +140,40 @@ pub fn seal(
     Ok((target, sealing, nonce, ciphertext))
 }
 
-/// Seal `text` for `to` and send it with id `id` (resending an id is a no-op).
+/// Seal `text` for `to` and send it with id `id` (resending an id is a no-op). A group or
+/// broadcast body refused as sealed with a stale mesh key is sealed again once this member's
+/// keys are current (taking a rotated key, or rotating when a member left), then resent.
 pub async fn send_text(
     conn: &Connection,
-    profile: &Profile,
+    home: &std::path::Path,
+    profile: &mut Profile,
     to: &Recipient,
     text: &str,
     priority: Priority,
     id: Uuid,
 ) -> Result<ops::Sent, ClientError> {
-    let (target, sealing, nonce, ciphertext) = seal(profile, to, text.as_bytes())?;
     let reply_to = match to {
         Recipient::Reply(r) => Some(r.message),
         _ => None,
     };
-    conn.call(&ops::Send { id, target, priority, reply_to, subtype: None, sealing, nonce, ciphertext }).await
+    let mut tries = 0;
+    loop {
+        let (target, sealing, nonce, ciphertext) = seal(profile, to, text.as_bytes())?;
+        let send = ops::Send { id, target, priority, reply_to, subtype: None, sealing, nonce, ciphertext };
+        match conn.call(&send).await {
+            Err(e) if e.code() == Some(plexus_proto::ErrorCode::StaleKey) && tries < 2 => {
+                tries += 1;
+                let (epoch, due) = crate::keys::catch_up(home, profile, conn).await?;
+                if due || profile.keyring().map(|r| r.epoch()) != Some(epoch) {
+                    return Err(ClientError::Keys(format!(
+                        "the mesh key must be rotated (a member left) and this member does not hold the current \
+                         key (epoch {epoch}); a member who does must send or run `plexus key rotate` first"
+                    )));
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

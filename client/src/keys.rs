@@ -1,18 +1,73 @@
-//! The mesh key on the client: handing it to joiners (sealed to their claim key), and taking a
-//! grant — only when it matches the owner's signed commitment; a forgery is refused, which
-//! bars its granter and asks the other key holders again. The key is the member's, so an
-//! adopted key is saved to the profile on disk for every session of this member here.
+//! The mesh keys on the client: handing the key to joiners (sealed to their claim key), taking
+//! a grant — only when it matches the owner's signed commitment; a forgery is refused, which
+//! bars its granter and asks the other key holders again — and key epochs: rotating to a new
+//! key when a member goes, and taking rotated keys only when their signed commitment checks
+//! out. Keys are the member's, so every adopted key is saved to the profile on disk for every
+//! session of this member here; old keys are kept to read history.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use plexus_crypto as crypto;
-use plexus_proto::{ops, push::KeyRequest};
+use plexus_proto::{
+    keys::{EpochKey, KeyRotate, MeshKeyList, MeshKeys, SealedEpochKey, SealedMemberKey},
+    ops,
+    push::KeyRequest,
+    signing, ErrorCode,
+};
 use uuid::Uuid;
 
 use crate::{
     connection::{ClientError, Connection},
     profile::{KeyOutcome, Profile},
 };
+
+/// Every mesh key a member holds: the current one (which seals) and retired ones (which still
+/// open what was sealed with them). A mesh-key nonce names its epoch.
+#[derive(Clone)]
+pub struct Keyring {
+    epoch: u32,
+    current: Vec<u8>,
+    retired: BTreeMap<u32, Vec<u8>>,
+}
+
+impl Keyring {
+    /// A ring with `current` at `epoch`.
+    pub fn new(epoch: u32, current: Vec<u8>, retired: BTreeMap<u32, Vec<u8>>) -> Keyring {
+        Keyring { epoch, current, retired }
+    }
+
+    /// The current key's epoch.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The key of `epoch`, if held.
+    pub fn key(&self, epoch: u32) -> Option<&[u8]> {
+        if epoch == self.epoch {
+            Some(&self.current)
+        } else {
+            self.retired.get(&epoch).map(Vec::as_slice)
+        }
+    }
+
+    /// Seal with the current key; returns (nonce, ciphertext).
+    pub fn seal(&self, plaintext: &[u8]) -> Result<([u8; 24], Vec<u8>), crypto::CryptoError> {
+        crypto::seal_with_mesh_key(&self.current, self.epoch, plaintext)
+    }
+
+    /// Open with the key the nonce names.
+    pub fn open(&self, nonce: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, crypto::CryptoError> {
+        let key = self.key(crypto::mesh_key_epoch(nonce)).ok_or(crypto::CryptoError::OpenFailed)?;
+        crypto::open_with_mesh_key(key, nonce, ciphertext)
+    }
+}
+
+/// Copy the mesh keys of `from` into `to` (a session's in-memory profile from the one on disk).
+fn copy_keys(from: &Profile, to: &mut Profile) {
+    to.mesh_key.clone_from(&from.mesh_key);
+    to.key_epoch = from.key_epoch;
+    to.retired_mesh_keys.clone_from(&from.retired_mesh_keys);
+}
 
 /// What became of a key handed to this member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +83,20 @@ pub enum Adopted {
     Nothing,
 }
 
-/// Seal the mesh key to a new member's claim key, if this profile holds it.
+/// Seal the mesh key to a new member's claim key, if this profile holds it: the owner's key
+/// (epoch 0, which the joiner checks against the owner's commitment) and, once rotated, the
+/// current key sealed to the joiner's member key (which it checks against its rotation).
 pub async fn grant(profile: &Profile, conn: &Connection, req: &KeyRequest) -> Result<bool, ClientError> {
-    let Some(key) = profile.mesh_key() else { return Ok(false) };
-    let sealed = crypto::seal_anonymous(&req.claim_pubkey, &key)?;
-    conn.call(&ops::KeyGrant { member_id: req.member_id, sealed_mesh_key: sealed }).await?;
+    let Some(ring) = profile.keyring() else { return Ok(false) };
+    let Some(owners) = ring.key(0) else { return Ok(false) };
+    let sealed = crypto::seal_anonymous(&req.claim_pubkey, owners)?;
+    let mut epoch_keys = Vec::new();
+    if ring.epoch() > 0 {
+        let to = crypto::ed25519_to_x25519_public(&req.member_pubkey)?;
+        epoch_keys
+            .push(SealedEpochKey { epoch: ring.epoch(), sealed_key: crypto::seal_anonymous(&to, &ring.current)? });
+    }
+    conn.call(&ops::KeyGrant { member_id: req.member_id, sealed_mesh_key: sealed, epoch_keys }).await?;
     tracing::info!(member = %req.display_name, "handed the mesh key to a new member");
     Ok(true)
 }
@@ -62,14 +126,14 @@ pub async fn adopt(
     }
     let mut on_disk = Profile::load(home, Some(&profile.name))?;
     if on_disk.mesh_key.is_some() {
-        profile.mesh_key = on_disk.mesh_key;
+        copy_keys(&on_disk, profile);
         return Ok(Adopted::Stored);
     }
     on_disk.key_commitment = on_disk.key_commitment.or_else(|| profile.key_commitment.clone());
     match on_disk.accept_sealed_mesh_key(sealed) {
         KeyOutcome::Stored => {
             on_disk.save(home)?;
-            profile.mesh_key = on_disk.mesh_key;
+            copy_keys(&on_disk, profile);
             profile.claim_secret = None;
             Ok(Adopted::Stored)
         }
@@ -80,4 +144,102 @@ pub async fn adopt(
         }
         KeyOutcome::Unusable => Ok(Adopted::Nothing),
     }
+}
+
+/// Open and check one rotated key: it must open with the member's own key, match its
+/// commitment, and the commitment must carry the rotating member's signature.
+fn check_epoch_key(profile: &Profile, k: &EpochKey) -> Result<Vec<u8>, String> {
+    let member = profile.member_key()?;
+    let key = member.to_box_keypair().and_then(|b| b.open_sealed(&k.sealed_key)).map_err(|e| e.to_string())?;
+    if key.len() != crypto::MESH_KEY_LEN {
+        return Err("not a mesh key".into());
+    }
+    let commitment = crypto::hash32(&signing::epoch_key_commitment_input(profile.mesh_id, k.epoch, &key));
+    if !crypto::equal(&commitment, &k.commitment) {
+        return Err("does not match its commitment".into());
+    }
+    let signed = signing::key_rotation_bytes(profile.mesh_id, k.epoch, &k.commitment);
+    crypto::verify(&k.rotated_by_pubkey, &signed, &k.signature)
+        .map_err(|_| "the rotation's signature does not verify")?;
+    Ok(key)
+}
+
+/// Fetch this member's rotated keys and keep every new one that checks out (saved to disk).
+/// Returns the mesh's key state.
+pub async fn refresh(home: &Path, profile: &mut Profile, conn: &Connection) -> Result<MeshKeyList, ClientError> {
+    let list = conn.call(&MeshKeys {}).await?;
+    let mut on_disk = Profile::load(home, Some(&profile.name))?;
+    let mut changed = false;
+    for k in &list.keys {
+        match check_epoch_key(&on_disk, k) {
+            Ok(key) => changed |= on_disk.keep_epoch_key(k.epoch, &key),
+            Err(why) => tracing::warn!(epoch = k.epoch, rotated_by = %k.rotated_by, why, "refused a rotated mesh key"),
+        }
+    }
+    if changed {
+        on_disk.save(home)?;
+        tracing::info!(epoch = on_disk.key_epoch, "took the rotated mesh key");
+    }
+    copy_keys(&on_disk, profile);
+    Ok(list)
+}
+
+/// Rotate the mesh key: a new key for the next epoch, committed to, signed, and sealed to
+/// every current member. `Ok(None)` when someone else rotated first or the members changed
+/// meanwhile (refresh and look again); the new epoch otherwise.
+pub async fn rotate(home: &Path, profile: &mut Profile, conn: &Connection) -> Result<Option<u32>, ClientError> {
+    let list = refresh(home, profile, conn).await?;
+    let ring = profile.keyring().ok_or_else(|| ClientError::Keys("this member holds no mesh key to rotate".into()))?;
+    if ring.epoch() != list.epoch {
+        return Err(ClientError::Keys(format!(
+            "this member holds the key of epoch {}, not the current {}; a holder of the current key must rotate",
+            ring.epoch(),
+            list.epoch
+        )));
+    }
+    let members = conn.call(&ops::Members {}).await?.members;
+    let epoch = list.epoch + 1;
+    let key = crypto::generate_mesh_key();
+    let commitment = crypto::hash32(&signing::epoch_key_commitment_input(profile.mesh_id, epoch, &key));
+    let member = profile.member_key().map_err(ClientError::Keys)?;
+    let signature = member.sign(&signing::key_rotation_bytes(profile.mesh_id, epoch, &commitment)).to_vec();
+    let sealed = members
+        .iter()
+        .map(|m| {
+            let to = crypto::ed25519_to_x25519_public(&m.pubkey)?;
+            Ok(SealedMemberKey { member_id: m.member_id, sealed_key: crypto::seal_anonymous(&to, &key)? })
+        })
+        .collect::<Result<Vec<_>, crypto::CryptoError>>()?;
+    match conn.call(&KeyRotate { epoch, commitment: commitment.to_vec(), signature, sealed }).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(ErrorCode::Conflict) => {
+            tracing::info!(error = %e, "the key rotation lost a race; looking again");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    }
+    let mut on_disk = Profile::load(home, Some(&profile.name))?;
+    on_disk.keep_epoch_key(epoch, &key);
+    on_disk.save(home)?;
+    copy_keys(&on_disk, profile);
+    tracing::info!(epoch, members = members.len(), "rotated the mesh key");
+    Ok(Some(epoch))
+}
+
+/// Make this member's keys current: take rotated keys, and rotate when a rotation is due and
+/// this member holds the current key (a few tries: others may be rotating at the same time).
+/// Returns the current epoch and whether a rotation is still due.
+pub async fn catch_up(home: &Path, profile: &mut Profile, conn: &Connection) -> Result<(u32, bool), ClientError> {
+    for _ in 0..4 {
+        let list = refresh(home, profile, conn).await?;
+        let holds_current = profile.keyring().is_some_and(|r| r.epoch() == list.epoch);
+        if !list.rotation_due || !holds_current {
+            return Ok((list.epoch, list.rotation_due));
+        }
+        if let Some(epoch) = rotate(home, profile, conn).await? {
+            return Ok((epoch, false));
+        }
+    }
+    let list = refresh(home, profile, conn).await?;
+    Ok((list.epoch, list.rotation_due))
 }

@@ -62,9 +62,15 @@ pub struct Profile {
     pub session_id: Uuid,
     /// The CLI session's x25519 secret key (hex).
     pub session_secret: String,
-    /// The mesh key (hex), once granted.
+    /// The current mesh key (hex), once granted.
     #[serde(default)]
     pub mesh_key: Option<String>,
+    /// The epoch of `mesh_key` (0 until the mesh's first key rotation).
+    #[serde(default)]
+    pub key_epoch: u32,
+    /// Earlier mesh keys by epoch (hex), kept to read history sealed with them.
+    #[serde(default)]
+    pub retired_mesh_keys: std::collections::BTreeMap<u32, String>,
     /// x25519 secret the mesh key is sealed to, until it arrives (hex).
     #[serde(default)]
     pub claim_secret: Option<String>,
@@ -247,9 +253,34 @@ impl Profile {
         BoxKeypair::from_secret(&bytes).map_err(|e| e.to_string())
     }
 
-    /// The mesh key, if granted.
-    pub fn mesh_key(&self) -> Option<Vec<u8>> {
-        self.mesh_key.as_deref().and_then(unhex)
+    /// Every mesh key this member holds, if it holds any.
+    pub fn keyring(&self) -> Option<crate::keys::Keyring> {
+        let current = self.mesh_key.as_deref().and_then(unhex)?;
+        let retired = self.retired_mesh_keys.iter().filter_map(|(e, k)| Some((*e, unhex(k)?))).collect();
+        Some(crate::keys::Keyring::new(self.key_epoch, current, retired))
+    }
+
+    /// Keep the mesh key of `epoch` (already checked): a newer one becomes current, the
+    /// current one retires; an older one is kept for history. True when it was new here.
+    pub fn keep_epoch_key(&mut self, epoch: u32, key: &[u8]) -> bool {
+        let held = (self.mesh_key.is_some() && self.key_epoch == epoch) || self.retired_mesh_keys.contains_key(&epoch);
+        if held {
+            return false;
+        }
+        match self.mesh_key.take() {
+            Some(current) if epoch < self.key_epoch => {
+                self.mesh_key = Some(current);
+                self.retired_mesh_keys.insert(epoch, hex(key));
+            }
+            previous => {
+                if let Some(p) = previous {
+                    self.retired_mesh_keys.insert(self.key_epoch, p);
+                }
+                self.mesh_key = Some(hex(key));
+                self.key_epoch = epoch;
+            }
+        }
+        true
     }
 
     /// Keep the owner's key commitment from a hello reply once its signature verifies against
@@ -292,7 +323,7 @@ impl Profile {
                 if !self.matches_commitment(&key) {
                     return KeyOutcome::Forged;
                 }
-                self.mesh_key = Some(hex(&key));
+                self.keep_epoch_key(0, &key);
                 self.claim_secret = None;
                 KeyOutcome::Stored
             }

@@ -11,8 +11,8 @@ pub enum SealTo<'a> {
     Session(&'a [u8]),
     /// A member's ed25519 key (converted to x25519).
     Member(&'a [u8]),
-    /// The mesh key.
-    Mesh(&'a [u8]),
+    /// The mesh key (the ring's current one).
+    Mesh(&'a crate::keys::Keyring),
 }
 
 /// Seal `plaintext`; returns (sealing, nonce, ciphertext).
@@ -31,8 +31,8 @@ pub fn seal_for(
             let (n, c) = session.seal_to(&x, plaintext)?;
             (Sealing::BoxMember, n.to_vec(), c)
         }
-        SealTo::Mesh(key) => {
-            let (n, c) = crypto::seal_with_mesh_key(key, plaintext)?;
+        SealTo::Mesh(ring) => {
+            let (n, c) = ring.seal(plaintext)?;
             (Sealing::MeshKey, n.to_vec(), c)
         }
     })
@@ -43,13 +43,13 @@ pub fn open(
     msg: &Message,
     session: &crypto::BoxKeypair,
     member: &crypto::SigningKey,
-    mesh_key: Option<&[u8]>,
+    mesh_keys: Option<&crate::keys::Keyring>,
 ) -> Result<Vec<u8>, crypto::CryptoError> {
     match msg.sealing {
         Sealing::BoxSession => session.open_from(&msg.sender_pubkey, &msg.nonce, &msg.ciphertext),
         Sealing::BoxMember => member.to_box_keypair()?.open_from(&msg.sender_pubkey, &msg.nonce, &msg.ciphertext),
-        Sealing::MeshKey => match mesh_key {
-            Some(k) => crypto::open_with_mesh_key(k, &msg.nonce, &msg.ciphertext),
+        Sealing::MeshKey => match mesh_keys {
+            Some(ring) => ring.open(&msg.nonce, &msg.ciphertext),
             None => Err(crypto::CryptoError::OpenFailed),
         },
         // A broker-written coordination event: the body is its JSON, shown as the summary.

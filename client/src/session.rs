@@ -102,6 +102,11 @@ pub enum Event {
         /// Who granted it.
         granted_by: Option<Uuid>,
     },
+    /// This member's mesh key moved to a new epoch (rotated here or elsewhere).
+    KeyRotated {
+        /// The current epoch.
+        epoch: u32,
+    },
     /// The mesh key was handed to a new member.
     KeyGranted {
         /// Its name.
@@ -114,6 +119,12 @@ pub enum Event {
         /// When it tries again.
         retry_in: Duration,
     },
+}
+
+fn events_extend(events: &mpsc::UnboundedSender<Event>, more: impl IntoIterator<Item = Event>) {
+    for ev in more {
+        let _ = events.send(ev);
+    }
 }
 
 /// What a session is.
@@ -167,7 +178,7 @@ pub fn open_text(profile: &Profile, m: &Message) -> String {
     let (Ok(session), Ok(member)) = (profile.session_key(), profile.member_key()) else {
         return "[keys unusable]".into();
     };
-    match seal::open(m, &session, &member, profile.mesh_key().as_deref()) {
+    match seal::open(m, &session, &member, profile.keyring().as_ref()) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(_) => "[cannot decrypt: not sealed to this session or no mesh key yet]".into(),
     }
@@ -238,14 +249,47 @@ impl Session {
         Ok(welcome)
     }
 
-    async fn welcomed(&self, conn: &Connection, welcome: &ops::Welcome) -> Option<Event> {
+    async fn welcomed(&self, conn: &Connection, welcome: &ops::Welcome) -> Vec<Event> {
         let mut p = self.inner.profile.write().await;
         if let Err(e) = keys::learn_commitment(&self.inner.home, &mut p, welcome) {
             tracing::warn!(error = %e, "could not keep the mesh key commitment");
         }
         self.inner.cursor.lock().await.advance(welcome.cursor.watermark);
-        let sealed = welcome.sealed_mesh_key.as_deref()?;
-        self.adopt(&mut p, conn, sealed, None).await
+        let mut events = Vec::new();
+        if let Some(sealed) = welcome.sealed_mesh_key.as_deref() {
+            events.extend(self.adopt(&mut p, conn, sealed, None).await);
+        }
+        let behind = p.keyring().is_some_and(|r| r.epoch() < welcome.key_epoch);
+        if behind || (welcome.key_rotation_due && p.keyring().is_some()) {
+            events.extend(self.catch_up_keys(&mut p, conn).await);
+        }
+        events
+    }
+
+    /// Take rotated keys and rotate when due; the event when the epoch moved.
+    async fn catch_up_keys(&self, p: &mut Profile, conn: &Connection) -> Option<Event> {
+        let before = p.keyring().map(|r| r.epoch());
+        match keys::catch_up(&self.inner.home, p, conn).await {
+            Ok((epoch, _)) if Some(epoch) != before && p.keyring().is_some_and(|r| r.epoch() == epoch) => {
+                Some(Event::KeyRotated { epoch })
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not bring the mesh keys up to date");
+                None
+            }
+        }
+    }
+
+    /// Keep the keys a call brought up to date in this session's profile too.
+    async fn keep_keys(&self, from: &Profile) {
+        let mut p = self.inner.profile.write().await;
+        let newer = from.keyring().map(|r| r.epoch()) > p.keyring().map(|r| r.epoch());
+        if newer || from.retired_mesh_keys.len() > p.retired_mesh_keys.len() {
+            p.mesh_key.clone_from(&from.mesh_key);
+            p.key_epoch = from.key_epoch;
+            p.retired_mesh_keys.clone_from(&from.retired_mesh_keys);
+        }
     }
 
     async fn adopt(&self, p: &mut Profile, conn: &Connection, sealed: &[u8], by: Option<Uuid>) -> Option<Event> {
@@ -305,7 +349,7 @@ impl Session {
             let conn = Arc::new(conn);
             let adopted = self.welcomed(&conn, &welcome).await;
             let _ = events.send(Event::Connected(welcome));
-            if let Some(ev) = adopted {
+            for ev in adopted {
                 let _ = events.send(ev);
             }
             self.inner.conn.send_replace(Some(conn.clone()));
@@ -329,10 +373,23 @@ impl Session {
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e, "key grant failed"),
                     }
+                } else if let Some(k) = push_as::<plexus_proto::keys::KeyEpoch>(&push) {
+                    let mut p = self.inner.profile.write().await;
+                    let behind = p.keyring().is_some_and(|r| r.epoch() < k.epoch);
+                    if behind || (k.rotation_due && p.keyring().is_some()) {
+                        if let Some(ev) = self.catch_up_keys(&mut p, &conn).await {
+                            let _ = events.send(ev);
+                        }
+                    }
                 } else if let Some(k) = push_as::<MeshKey>(&push) {
                     let mut p = self.inner.profile.write().await;
                     if let Some(ev) = self.adopt(&mut p, &conn, &k.sealed_mesh_key, k.granted_by).await {
+                        let stored = matches!(ev, Event::KeyStored);
                         let _ = events.send(ev);
+                        // The owner's key came first; a rotated mesh also granted the current one.
+                        if stored {
+                            events_extend(&events, self.catch_up_keys(&mut p, &conn).await);
+                        }
                     }
                 }
             }
@@ -491,8 +548,10 @@ impl Session {
     pub async fn send(&self, to: &Recipient, text: &str, priority: Priority) -> Result<(Uuid, ops::Sent), ClientError> {
         let id = Uuid::new_v4();
         let conn = self.conn().await?;
-        let sent = address::send_text(&conn, &self.profile().await, to, text, priority, id).await?;
-        Ok((id, sent))
+        let mut profile = self.profile().await;
+        let sent = address::send_text(&conn, &self.inner.home, &mut profile, to, text, priority, id).await;
+        self.keep_keys(&profile).await;
+        Ok((id, sent?))
     }
 
     /// Seal `text` for a reminder to `to` (a member or group; `me` for yourself).

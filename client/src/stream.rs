@@ -210,7 +210,7 @@ pub async fn flush(
     session_id: Uuid,
     spool: &Spool,
 ) -> Result<usize, ClientError> {
-    let Some(key) = profile.mesh_key() else {
+    let Some(ring) = profile.keyring() else {
         return Err(ClientError::Keys("no mesh key yet: stream entries wait in the spool".into()));
     };
     let mut stored = 0;
@@ -220,7 +220,7 @@ pub async fn flush(
         let mut entries = Vec::with_capacity(pending.len());
         for e in pending {
             let json = serde_json::to_vec(&e.body).map_err(|e| ClientError::Io(e.to_string()))?;
-            let (nonce, ciphertext) = plexus_crypto::seal_with_mesh_key(&key, &json)?;
+            let (nonce, ciphertext) = ring.seal(&json)?;
             entries.push(EntryIn { seq: e.seq, kind: e.kind, at_ms: e.at_ms, nonce: nonce.to_vec(), ciphertext });
         }
         let reply = conn.call(&StreamAppend { session_id, entries }).await?;
@@ -231,8 +231,7 @@ pub async fn flush(
 
 /// Open a stream entry's body with the mesh key.
 pub fn open_entry(profile: &Profile, nonce: &[u8], ciphertext: &[u8]) -> Option<EntryBody> {
-    let key = profile.mesh_key()?;
-    let plain = plexus_crypto::open_with_mesh_key(&key, nonce, ciphertext).ok()?;
+    let plain = profile.keyring()?.open(nonce, ciphertext).ok()?;
     serde_json::from_slice(&plain).ok()
 }
 

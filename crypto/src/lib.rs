@@ -321,11 +321,17 @@ pub fn generate_mesh_key() -> [u8; MESH_KEY_LEN] {
     random_array()
 }
 
-/// `crypto_secretbox_easy` with the mesh key; returns (nonce, ciphertext).
-pub fn seal_with_mesh_key(mesh_key: &[u8], plaintext: &[u8]) -> Result<([u8; 24], Vec<u8>), CryptoError> {
+/// `crypto_secretbox_easy` with the mesh key of key epoch `epoch`; returns (nonce, ciphertext).
+///
+/// The nonce is the epoch (big-endian u32) followed by 20 random bytes, so every mesh-key
+/// ciphertext names the key that opens it ([`mesh_key_epoch`]) and the broker can refuse one
+/// sealed with a key that was rotated away. 160 random bits keep random nonces safe from
+/// collisions far beyond any mesh's message count.
+pub fn seal_with_mesh_key(mesh_key: &[u8], epoch: u32, plaintext: &[u8]) -> Result<([u8; 24], Vec<u8>), CryptoError> {
     init()?;
     check_len("mesh key", mesh_key, MESH_KEY_LEN)?;
-    let nonce: [u8; 24] = random_array();
+    let mut nonce: [u8; 24] = random_array();
+    nonce[..4].copy_from_slice(&epoch.to_be_bytes());
     let mut out = vec![0u8; plaintext.len() + MAC_LEN];
     // SAFETY: sizes as documented, checked above.
     let rc = unsafe {
@@ -341,6 +347,14 @@ pub fn seal_with_mesh_key(mesh_key: &[u8], plaintext: &[u8]) -> Result<([u8; 24]
         return Err(CryptoError::OpenFailed);
     }
     Ok((nonce, out))
+}
+
+/// The key epoch a mesh-key nonce names (see [`seal_with_mesh_key`]); 0 for a short nonce.
+pub fn mesh_key_epoch(nonce: &[u8]) -> u32 {
+    match nonce.get(..4) {
+        Some(b) => u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        None => 0,
+    }
 }
 
 /// `crypto_secretbox_open_easy` with the mesh key.
@@ -491,7 +505,8 @@ mod tests {
         assert_eq!(sealed.len(), MESH_KEY_LEN + SEAL_OVERHEAD);
         let opened = claim.open_sealed(&sealed).unwrap();
         assert_eq!(opened, key);
-        let (nonce, ct) = seal_with_mesh_key(&opened, b"to the group").unwrap();
+        let (nonce, ct) = seal_with_mesh_key(&opened, 7, b"to the group").unwrap();
+        assert_eq!(mesh_key_epoch(&nonce), 7);
         assert_eq!(open_with_mesh_key(&key, &nonce, &ct).unwrap(), b"to the group");
         assert!(open_with_mesh_key(&generate_mesh_key(), &nonce, &ct).is_err());
     }

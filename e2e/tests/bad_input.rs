@@ -274,7 +274,7 @@ async fn members_cannot_reach_other_meshes_and_removed_members_are_cut_off() {
     // A message of mesh B is invisible from mesh A.
     let zs = session_for(&broker.url, &zed, SessionMode::Control).await;
     let id = Uuid::new_v4();
-    zs.send_sealed(id, Target::All, plexus_client::seal::SealTo::Mesh(&zed.mesh_key().unwrap()), b"secret", None)
+    zs.send_sealed(id, Target::All, plexus_client::seal::SealTo::Mesh(&zed.keyring().unwrap()), b"secret", None)
         .await
         .unwrap();
     let als = session_for(&broker.url, &alice, SessionMode::Control).await;

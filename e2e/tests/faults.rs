@@ -345,10 +345,16 @@ async fn a_forged_mesh_key_is_refused_and_the_real_one_arrives() {
     .flatten()
     .expect("mallory saw carol's key request");
     let forged = plexus_crypto::seal_anonymous(&request.claim_pubkey, &plexus_crypto::generate_mesh_key()).unwrap();
-    m.conn.call(&ops::KeyGrant { member_id: request.member_id, sealed_mesh_key: forged.clone() }).await.unwrap();
+    m.conn
+        .call(&ops::KeyGrant { member_id: request.member_id, sealed_mesh_key: forged.clone(), epoch_keys: vec![] })
+        .await
+        .unwrap();
     // Carol refuses it; mallory may not try again; the owner's real key then arrives.
     let barred = wait_until_async(T, || async {
-        let r = m.conn.call(&ops::KeyGrant { member_id: request.member_id, sealed_mesh_key: forged.clone() }).await;
+        let r = m
+            .conn
+            .call(&ops::KeyGrant { member_id: request.member_id, sealed_mesh_key: forged.clone(), epoch_keys: vec![] })
+            .await;
         matches!(r, Err(ClientError::Remote { code: ErrorCode::Forbidden, .. })).then_some(())
     })
     .await;
@@ -356,6 +362,6 @@ async fn a_forged_mesh_key_is_refused_and_the_real_one_arrives() {
     let owner_follows = mesh.peers[0].spawn_json(&["inbox", "--follow"]);
     assert!(joining.wait_exit(Duration::from_secs(60)).await, "carol's join did not finish");
     drop(owner_follows);
-    let real = mesh.peers[0].profile().mesh_key().unwrap();
-    assert_eq!(carol.profile().mesh_key(), Some(real), "carol holds a key that is not the mesh's");
+    let real = mesh.peers[0].profile().mesh_key.unwrap();
+    assert_eq!(carol.profile().mesh_key, Some(real), "carol holds a key that is not the mesh's");
 }

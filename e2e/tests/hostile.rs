@@ -199,7 +199,14 @@ async fn small_protocol_answers_carry_the_right_error_and_id() {
     let a = session_for(&broker.url, &one.peers[0].profile(), SessionMode::Control).await;
     // A grant aimed at another mesh's member is an error, not a silent success.
     let sealed = plexus_crypto::seal_anonymous(&[7u8; 32], &[1u8; 32]).unwrap();
-    let r = a.conn.call(&ops::KeyGrant { member_id: two.peers[1].profile().member_id, sealed_mesh_key: sealed }).await;
+    let r = a
+        .conn
+        .call(&ops::KeyGrant {
+            member_id: two.peers[1].profile().member_id,
+            sealed_mesh_key: sealed,
+            epoch_keys: vec![],
+        })
+        .await;
     assert!(matches!(r, Err(ClientError::Remote { code: ErrorCode::NotFound, .. })), "{r:?}");
     // An op name over the limit gets its error with the request's id.
     let conn = raw_connect(&broker).await;

@@ -77,7 +77,7 @@ async fn per_recipient_states_move_queued_pushed_acked_read() {
     assert!(carol_gone.is_some(), "carol's session did not leave");
 
     let id = Uuid::new_v4();
-    a.send_sealed(id, Target::All, SealTo::Mesh(&alice.mesh_key().unwrap()), b"to all", None).await.unwrap();
+    a.send_sealed(id, Target::All, SealTo::Mesh(&alice.keyring().unwrap()), b"to all", None).await.unwrap();
     let m = next_message(&mut b).await.unwrap();
 
     let state_of =

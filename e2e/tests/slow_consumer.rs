@@ -53,7 +53,7 @@ async fn a_peer_that_stops_reading_is_closed_as_slow_consumer() {
 
     // Alice floods the mesh (pipelined sends from a few tasks).
     let a = Arc::new(session_for(&broker.url, &alice, SessionMode::Control).await);
-    let mesh_key = alice.mesh_key().unwrap();
+    let mesh_key = alice.keyring().unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (a, mesh_key) = (a.clone(), mesh_key.clone());

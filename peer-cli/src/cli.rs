@@ -65,6 +65,9 @@ pub(crate) enum Command {
     /// Remove a member (owner or admin).
     #[command(subcommand)]
     Member(MemberCmd),
+    /// The mesh key's epoch, and rotating it (done for you when a member is removed or leaves).
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// Groups you are in: join, leave, list (membership is yours, for every session).
     #[command(subcommand)]
     Group(GroupCmd),
@@ -305,6 +308,15 @@ pub(crate) enum WebhookCmd {
         /// Webhook id.
         id: uuid::Uuid,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeyCmd {
+    /// The mesh's key epoch, yours, and whether a rotation is due.
+    Status,
+    /// Make a new mesh key for everyone but the members who left (you must hold the current one).
+    #[command(after_help = "Example:\n  plexus key rotate")]
+    Rotate,
 }
 
 #[derive(Subcommand)]

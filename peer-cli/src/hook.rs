@@ -313,8 +313,8 @@ async fn ask_people(ctx: &Ctx, reg: &Registration, spool: &Spool, input: &Value)
         let (p, conn) = connect(ctx, reg).await?;
         // The request's entry goes first, so viewers see what is being decided.
         let _ = stream::flush(&conn, &p, reg.session_id, spool).await;
-        let key = p.mesh_key().context("no mesh key yet")?;
-        let (nonce, ciphertext) = plexus_crypto::seal_with_mesh_key(&key, &serde_json::to_vec(&request)?)?;
+        let ring = p.keyring().context("no mesh key yet")?;
+        let (nonce, ciphertext) = ring.seal(&serde_json::to_vec(&request)?)?;
         let wait_ms = wait.as_millis() as u64;
         conn.call(&ApprovalRequest { session_id: reg.session_id, id, wait_ms, nonce: nonce.to_vec(), ciphertext })
             .await?;
@@ -329,10 +329,8 @@ async fn ask_people(ctx: &Ctx, reg: &Registration, spool: &Spool, input: &Value)
             return None;
         }
     };
-    let reason = match (&info.reason_nonce, &info.reason_ciphertext, p.mesh_key()) {
-        (Some(n), Some(c), Some(k)) => {
-            plexus_crypto::open_with_mesh_key(&k, n, c).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
-        }
+    let reason = match (&info.reason_nonce, &info.reason_ciphertext, p.keyring()) {
+        (Some(n), Some(c), Some(ring)) => ring.open(n, c).ok().map(|b| String::from_utf8_lossy(&b).into_owned()),
         _ => None,
     };
     let outcome = match info.allowed {

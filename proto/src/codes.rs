@@ -56,6 +56,10 @@ pub enum ErrorCode {
     RateLimited,
     /// Over a per-mesh storage quota; nothing was applied. Delete something first.
     QuotaExceeded,
+    /// A group or broadcast body is sealed with a mesh key that is no longer current: the key
+    /// was rotated, or a member left and a rotation is due. Fetch the keys (`mesh_keys`),
+    /// rotate if it is due (`key_rotate`), seal again and resend with the same id.
+    StaleKey,
     /// A code this build does not know (sent by a newer peer).
     Unknown(u16),
 }
@@ -87,6 +91,7 @@ impl From<ErrorCode> for u16 {
             ErrorCode::Unavailable => 31,
             ErrorCode::RateLimited => 32,
             ErrorCode::QuotaExceeded => 33,
+            ErrorCode::StaleKey => 34,
             ErrorCode::Unknown(n) => n,
         }
     }
@@ -119,6 +124,7 @@ impl From<u16> for ErrorCode {
             31 => ErrorCode::Unavailable,
             32 => ErrorCode::RateLimited,
             33 => ErrorCode::QuotaExceeded,
+            34 => ErrorCode::StaleKey,
             other => ErrorCode::Unknown(other),
         }
     }

@@ -9,6 +9,7 @@
 //! - [`coord`] — coordination ops (state, tasks, threads, memory, search) and their events.
 //! - [`room`] — session rooms: the per-session stream, the wheel, driver prompts, permission
 //!   requests, lock checks for hooks.
+//! - [`keys`] — mesh-key epochs: rotation when a member goes, and fetching rotated keys.
 //! - [`push`] — one typed body per push kind ([`PushBody`]).
 //! - [`types`] — shared value types: targets, priorities, statuses, roles, cursors.
 //! - [`codes`] — stable numeric [`ErrorCode`] and [`CloseCode`].
@@ -25,6 +26,7 @@ pub mod codes;
 pub mod controls;
 pub mod coord;
 pub mod envelope;
+pub mod keys;
 pub mod limits;
 pub mod link;
 pub mod ops;

@@ -76,9 +76,15 @@ pub struct LinkBundle {
     pub role: Role,
     /// The member's ed25519 secret key (64 bytes: seed ‖ public key), hex.
     pub member_secret: String,
-    /// The mesh key, hex, if the member holds it.
+    /// The current mesh key, hex, if the member holds it.
     #[serde(default)]
     pub mesh_key: Option<String>,
+    /// The epoch of `mesh_key`.
+    #[serde(default)]
+    pub key_epoch: u32,
+    /// Earlier mesh keys by epoch (hex), to read history sealed with them.
+    #[serde(default)]
+    pub retired_mesh_keys: std::collections::BTreeMap<u32, String>,
     /// The owner's commitment to the mesh key, hex, if known.
     #[serde(default)]
     pub key_commitment: Option<String>,

@@ -219,6 +219,14 @@ pub struct Welcome {
     /// The owner's ed25519 key, which signed the commitment.
     #[serde(default, with = "serde_bytes")]
     pub owner_pubkey: Option<Vec<u8>>,
+    /// The mesh key's current epoch (0 until the first rotation); a member holding an older
+    /// one fetches the newer keys with `mesh_keys`.
+    #[serde(default)]
+    pub key_epoch: u32,
+    /// A member left or was removed and the key has not been rotated since: a key holder
+    /// rotates before sealing anything new with the mesh key.
+    #[serde(default)]
+    pub key_rotation_due: bool,
 }
 
 impl Op for Hello {
@@ -705,6 +713,10 @@ pub struct KeyGrant {
     /// `crypto_box_seal(mesh_key, claim_pubkey)`.
     #[serde(with = "serde_bytes")]
     pub sealed_mesh_key: Vec<u8>,
+    /// Once the key was rotated: the current epoch's key sealed to the member's own key
+    /// (`crypto_box_seal(key, x25519(member_pubkey))`). Required when the mesh's epoch is above 0.
+    #[serde(default)]
+    pub epoch_keys: Vec<crate::keys::SealedEpochKey>,
 }
 
 impl Op for KeyGrant {
@@ -712,7 +724,11 @@ impl Op for KeyGrant {
     type Reply = Done;
     fn validate(&self) -> Result<(), ProtoError> {
         // 32-byte key + crypto_box_SEALBYTES (48).
-        check_key("sealed_mesh_key", &self.sealed_mesh_key, 80)
+        check_key("sealed_mesh_key", &self.sealed_mesh_key, 80)?;
+        if self.epoch_keys.len() > crate::keys::MAX_EPOCH_KEYS_PER_GRANT {
+            return Err(ProtoError::Invalid { field: "epoch_keys", reason: "too many" });
+        }
+        self.epoch_keys.iter().try_for_each(|k| check_key("epoch_keys.sealed_key", &k.sealed_key, 80))
     }
 }
 

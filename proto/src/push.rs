@@ -147,6 +147,7 @@ pub const ALL_PUSHES: &[&str] = &[
     PeerEvent::KIND,
     KeyRequest::KIND,
     MeshKey::KIND,
+    crate::keys::KeyEpoch::KIND,
     Routed::KIND,
     crate::room::StreamPush::KIND,
     crate::room::RoomState::KIND,

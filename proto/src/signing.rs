@@ -61,6 +61,27 @@ pub fn mesh_create_bytes(mesh_id: Uuid, name: &str, owner_member_id: Uuid, owner
     out
 }
 
+/// What the commitment to the mesh key of a rotated epoch hashes (BLAKE2b-256): mesh, epoch
+/// and key. Epoch 0 is the owner's key and uses [`mesh_key_commitment_input`].
+pub fn epoch_key_commitment_input(mesh_id: Uuid, epoch: u32, mesh_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(72);
+    out.extend_from_slice(b"plexus/epoch-key/v1\0");
+    out.extend_from_slice(mesh_id.as_bytes());
+    out.extend_from_slice(&epoch.to_be_bytes());
+    push_lv(&mut out, mesh_key);
+    out
+}
+
+/// What a rotating member's signature over a rotated key's commitment covers.
+pub fn key_rotation_bytes(mesh_id: Uuid, epoch: u32, commitment: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(72);
+    out.extend_from_slice(b"plexus/key-rotation/v1\0");
+    out.extend_from_slice(mesh_id.as_bytes());
+    out.extend_from_slice(&epoch.to_be_bytes());
+    push_lv(&mut out, commitment);
+    out
+}
+
 fn push_lv(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);

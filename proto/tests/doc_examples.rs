@@ -202,6 +202,8 @@ fn built() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         key_commitment: Some(vec![0x44; 32]),
         key_commitment_signature: Some(vec![0x55; 64]),
         owner_pubkey: Some(vec![0x66; 32]),
+        key_epoch: 0,
+        key_rotation_due: false,
     };
     let send = ops::Send {
         id: Uuid::from_u128(0x0d0d),

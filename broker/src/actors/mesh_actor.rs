@@ -313,6 +313,14 @@ fn on_event(state: &mut MeshState, event: MeshEvent) {
                 }
             }
         }
+        MeshEvent::KeyEpoch(epoch) => {
+            for (_, actor) in state.sessions.values() {
+                let _ = actor.cast(SessionMsg::KeyEpoch(epoch.clone()));
+            }
+            for (_, conn) in state.watchers.values() {
+                conn.push(&epoch);
+            }
+        }
         MeshEvent::MemberRemoved { member_id } => {
             tracing::info!(mesh_id = %state.mesh_id, %member_id, "closing sessions of removed member");
             for (addressing, actor) in state.sessions.values() {

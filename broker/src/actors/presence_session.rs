@@ -79,6 +79,8 @@ pub enum SessionMsg {
     KeyRequest(KeyRequest),
     /// This member's mesh key arrived (sealed, and who granted it).
     MeshKey(Vec<u8>, Option<Uuid>),
+    /// The mesh key's epoch changed or a rotation became due.
+    KeyEpoch(plexus_proto::keys::KeyEpoch),
     /// A command routed through the mesh (from a control connection of the same member).
     Command(crate::cluster::SessionCommand),
     /// Periodic TTL sweep.
@@ -495,6 +497,9 @@ impl Actor for PresenceSession {
             }
             SessionMsg::Approval(push) => {
                 state.spec.conn.push(&*push);
+            }
+            SessionMsg::KeyEpoch(epoch) => {
+                state.spec.conn.push(&epoch);
             }
             SessionMsg::Replaced => {
                 state.replaced = true;

@@ -63,6 +63,8 @@ pub enum MeshEvent {
         /// The member.
         member_id: Uuid,
     },
+    /// The mesh key was rotated, or a rotation became due: every session is told.
+    KeyEpoch(plexus_proto::keys::KeyEpoch),
     /// The fan-out may have lost events (its connection was down): catch up from the log.
     Resync,
     /// A session room changed (the agent session's id, what changed).

@@ -60,6 +60,7 @@ pub async fn append(
         sealing: Sealing::Plain,
         nonce: Vec::new(),
         ciphertext: body,
+        key_epoch: None,
     };
     Ok(store::log::append_in(tx, &msg).await?)
 }

@@ -184,6 +184,7 @@ async fn deliver(pool: &Pool, log: &LogWriter, batch: &[FireReq]) -> Result<Vec<
             sealing: r.sealing,
             nonce: r.nonce.clone(),
             ciphertext: r.ciphertext.clone(),
+            key_epoch: None,
         };
         let commit = log.enqueue(msg).await.map_err(|_| OpError::Internal("log writer stopped"))?;
         commits.push((i, commit));

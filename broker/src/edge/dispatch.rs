@@ -165,6 +165,9 @@ pub async fn run(broker: Arc<Broker>, conn: ConnHandle, mut requests: mpsc::Rece
                                         OpError::Internal("log write failed; resend with the same id")
                                     }
                                     crate::store::log::AppendError::Stopped => OpError::Internal("log writer stopped"),
+                                    crate::store::log::AppendError::StaleKey(k) => {
+                                        OpError::StaleKey { epoch: k.epoch, rotation_due: k.rotation_due }
+                                    }
                                 });
                                 respond(&c, req.id, op, result);
                             });

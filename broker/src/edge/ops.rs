@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use plexus_crypto as crypto;
 use plexus_proto::{
+    keys::KeyEpoch,
     ops::{self, Done},
     push::KeyRequest,
     signing,
@@ -226,6 +227,8 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
         key_commitment,
         key_commitment_signature,
         owner_pubkey: intro.owner_pubkey,
+        key_epoch: intro.key.epoch,
+        key_rotation_due: intro.key.rotation_due,
     };
     Ok((authed, welcome))
 }
@@ -295,6 +298,7 @@ pub async fn prepare_send(
         sender_name: a.who.name.clone(),
         sender_pubkey: a.who.session_pubkey.clone(),
         sender_member_pubkey: a.who.member_pubkey.clone(),
+        key_epoch: (b.sealing == Sealing::MeshKey).then(|| crypto::mesh_key_epoch(&b.nonce)),
         sealing: b.sealing,
         nonce: b.nonce,
         ciphertext: b.ciphertext,
@@ -600,10 +604,55 @@ async fn remove_member(broker: &Broker, a: &Authed, member_id: uuid::Uuid) -> Re
     }
     let action = if member_id == a.who.member_id { "member.left" } else { "member.removed" };
     audit::append(&tx, a.who.mesh_id, actor(a), action, &member_id.to_string(), serde_json::json!({})).await?;
+    // The member held the mesh key: nothing new may be sealed with it until a key holder
+    // rotates (the log writer refuses such sends until then).
+    let key = store::keys::mark_rotation_due(&tx, a.who.mesh_id).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(mesh_id = %a.who.mesh_id, %member_id, by = %a.who.member_id, "member removed");
     broker.fanout.publish(a.who.mesh_id, MeshEvent::MemberRemoved { member_id });
+    broker
+        .fanout
+        .publish(a.who.mesh_id, MeshEvent::KeyEpoch(KeyEpoch { epoch: key.epoch, rotation_due: key.rotation_due }));
     Ok(Done {})
+}
+
+/// `key_rotate`: a holder of the current mesh key hands a new one, for the next epoch, to
+/// every current member. The signature binds it to the rotating member; the broker checks it
+/// so a rotation in the log is always attributable, and every member checks it again.
+pub async fn key_rotate(broker: &Broker, a: &Authed, b: plexus_proto::keys::KeyRotate) -> Result<Done, OpError> {
+    let signed = signing::key_rotation_bytes(a.who.mesh_id, b.epoch, &b.commitment);
+    crypto::verify(&a.who.member_pubkey, &signed, &b.signature).map_err(|_| OpError::BadSignature("signature"))?;
+    let mut client = broker.pool.get().await.map_err(StoreError::from)?;
+    let tx = client.transaction().await.map_err(StoreError::from)?;
+    match store::keys::rotate(&tx, a.who.mesh_id, a.who.member_id, &b).await? {
+        store::keys::Rotated::Done => {}
+        store::keys::Rotated::WrongEpoch(current) => {
+            return Err(OpError::Conflict(format!("the mesh key is at epoch {current}; rotate to {}", current + 1)));
+        }
+        store::keys::Rotated::MembersChanged => {
+            return Err(OpError::Conflict(
+                "the members changed: seal the new key to exactly the current members".into(),
+            ));
+        }
+        store::keys::Rotated::NotHolder => {
+            return Err(OpError::Forbidden("only a holder of the current mesh key can rotate it"))
+        }
+    }
+    let details = serde_json::json!({ "members": b.sealed.len() });
+    audit::append(&tx, a.who.mesh_id, actor(a), "key.rotated", &b.epoch.to_string(), details).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(mesh_id = %a.who.mesh_id, epoch = b.epoch, by = %a.who.member_id, "mesh key rotated");
+    broker.fanout.publish(a.who.mesh_id, MeshEvent::KeyEpoch(KeyEpoch { epoch: b.epoch, rotation_due: false }));
+    Ok(Done {})
+}
+
+/// `mesh_keys`: the caller's member's rotated keys and the mesh's key state.
+pub async fn mesh_keys(
+    broker: &Broker,
+    a: &Authed,
+    _: plexus_proto::keys::MeshKeys,
+) -> Result<plexus_proto::keys::MeshKeyList, OpError> {
+    Ok(store::keys::member_keys(&broker.pool, a.who.mesh_id, a.who.member_id).await?)
 }
 
 /// `peer_control`: block or mute a member (or lift it); applied at once on every node.
@@ -687,6 +736,11 @@ pub async fn key_grant(broker: &Broker, a: &Authed, b: ops::KeyGrant) -> Result<
     let tx = client.transaction().await.map_err(StoreError::from)?;
     match meshes::grant_mesh_key(&tx, a.who.mesh_id, b.member_id, &b.sealed_mesh_key, a.who.member_id).await? {
         meshes::Granted::Stored => {
+            if !store::keys::grant_epoch_keys(&tx, a.who.mesh_id, b.member_id, &b.epoch_keys).await? {
+                return Err(OpError::Conflict(
+                    "the mesh key was rotated: grant the current epoch's key in epoch_keys too".into(),
+                ));
+            }
             let subject = b.member_id.to_string();
             audit::append(&tx, a.who.mesh_id, actor(a), "key.granted", &subject, serde_json::json!({})).await?;
             tx.commit().await.map_err(StoreError::from)?;

@@ -145,6 +145,8 @@ registry! {
     hello ops::MeshLeave => h::mesh_leave,
     hello ops::KeyGrant => h::key_grant,
     hello ops::KeyReject => h::key_reject,
+    hello plexus_proto::keys::KeyRotate => h::key_rotate,
+    hello plexus_proto::keys::MeshKeys => h::mesh_keys,
     hello ops::GroupJoin => h::group_join,
     hello ops::GroupLeave => h::group_leave,
     hello ops::GroupList => h::group_list,

@@ -57,6 +57,10 @@ pub struct NewMessage {
     pub nonce: Vec<u8>,
     /// Ciphertext.
     pub ciphertext: Vec<u8>,
+    /// For a send sealed with the mesh key: the key epoch its nonce names, which must be the
+    /// mesh's current one with no rotation due when it commits. `None`: not checked (reminder
+    /// firings carry bodies sealed when they were set; broker-written events are plain).
+    pub key_epoch: Option<u32>,
 }
 
 impl NewMessage {
@@ -87,7 +91,7 @@ pub type OnCommit = Arc<dyn Fn(Uuid, Arc<Message>) + Send + Sync>;
 
 struct WriteReq {
     msg: NewMessage,
-    reply: oneshot::Sender<Result<Sent, Arc<StoreError>>>,
+    reply: oneshot::Sender<Result<Sent, AppendError>>,
 }
 
 /// What a writer is asked to do, in order.
@@ -105,8 +109,8 @@ pub struct LogWriter {
     shards: Arc<Vec<mpsc::Sender<Job>>>,
 }
 
-/// The writer is gone or the write failed.
-#[derive(Debug, thiserror::Error)]
+/// The writer is gone, the write failed, or the message was refused.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppendError {
     /// The database write failed (nothing was committed for this message).
     #[error(transparent)]
@@ -114,6 +118,9 @@ pub enum AppendError {
     /// The writer stopped.
     #[error("log writer stopped")]
     Stopped,
+    /// Sealed with a mesh key that is not current (see [`NewMessage::key_epoch`]); not stored.
+    #[error("stale mesh key (current epoch {}, rotation due: {})", .0.epoch, .0.rotation_due)]
+    StaleKey(super::keys::KeyState),
 }
 
 impl LogWriter {
@@ -157,8 +164,7 @@ impl LogWriter {
         self.shards[shard].send(Job::Write(WriteReq { msg, reply })).await.map_err(|_| AppendError::Stopped)?;
         Ok(async move {
             match rx.await {
-                Ok(Ok(sent)) => Ok(sent),
-                Ok(Err(e)) => Err(AppendError::Store(e)),
+                Ok(result) => result,
                 Err(_) => Err(AppendError::Stopped),
             }
         })
@@ -194,18 +200,24 @@ async fn run_writer(shard: usize, pool: Pool, mut rx: mpsc::Receiver<Job>, max_b
         crate::metrics::pg_query_seconds().with_label_values(&["log_batch"]).observe(started.elapsed().as_secs_f64());
         match written {
             Ok(results) => {
-                for (req, (sent, committed)) in batch.drain(..).zip(results) {
-                    if let Some(m) = committed {
-                        on_commit(req.msg.mesh_id, m);
-                    }
-                    let _ = req.reply.send(Ok(sent));
+                for (req, result) in batch.drain(..).zip(results) {
+                    let reply = match result {
+                        Ok((sent, committed)) => {
+                            if let Some(m) = committed {
+                                on_commit(req.msg.mesh_id, m);
+                            }
+                            Ok(sent)
+                        }
+                        Err(key) => Err(AppendError::StaleKey(key)),
+                    };
+                    let _ = req.reply.send(reply);
                 }
             }
             Err(e) => {
                 tracing::warn!(shard, batch = n, error = %e, "log batch failed");
                 let e = Arc::new(e);
                 for req in batch.drain(..) {
-                    let _ = req.reply.send(Err(e.clone()));
+                    let _ = req.reply.send(Err(AppendError::Store(e.clone())));
                 }
             }
         }
@@ -215,7 +227,8 @@ async fn run_writer(shard: usize, pool: Pool, mut rx: mpsc::Receiver<Job>, max_b
     }
 }
 
-type BatchResult = (Sent, Option<Arc<Message>>);
+/// Stored (or a duplicate), or refused for a stale mesh key.
+type BatchResult = Result<(Sent, Option<Arc<Message>>), super::keys::KeyState>;
 
 async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>, StoreError> {
     let mut client = pool.get().await?;
@@ -236,10 +249,24 @@ async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>
     let mut assigned: Vec<Option<i64>> = vec![None; batch.len()];
     let mut first_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
     let mut fresh: Vec<(usize, i64)> = Vec::new();
+    let mut stale: HashMap<usize, super::keys::KeyState> = HashMap::new();
     for mesh in &meshes {
+        // Checked under the mesh row's lock, which a rotation or removal also takes: no
+        // message sealed under a retired key commits after the change.
+        if by_mesh[mesh].iter().any(|&i| batch[i].msg.key_epoch.is_some()) {
+            let key = super::keys::state(&tx, *mesh, true)
+                .await?
+                .ok_or(StoreError::Corrupt("message for an unknown mesh"))?;
+            for &i in &by_mesh[mesh] {
+                if batch[i].msg.key_epoch.is_some_and(|e| e != key.epoch || key.rotation_due) {
+                    stale.insert(i, key);
+                }
+            }
+        }
         let firsts: Vec<usize> = by_mesh[mesh]
             .iter()
             .copied()
+            .filter(|i| !stale.contains_key(i))
             .filter(|&i| match first_of.entry((*mesh, batch[i].msg.id)) {
                 std::collections::hash_map::Entry::Vacant(slot) => {
                     slot.insert(i);
@@ -286,20 +313,24 @@ async fn write_batch(pool: &Pool, batch: &[WriteReq]) -> Result<Vec<BatchResult>
     let sent_at_ms = millis(now);
     let mut results = Vec::with_capacity(batch.len());
     for (i, req) in batch.iter().enumerate() {
+        if let Some(key) = stale.get(&i) {
+            results.push(Err(*key));
+            continue;
+        }
         let m = &req.msg;
         let key = (m.mesh_id, m.id);
         let first = first_of.get(&key).copied().unwrap_or(i);
         if let Some(&seq) = existing.get(&key) {
-            results.push((Sent { seq: seq as u64, duplicate: true }, None));
+            results.push(Ok((Sent { seq: seq as u64, duplicate: true }, None)));
             continue;
         }
         let seq = assigned[first].ok_or(StoreError::Corrupt("no sequence assigned"))?;
         if first != i || !inserted.contains(&key) {
-            results.push((Sent { seq: seq as u64, duplicate: true }, None));
+            results.push(Ok((Sent { seq: seq as u64, duplicate: true }, None)));
             continue;
         }
         let message = Arc::new(m.committed(seq as u64, sent_at_ms));
-        results.push((Sent { seq: seq as u64, duplicate: false }, Some(message)));
+        results.push(Ok((Sent { seq: seq as u64, duplicate: false }, Some(message))));
     }
     Ok(results)
 }

@@ -138,6 +138,8 @@ pub struct MeshIntro {
     pub commitment: Option<KeyCommitment>,
     /// The owner's ed25519 key.
     pub owner_pubkey: Option<Vec<u8>>,
+    /// The mesh key's epoch and whether a rotation is due.
+    pub key: super::keys::KeyState,
 }
 
 /// Name, head and key commitment of a mesh.
@@ -145,21 +147,29 @@ pub async fn mesh_intro(pool: &Pool, mesh_id: Uuid) -> Result<Option<MeshIntro>,
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT m.name, m.head_seq, m.key_commitment, m.key_commitment_signature, o.pubkey
+            "SELECT m.name, m.head_seq, m.key_commitment, m.key_commitment_signature, o.pubkey,
+                    m.key_epoch, m.key_rotation_due
              FROM meshes m LEFT JOIN members o ON o.mesh_id = m.id AND o.id = m.owner_member_id
              WHERE m.id = $1",
             &[&mesh_id],
         )
         .await?;
-    Ok(row.map(|r| MeshIntro {
-        name: r.get(0),
-        head: r.get(1),
-        commitment: match (r.get::<_, Option<Vec<u8>>>(2), r.get::<_, Option<Vec<u8>>>(3)) {
-            (Some(commitment), Some(signature)) => Some(KeyCommitment { commitment, signature }),
-            _ => None,
-        },
-        owner_pubkey: r.get(4),
-    }))
+    row.map(|r| {
+        Ok(MeshIntro {
+            name: r.get(0),
+            head: r.get(1),
+            commitment: match (r.get::<_, Option<Vec<u8>>>(2), r.get::<_, Option<Vec<u8>>>(3)) {
+                (Some(commitment), Some(signature)) => Some(KeyCommitment { commitment, signature }),
+                _ => None,
+            },
+            owner_pubkey: r.get(4),
+            key: super::keys::KeyState {
+                epoch: u32::try_from(r.get::<_, i32>(5)).map_err(|_| StoreError::Corrupt("negative key epoch"))?,
+                rotation_due: r.get(6),
+            },
+        })
+    })
+    .transpose()
 }
 
 /// One member (removed ones included, flagged).

@@ -5,6 +5,7 @@
 //! - [`meshes`] — meshes, members, invites, sessions, hello nonces.
 //! - [`log`] — the event log: the group-committing writer, replay and inbox queries.
 //! - [`audit`] — the audit log: one hash chain per mesh, retention behind a checkpoint.
+//! - [`keys`] — mesh-key epochs: rotations, each member's copy of each rotated key.
 //! - [`controls`] — per-peer controls: blocks, mutes, event subscriptions.
 //! - [`coord`] — coordination rows: state, tasks, threads, memories, search.
 //! - [`locks`] — held locks and the lock wait queue.
@@ -17,6 +18,7 @@
 pub mod audit;
 pub mod controls;
 pub mod coord;
+pub mod keys;
 pub mod links;
 pub mod locks;
 pub mod log;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    cli::{GroupCmd, InviteCmd, JoinArgs, MeshCmd},
+    cli::{GroupCmd, InviteCmd, JoinArgs, KeyCmd, MeshCmd},
     ctx::{now_ms, parse_duration, session_profile, Ctx},
     render,
 };
@@ -40,6 +40,8 @@ fn new_profile(
         session_id: Uuid::new_v4(),
         session_secret: hex(session.secret_bytes()),
         mesh_key: None,
+        key_epoch: 0,
+        retired_mesh_keys: Default::default(),
         claim_secret: None,
         key_commitment: None,
     })
@@ -346,8 +348,50 @@ pub(crate) async fn member_remove(ctx: &Ctx, who: &str) -> Result<()> {
     let me = session.profile().await.member_id;
     let m = find_member(&list.members, who, me)?;
     conn.call(&ops::MemberRemove { member_id: m.member_id }).await?;
+    // The removed member held the mesh key: rotate now, before anyone seals more with it.
+    let mut p = session.profile().await;
+    let rotated = plexus_client::keys::catch_up(&ctx.home, &mut p, &conn).await;
     session.close().await;
-    ctx.emit(json!({"removed": m.member_id}), || format!("removed {}", m.display_name));
+    let (epoch, due) = rotated?;
+    ctx.emit(json!({"removed": m.member_id, "key_epoch": epoch, "rotation_due": due}), || {
+        if due {
+            format!("removed {}; the mesh key must be rotated by a member holding it", m.display_name)
+        } else {
+            format!("removed {}; the mesh key is now at epoch {epoch}", m.display_name)
+        }
+    });
+    Ok(())
+}
+
+pub(crate) async fn key(ctx: &Ctx, cmd: KeyCmd) -> Result<()> {
+    let (session, conn) = ctx.control().await?;
+    let mut p = session.profile().await;
+    let result = match cmd {
+        KeyCmd::Status => {
+            plexus_client::keys::refresh(&ctx.home, &mut p, &conn).await.map(|l| (l.epoch, l.rotation_due))
+        }
+        KeyCmd::Rotate => {
+            async {
+                // A lost race (someone rotated, joined or left meanwhile) is worth another look.
+                for _ in 0..5 {
+                    if let Some(epoch) = plexus_client::keys::rotate(&ctx.home, &mut p, &conn).await? {
+                        return Ok((epoch, false));
+                    }
+                }
+                Err(plexus_client::ClientError::Keys("the members kept changing; try again".into()))
+            }
+            .await
+        }
+    };
+    session.close().await;
+    let (epoch, due) = result?;
+    let mine = p.keyring().map(|r| r.epoch());
+    let held = p.retired_mesh_keys.len() + usize::from(p.mesh_key.is_some());
+    ctx.emit(json!({"epoch": epoch, "rotation_due": due, "my_epoch": mine, "keys_held": held}), || {
+        let mine = mine.map_or("none".to_owned(), |e| e.to_string());
+        let due = if due { "; a rotation is due (a member left)" } else { "" };
+        format!("mesh key epoch {epoch}; yours: {mine}; {held} key(s) held for history{due}")
+    });
     Ok(())
 }
 
@@ -444,6 +488,8 @@ pub(crate) async fn link(ctx: &Ctx, typed: &str, yes: bool) -> Result<()> {
         role: me.map_or(Role::Member, |m| m.role),
         member_secret: p.member_secret.clone(),
         mesh_key: p.mesh_key.clone(),
+        key_epoch: p.key_epoch,
+        retired_mesh_keys: p.retired_mesh_keys.clone(),
         key_commitment: p.key_commitment.clone(),
     };
     let plain = serde_json::to_vec(&bundle)?;

@@ -23,8 +23,8 @@ pub(crate) async fn send(ctx: &Ctx, args: SendArgs) -> Result<()> {
     let priority = parse_priority(&args.priority)?;
     let id = args.id.unwrap_or_else(Uuid::new_v4);
     let to = session.recipient(Some(&args.target), args.reply_to).await?;
-    let p = session.profile().await;
-    let sent = plexus_client::address::send_text(&conn, &p, &to, &args.text, priority, id).await?;
+    let mut p = session.profile().await;
+    let sent = plexus_client::address::send_text(&conn, &ctx.home, &mut p, &to, &args.text, priority, id).await?;
     session.close().await;
     ctx.emit(json!({"id": id, "seq": sent.seq, "duplicate": sent.duplicate, "to": to.describe()}), || {
         format!(

@@ -42,6 +42,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Peers => mesh::peers(&ctx).await,
         Command::Members => mesh::members(&ctx).await,
         Command::Member(MemberCmd::Remove { who }) => mesh::member_remove(&ctx, &who).await,
+        Command::Key(cmd) => mesh::key(&ctx, cmd).await,
         Command::Group(cmd) => mesh::group(&ctx, cmd).await,
         Command::Send(args) => messages::send(&ctx, args).await,
         Command::Inbox(args) => messages::inbox(&ctx, args).await,

@@ -340,9 +340,9 @@ pub(crate) async fn decide(ctx: &Ctx, id: &str, allow: bool, reason: Option<Stri
             }
         }
     };
-    let (reason_nonce, reason_ciphertext) = match (&reason, p.mesh_key()) {
-        (Some(r), Some(key)) => {
-            let (n, c) = plexus_crypto::seal_with_mesh_key(&key, r.as_bytes())?;
+    let (reason_nonce, reason_ciphertext) = match (&reason, p.keyring()) {
+        (Some(r), Some(ring)) => {
+            let (n, c) = ring.seal(r.as_bytes())?;
             (Some(n.to_vec()), Some(c))
         }
         (Some(_), None) => bail!("no mesh key yet to seal the reason"),
