@@ -107,6 +107,13 @@ impl TestDb {
         client.query_one(sql, &[]).await.expect("query").get(0)
     }
 
+    /// The first column (bytea) of every row `sql` returns.
+    pub async fn bytea_column(&self, sql: &str) -> Vec<Vec<u8>> {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect test db");
+        tokio::spawn(conn);
+        client.query(sql, &[]).await.expect("query").iter().map(|r| r.get(0)).collect()
+    }
+
     /// Tables holding `needle` anywhere in a row: as text, or as its bytes inside a binary
     /// column. What the broker (or anyone with its database) could read.
     pub async fn tables_containing(&self, needle: &str) -> Vec<String> {

@@ -44,6 +44,16 @@ async fn people_in_chromium_work_with_agents_and_the_cli_across_a_cluster() {
                 nodes[req["node"].as_u64().unwrap_or(0) as usize].start_again().await;
                 json!({"id": id, "ok": true})
             }
+            "mesh_key_epochs" => {
+                // The key epoch each stored group or broadcast body names, oldest first.
+                let epochs: Vec<u32> = db
+                    .bytea_column("SELECT nonce FROM events WHERE sealing = 2 ORDER BY seq")
+                    .await
+                    .iter()
+                    .map(|n| plexus_crypto::mesh_key_epoch(n))
+                    .collect();
+                json!({"id": id, "ok": epochs})
+            }
             "db_search" => {
                 let tables = db.tables_containing(req["needle"].as_str().unwrap_or_default()).await;
                 json!({"id": id, "ok": tables})

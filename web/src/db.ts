@@ -16,7 +16,11 @@ export interface Identity {
   role: Role;
   sessionId: Bytes;
   sessionSecret: Bytes;
+  /// The current mesh key, and its epoch.
   meshKey?: Bytes | null;
+  keyEpoch?: number;
+  /// Earlier mesh keys by epoch, to read history sealed with them.
+  retiredKeys?: Record<number, Bytes>;
   claimSecret?: Bytes | null;
   keyCommitment?: Bytes | null;
 }

@@ -88,9 +88,33 @@ export function openAsMember(sender: Bytes, member: SigningPair, nonce: Bytes, c
   return sodium.crypto_box_open_easy(ciphertext, nonce, sender, sk);
 }
 
-export function secretbox(key: Bytes, plaintext: Bytes): Sealed {
+/// With the mesh key of `epoch`: the nonce is the epoch (big-endian u32) and 20 random bytes,
+/// so every mesh-key ciphertext names the key that opens it (docs/protocol.md, "Key epochs").
+export function secretbox(key: Bytes, epoch: number, plaintext: Bytes): Sealed {
   const nonce = random(24);
+  nonce.set(new ByteString().u32(epoch).bytes(), 0);
   return { nonce, ciphertext: sodium.crypto_secretbox_easy(plaintext, nonce, key) };
+}
+
+/// The key epoch a mesh-key nonce names.
+export function meshKeyEpoch(nonce: Bytes): number {
+  return nonce.length < 4 ? 0 : ((nonce[0] << 24) | (nonce[1] << 16) | (nonce[2] << 8) | nonce[3]) >>> 0;
+}
+
+/// `crypto_box_seal` to a member's ed25519 key (converted): a rotated mesh key.
+export function sealToMember(memberPubkey: Bytes, plaintext: Bytes): Bytes {
+  return sodium.crypto_box_seal(plaintext, sodium.crypto_sign_ed25519_pk_to_curve25519(memberPubkey));
+}
+
+/// Open something sealed with [`sealToMember`] to this member.
+export function openSealedAsMember(member: SigningPair, sealed: Bytes): Bytes {
+  const pk = sodium.crypto_sign_ed25519_pk_to_curve25519(member.publicKey);
+  const sk = sodium.crypto_sign_ed25519_sk_to_curve25519(member.secretKey);
+  return sodium.crypto_box_seal_open(sealed, pk, sk);
+}
+
+export function newMeshKey(): Bytes {
+  return random(32);
 }
 
 export function openSecretbox(key: Bytes, nonce: Bytes, ciphertext: Bytes): Bytes {
@@ -192,6 +216,16 @@ export function keyCommitmentBytes(mesh: Uuid, commitment: Bytes): Bytes {
 
 export function meshKeyCommitment(mesh: Uuid, meshKey: Bytes): Bytes {
   return hash32(new ByteString().tag("plexus/mesh-key/v1").raw(mesh).lv(meshKey).bytes());
+}
+
+/// The commitment to the mesh key of a rotated epoch.
+export function epochKeyCommitment(mesh: Uuid, epoch: number, key: Bytes): Bytes {
+  return hash32(new ByteString().tag("plexus/epoch-key/v1").raw(mesh).u32(epoch).lv(key).bytes());
+}
+
+/// What the rotating member signs.
+export function keyRotationBytes(mesh: Uuid, epoch: number, commitment: Bytes): Bytes {
+  return new ByteString().tag("plexus/key-rotation/v1").raw(mesh).u32(epoch).lv(commitment).bytes();
 }
 
 /// Whether a granted mesh key is the one the owner committed to (docs/protocol.md, "The mesh

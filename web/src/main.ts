@@ -84,6 +84,8 @@ interface LinkBundle {
   role: Role;
   member_secret: string;
   mesh_key?: string | null;
+  key_epoch?: number;
+  retired_mesh_keys?: Record<string, string>;
   key_commitment?: string | null;
 }
 
@@ -111,6 +113,10 @@ async function link(show: (code: string) => void, cancelled: () => boolean): Pro
       sessionId: newUuid(),
       sessionSecret: session.secretKey,
       meshKey: bundle.mesh_key ? unhex(bundle.mesh_key) : null,
+      keyEpoch: bundle.key_epoch ?? 0,
+      retiredKeys: Object.fromEntries(
+        Object.entries(bundle.retired_mesh_keys ?? {}).map(([epoch, key]) => [Number(epoch), unhex(key)]),
+      ),
       claimSecret: null,
       keyCommitment: bundle.key_commitment ? unhex(bundle.key_commitment) : null,
     };

@@ -13,7 +13,9 @@ import {
   decodeBody,
   decodeFrame,
   encodeRequest,
+  EpochKey,
   KeyRequest,
+  MemberInfo,
   Message,
   newUuid,
   PeerEvent,
@@ -58,6 +60,8 @@ const FINAL_CLOSES: Record<number, string> = {
 
 /// `not_member`: the broker no longer knows this member (removed, or left).
 const NOT_MEMBER = 16;
+const CONFLICT = 26;
+const STALE_KEY = 34;
 
 const CALL_TIMEOUT_MS = 15_000;
 
@@ -189,6 +193,9 @@ export class Peer {
         await db.saveIdentity(id);
       }
       if (welcome.sealed_mesh_key) await this.adoptKey(welcome.sealed_mesh_key);
+      if ((welcome.key_epoch ?? 0) > (id.keyEpoch ?? 0) || (welcome.key_rotation_due && id.meshKey)) {
+        await this.catchUpKeys();
+      }
       this.events.connection("online", welcome.node_id);
       this.events.welcome(welcome);
       // Held `next` and unread `low` messages wait in the inbox; a person sees them here.
@@ -239,6 +246,13 @@ export class Peer {
         case "mesh_key":
           void this.adoptKey(decodeBody<{ sealed_mesh_key: Bytes }>(body).sealed_mesh_key);
           break;
+        case "key_epoch": {
+          const k = decodeBody<{ epoch: number; rotation_due: boolean }>(body);
+          if (k.epoch > (this.identity.keyEpoch ?? 0) || (k.rotation_due && this.identity.meshKey)) {
+            void this.catchUpKeys();
+          }
+          break;
+        }
         case "stream":
         case "room":
         case "approval":
@@ -301,9 +315,11 @@ export class Peer {
           return keys.fromUtf8.decode(keys.openBox(m.sender_pubkey, this.session, m.nonce, m.ciphertext));
         case "box_member":
           return keys.fromUtf8.decode(keys.openAsMember(m.sender_pubkey, this.member, m.nonce, m.ciphertext));
-        case "mesh_key":
-          if (!this.identity.meshKey) return null;
-          return keys.fromUtf8.decode(keys.openSecretbox(this.identity.meshKey, m.nonce, m.ciphertext));
+        case "mesh_key": {
+          const key = this.meshKeyOf(m.nonce);
+          if (!key) return null;
+          return keys.fromUtf8.decode(keys.openSecretbox(key, m.nonce, m.ciphertext));
+        }
         case "plain":
           return keys.fromUtf8.decode(m.ciphertext);
       }
@@ -397,14 +413,114 @@ export class Peer {
   // -------------------------------------------------------------------------------------------
   // The mesh key
 
+  /// The mesh key of `epoch`, if held.
+  private meshKeyFor(epoch: number): Bytes | null {
+    const id = this.identity;
+    if (id.meshKey && (id.keyEpoch ?? 0) === epoch) return id.meshKey;
+    return id.retiredKeys?.[epoch] ?? null;
+  }
+
+  /// The key a mesh-key nonce names.
+  private meshKeyOf(nonce: Bytes): Bytes | null {
+    return this.meshKeyFor(keys.meshKeyEpoch(nonce));
+  }
+
+  /// Seal with the current mesh key.
+  private sealWithMeshKey(plain: Bytes): keys.Sealed {
+    if (!this.identity.meshKey) throw new Error("the mesh key has not arrived yet: group messages wait for it");
+    return keys.secretbox(this.identity.meshKey, this.identity.keyEpoch ?? 0, plain);
+  }
+
+  /// Keep a checked mesh key of `epoch`: a newer one becomes current, the current one retires.
+  private keepKey(epoch: number, key: Bytes): boolean {
+    const id = this.identity;
+    if (this.meshKeyFor(epoch)) return false;
+    id.retiredKeys = { ...(id.retiredKeys ?? {}) };
+    if (id.meshKey && epoch < (id.keyEpoch ?? 0)) {
+      id.retiredKeys[epoch] = key;
+    } else {
+      if (id.meshKey) id.retiredKeys[id.keyEpoch ?? 0] = id.meshKey;
+      id.meshKey = key;
+      id.keyEpoch = epoch;
+    }
+    return true;
+  }
+
   private async grantKey(req: KeyRequest): Promise<void> {
-    const key = this.identity.meshKey;
-    if (!key || sameBytes(req.member_id, this.identity.memberId)) return;
+    const owners = this.meshKeyFor(0);
+    if (!owners || sameBytes(req.member_id, this.identity.memberId)) return;
+    const epoch = this.identity.keyEpoch ?? 0;
+    const current = this.identity.meshKey;
+    const epochKeys =
+      epoch > 0 && current ? [{ epoch, sealed_key: keys.sealToMember(req.member_pubkey, current) }] : [];
     try {
-      await this.call("key_grant", { member_id: req.member_id, sealed_mesh_key: keys.sealAnonymous(req.claim_pubkey, key) });
+      await this.call("key_grant", {
+        member_id: req.member_id,
+        sealed_mesh_key: keys.sealAnonymous(req.claim_pubkey, owners),
+        epoch_keys: epochKeys,
+      });
     } catch {
       /* another holder answers, or the next request does */
     }
+  }
+
+  private catchingUp: Promise<void> | null = null;
+
+  /// Take rotated mesh keys (each checked against its signed commitment) and rotate when a
+  /// member went and this member holds the current key (docs/protocol.md, "Key epochs").
+  catchUpKeys(): Promise<void> {
+    this.catchingUp ??= this.catchUp().finally(() => (this.catchingUp = null));
+    return this.catchingUp;
+  }
+
+  private async catchUp(): Promise<void> {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const list = await this.refreshKeys();
+      if (!list.rotation_due || !this.identity.meshKey || (this.identity.keyEpoch ?? 0) !== list.epoch) return;
+      if (await this.rotateKey(list.epoch + 1)) return;
+    }
+  }
+
+  private async refreshKeys(): Promise<{ epoch: number; rotation_due: boolean }> {
+    const list = await this.call<{ epoch: number; rotation_due: boolean; keys: EpochKey[] }>("mesh_keys", {});
+    const mesh = this.identity.meshId;
+    let changed = false;
+    for (const k of list.keys) {
+      if (this.meshKeyFor(k.epoch)) continue;
+      try {
+        const key = keys.openSealedAsMember(this.member, k.sealed_key);
+        const signed = keys.keyRotationBytes(mesh, k.epoch, k.commitment);
+        if (!sameBytes(keys.epochKeyCommitment(mesh, k.epoch, key), k.commitment)) continue;
+        if (!keys.verify(k.rotated_by_pubkey, signed, k.signature)) continue;
+        changed = this.keepKey(k.epoch, key) || changed;
+      } catch {
+        /* not sealed to this member: ignored */
+      }
+    }
+    if (changed) {
+      await db.saveIdentity(this.identity);
+      this.events.meshKey();
+    }
+    return list;
+  }
+
+  private async rotateKey(epoch: number): Promise<boolean> {
+    const mesh = this.identity.meshId;
+    const { members } = await this.call<{ members: MemberInfo[] }>("members", {});
+    const key = keys.newMeshKey();
+    const commitment = keys.epochKeyCommitment(mesh, epoch, key);
+    const signature = keys.sign(this.member, keys.keyRotationBytes(mesh, epoch, commitment));
+    const sealed = members.map((m) => ({ member_id: m.member_id, sealed_key: keys.sealToMember(m.pubkey, key) }));
+    try {
+      await this.call("key_rotate", { epoch, commitment, signature, sealed });
+    } catch (e) {
+      if (e instanceof RemoteError && e.code === CONFLICT) return false;
+      throw e;
+    }
+    this.keepKey(epoch, key);
+    await db.saveIdentity(this.identity);
+    this.events.meshKey();
+    return true;
   }
 
   private async adoptKey(sealed: Bytes): Promise<void> {
@@ -423,11 +539,13 @@ export class Peer {
       await this.call("key_reject", {}).catch(() => undefined);
       return;
     }
-    id.meshKey = key;
+    this.keepKey(0, key);
     id.claimSecret = null;
     id.keyCommitment = commitment ?? null;
     await db.saveIdentity(id);
     this.events.meshKey();
+    // A rotated mesh granted the current key too.
+    if ((this.welcome?.key_epoch ?? 0) > 0) await this.refreshKeys().catch(() => undefined);
     const waiting = this.waitingForKey.splice(0);
     for (const m of waiting) await this.deliver(m);
     void this.pullInbox();
@@ -456,21 +574,23 @@ export class Peer {
       sealing = "box_member";
       sealed = keys.boxToMember(sealTo.member, this.session, plain);
     } else {
-      if (!this.identity.meshKey) throw new Error("the mesh key has not arrived yet: group messages wait for it");
       sealing = "mesh_key";
-      sealed = keys.secretbox(this.identity.meshKey, plain);
+      sealed = this.sealWithMeshKey(plain);
     }
     const id = newUuid();
-    const r = await this.call<{ seq: number }>("send", {
-      id,
-      target,
-      priority,
-      reply_to: replyTo,
-      sealing,
-      nonce: sealed.nonce,
-      ciphertext: sealed.ciphertext,
-    });
-    return { id: uuidString(id), seq: r.seq };
+    const body = { id, target, priority, reply_to: replyTo, sealing, nonce: sealed.nonce, ciphertext: sealed.ciphertext };
+    try {
+      const r = await this.call<{ seq: number }>("send", body);
+      return { id: uuidString(id), seq: r.seq };
+    } catch (e) {
+      // Sealed with a key that was rotated away, or a member left: bring the keys up to date
+      // and send the same message again under the current one.
+      if (!(e instanceof RemoteError && e.code === STALE_KEY)) throw e;
+      await this.catchUpKeys();
+      const again = this.sealWithMeshKey(plain);
+      const r = await this.call<{ seq: number }>("send", { ...body, nonce: again.nonce, ciphertext: again.ciphertext });
+      return { id: uuidString(id), seq: r.seq };
+    }
   }
 
   /// A reminder body sealed like a message (member: box_member; group: the mesh key).
@@ -480,8 +600,7 @@ export class Peer {
       if (!memberKey) throw new Error("no key for that member");
       return { sealing: "box_member", ...keys.boxToMember(memberKey, this.session, plain) };
     }
-    if (!this.identity.meshKey) throw new Error("the mesh key has not arrived yet");
-    return { sealing: "mesh_key", ...keys.secretbox(this.identity.meshKey, plain) };
+    return { sealing: "mesh_key", ...this.sealWithMeshKey(plain) };
   }
 
   signInvite(code: string, role: Role, maxUses: number, expiresAtMs: number): Bytes {
@@ -490,9 +609,10 @@ export class Peer {
 
   /// Open something sealed with the mesh key (stream entries, permission requests) as JSON.
   openMeshJson<T>(nonce: Bytes, ciphertext: Bytes): T | null {
-    if (!this.identity.meshKey) return null;
+    const key = this.meshKeyOf(nonce);
+    if (!key) return null;
     try {
-      return JSON.parse(keys.fromUtf8.decode(keys.openSecretbox(this.identity.meshKey, nonce, ciphertext))) as T;
+      return JSON.parse(keys.fromUtf8.decode(keys.openSecretbox(key, nonce, ciphertext))) as T;
     } catch {
       return null;
     }
@@ -500,8 +620,7 @@ export class Peer {
 
   /// Seal text with the mesh key (a decision's reason).
   sealMesh(text: string): keys.Sealed {
-    if (!this.identity.meshKey) throw new Error("the mesh key has not arrived yet");
-    return keys.secretbox(this.identity.meshKey, keys.utf8.encode(text));
+    return this.sealWithMeshKey(keys.utf8.encode(text));
   }
 
   /// Seal text to a session's key from this browser's session (a prompt to an agent).

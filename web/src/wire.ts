@@ -83,6 +83,18 @@ export interface Welcome {
   key_commitment?: Bytes | null;
   key_commitment_signature?: Bytes | null;
   owner_pubkey?: Bytes | null;
+  key_epoch?: number;
+  key_rotation_due?: boolean;
+}
+
+/// One rotated mesh key as its holder receives it (`mesh_keys`).
+export interface EpochKey {
+  epoch: number;
+  sealed_key: Bytes;
+  commitment: Bytes;
+  signature: Bytes;
+  rotated_by: Bytes;
+  rotated_by_pubkey: Bytes;
 }
 
 export interface PeerEvent {

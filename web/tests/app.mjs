@@ -112,6 +112,26 @@ await run(async () => {
   allowDialogs(null);
   check(await harness({ do: "follower_saw", text: "force-released your lock on docs/**" }), "carol was told");
 
+  log("a person is removed: the mesh key rotates and everyone left reads and writes under the new one");
+  const danInvite = (await carol("invite", "create", "--uses", "1")).code;
+  const dan = await newPage("dan");
+  await join(dan, A, danInvite, "dan");
+  const removed = await carol("member", "remove", "dan");
+  check(removed.key_epoch === 1 && removed.rotation_due === false, `the key did not rotate: ${JSON.stringify(removed)}`);
+  await dan.locator("#connection.removed").waitFor();
+  await dan.close();
+  await conversation(ana, "Everyone");
+  await send(ana, "after dan left, under the new key");
+  await conversation(ben, "Everyone");
+  await see(ben, "#log .body", "after dan left, under the new key");
+  check(await harness({ do: "follower_saw", text: "after dan left, under the new key" }), "carol's CLI opened it");
+  await carol("send", "*", "carol, under the new key too");
+  await see(ana, "#log .body", "carol, under the new key too");
+  await see(ben, "#log .body", "carol, under the new key too");
+  const epochs = await harness({ do: "mesh_key_epochs" });
+  check(epochs.at(-1) === 1 && epochs.at(-2) === 1, `the last bodies were not sealed at epoch 1: ${epochs}`);
+  await assertSealed("after dan left, under the new key");
+
   log("the browser reconnects after its node is killed and resumes from its cursor");
   await conversation(ana, "carol");
   await harness({ do: "kill", node: 0 });
