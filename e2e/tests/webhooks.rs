@@ -245,7 +245,8 @@ async fn a_subscription_failing_too_often_is_disabled_and_audited() {
     let mesh = Mesh::create(&node, &["ana"]).await;
     let ana = &mesh.peers[0];
     let rx = Receiver::start();
-    ana.json(&["webhook", "subscribe", &format!("http://127.0.0.1:{}/", rx.port), "--kinds", "task"]);
+    let sub = ana.json(&["webhook", "subscribe", &format!("http://127.0.0.1:{}/", rx.port), "--kinds", "task"]);
+    let sub_id = sub["id"].as_str().unwrap().to_owned();
     ana.json(&["task", "create", "never delivered"]);
     let disabled = plexus_e2e::wait_until(Duration::from_secs(30), || {
         let list = ana.json(&["webhook", "list"]);
@@ -257,4 +258,16 @@ async fn a_subscription_failing_too_often_is_disabled_and_audited() {
     assert_eq!(rx.requests().len(), 2);
     let audit = ana.json(&["audit", "list"]).to_string();
     assert!(audit.contains("webhook.disabled") && audit.contains("webhook.subscribed"), "{audit}");
+    // The delivery log shows both tries of the one event and what the receiver answered.
+    let log = ana.json(&["webhook", "log", &sub_id]);
+    let attempts = log["attempts"].as_array().unwrap();
+    let tries: Vec<(u64, u64, u64)> = attempts
+        .iter()
+        .map(|a| (a["seq"].as_u64().unwrap(), a["attempt"].as_u64().unwrap(), a["status"].as_u64().unwrap_or(0)))
+        .collect();
+    let seq = tries[0].0;
+    let refused = rx.status.load(std::sync::atomic::Ordering::SeqCst) as u64;
+    assert_eq!(tries, [(seq, 1, refused), (seq, 2, refused)], "{log}");
+    let unknown = ana.run(&["--json", "webhook", "log", &uuid::Uuid::new_v4().to_string()]);
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stdout).contains("not_found"));
 }

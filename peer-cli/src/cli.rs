@@ -303,6 +303,15 @@ pub(crate) enum WebhookCmd {
         /// Subscription id.
         id: uuid::Uuid,
     },
+    /// An outbound subscription's delivery log: every attempt, its status or error.
+    #[command(after_help = "Example:\n  plexus webhook log 0b6f2a1c-… --limit 20")]
+    Log {
+        /// Subscription id.
+        id: uuid::Uuid,
+        /// How many of the latest attempts.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Remove one: its URL stops accepting at once.
     Remove {
         /// Webhook id.

@@ -197,3 +197,55 @@ impl Op for WebhookUnsubscribe {
     const NAME: &'static str = "webhook_unsubscribe";
     type Reply = Done;
 }
+
+/// Most attempts one [`WebhookAttempts`] returns.
+pub const MAX_ATTEMPTS_LISTED: u32 = 1_000;
+
+/// An outbound subscription's delivery log, newest last (admins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttempts {
+    /// Subscription id.
+    pub id: Uuid,
+    /// How many of the latest attempts (default 100, at most [`MAX_ATTEMPTS_LISTED`]).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptInfo {
+    /// The event's sequence in the mesh log.
+    pub seq: u64,
+    /// Which try of this event (1 first).
+    pub attempt: u32,
+    /// The node that made it.
+    pub node: String,
+    /// The HTTP status answered, if any.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// What went wrong, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When (milliseconds since the epoch).
+    pub at_ms: u64,
+}
+
+/// Reply to [`WebhookAttempts`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempts {
+    /// Attempts, oldest first.
+    pub attempts: Vec<AttemptInfo>,
+}
+
+impl Op for WebhookAttempts {
+    const NAME: &'static str = "webhook_attempts";
+    type Reply = Attempts;
+    fn validate(&self) -> Result<(), ProtoError> {
+        match self.limit {
+            Some(n) if n == 0 || n > MAX_ATTEMPTS_LISTED => {
+                Err(ProtoError::Invalid { field: "limit", reason: "between 1 and 1000" })
+            }
+            _ => Ok(()),
+        }
+    }
+}

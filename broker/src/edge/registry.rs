@@ -200,6 +200,7 @@ registry! {
     admin plexus_proto::webhook::WebhookList => super::webhooks::webhook_list,
     admin plexus_proto::webhook::WebhookDelete => super::webhooks::webhook_delete,
     admin plexus_proto::webhook::WebhookSubscribe => super::webhooks::webhook_subscribe,
+    admin plexus_proto::webhook::WebhookAttempts => super::webhooks::webhook_attempts,
     admin plexus_proto::webhook::WebhookSubscriptions => super::webhooks::webhook_subscriptions,
     admin plexus_proto::webhook::WebhookUnsubscribe => super::webhooks::webhook_unsubscribe,
 }

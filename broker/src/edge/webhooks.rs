@@ -77,6 +77,15 @@ pub async fn webhook_subscriptions(
     Ok(wh::Subscriptions { subscriptions: db::subscriptions(&broker.pool, a.who.mesh_id).await? })
 }
 
+/// `webhook_attempts` (admins): a subscription's delivery log.
+pub async fn webhook_attempts(broker: &Broker, a: &Authed, b: wh::WebhookAttempts) -> Result<wh::Attempts, OpError> {
+    let limit = b.limit.unwrap_or(100);
+    let attempts = db::attempts(&broker.pool, a.who.mesh_id, b.id, limit)
+        .await?
+        .ok_or(OpError::NotFound("webhook subscription"))?;
+    Ok(wh::Attempts { attempts })
+}
+
 /// `webhook_unsubscribe` (admins).
 pub async fn webhook_unsubscribe(broker: &Broker, a: &Authed, b: wh::WebhookUnsubscribe) -> Result<Done, OpError> {
     let mut client = broker.pool.get().await.map_err(StoreError::from)?;

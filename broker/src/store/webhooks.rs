@@ -188,6 +188,43 @@ pub async fn subscriptions(
         .collect())
 }
 
+/// The latest `limit` delivery attempts of a subscription, oldest first; `None` when the mesh
+/// has no such subscription.
+pub async fn attempts(
+    pool: &Pool,
+    mesh_id: Uuid,
+    id: Uuid,
+    limit: u32,
+) -> Result<Option<Vec<plexus_proto::webhook::AttemptInfo>>, StoreError> {
+    let client = pool.get().await?;
+    let exists = client
+        .query_opt("SELECT 1 FROM webhook_subscriptions WHERE mesh_id = $1 AND id = $2", &[&mesh_id, &id])
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            "SELECT seq, attempt, node, status, error, (extract(epoch FROM at) * 1000)::bigint FROM (
+                SELECT * FROM webhook_attempts WHERE mesh_id = $1 AND hook_id = $2 ORDER BY at DESC, seq DESC, attempt DESC LIMIT $3
+             ) latest ORDER BY at, seq, attempt",
+            &[&mesh_id, &id, &i64::from(limit)],
+        )
+        .await?;
+    Ok(Some(
+        rows.iter()
+            .map(|r| plexus_proto::webhook::AttemptInfo {
+                seq: r.get::<_, i64>(0).max(0) as u64,
+                attempt: r.get::<_, i32>(1).max(0) as u32,
+                node: r.get(2),
+                status: r.get::<_, Option<i32>>(3).and_then(|s| u16::try_from(s).ok()),
+                error: r.get(4),
+                at_ms: r.get::<_, i64>(5).max(0) as u64,
+            })
+            .collect(),
+    ))
+}
+
 /// End a subscription; its URL when there was one.
 pub async fn unsubscribe(db: &impl GenericClient, mesh_id: Uuid, id: Uuid) -> Result<Option<String>, StoreError> {
     Ok(db

@@ -1,16 +1,21 @@
-//! `plexus webhook`: register, list and remove webhooks in (admins). The secret is shown once.
+//! `plexus webhook`: webhooks in and out (admins): register, list, remove, and read an outbound
+//! subscription's delivery log. A secret is shown once.
 
 use anyhow::{bail, Result};
 use plexus_client::address::{resolve, Recipient};
 use plexus_proto::{
     types::Target,
-    webhook::{WebhookCreate, WebhookDelete, WebhookList, WebhookSubscribe, WebhookSubscriptions, WebhookUnsubscribe},
+    webhook::{
+        WebhookAttempts, WebhookCreate, WebhookDelete, WebhookList, WebhookSubscribe, WebhookSubscriptions,
+        WebhookUnsubscribe,
+    },
 };
 use serde_json::json;
 
 use crate::{
     cli::WebhookCmd,
-    ctx::{parse_priority, Ctx},
+    ctx::{now_ms, parse_priority, Ctx},
+    render,
 };
 
 /// `plexus webhook …`.
@@ -70,6 +75,24 @@ pub(crate) async fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> Result<()> {
             session.close().await;
             ctx.emit(json!({ "id": sub.id, "secret": sub.secret }), || {
                 format!("subscription {}\nPOSTs to {url}\nsecret (shown once): {}", sub.id, sub.secret)
+            });
+        }
+        WebhookCmd::Log { id, limit } => {
+            let log = conn.call(&WebhookAttempts { id, limit: Some(limit) }).await?.attempts;
+            session.close().await;
+            ctx.emit(json!({ "attempts": log }), || {
+                log.iter()
+                    .map(|a| {
+                        let outcome = match (&a.status, &a.error) {
+                            (Some(s), _) => format!("HTTP {s}"),
+                            (None, Some(e)) => e.clone(),
+                            (None, None) => "no answer".into(),
+                        };
+                        let ago = render::human(now_ms().saturating_sub(a.at_ms));
+                        format!("{ago} ago  event {}  try {}  {outcome}  ({})", a.seq, a.attempt, a.node)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         WebhookCmd::Unsubscribe { id } => {
