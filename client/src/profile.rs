@@ -166,7 +166,9 @@ impl Profile {
         ensure_dir(&home.join("cursors"))?;
         let path = self.path(home);
         let json = serde_json::to_vec_pretty(self).map_err(|e| ProfileError::Corrupt(path.clone(), e.to_string()))?;
-        let tmp = path.with_extension("tmp");
+        // Several processes of one member (its CLI, agents, followers) save the same profile;
+        // each writes its own temporary file, so a rename never takes another's away.
+        let tmp = path.with_extension(format!("tmp.{}.{}", std::process::id(), plexus_crypto::random_below(u32::MAX)));
         let write = || -> std::io::Result<()> {
             let mut f = create_private(&tmp)?;
             f.write_all(&json)?;

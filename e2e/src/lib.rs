@@ -107,6 +107,13 @@ impl TestDb {
         client.query_one(sql, &[]).await.expect("query").get(0)
     }
 
+    /// Run one statement on the test database.
+    pub async fn execute(&self, sql: &str) {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect test db");
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.expect("execute");
+    }
+
     /// The first column (bytea) of every row `sql` returns.
     pub async fn bytea_column(&self, sql: &str) -> Vec<Vec<u8>> {
         let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect test db");

@@ -54,6 +54,16 @@ async fn people_in_chromium_work_with_agents_and_the_cli_across_a_cluster() {
                     .collect();
                 json!({"id": id, "ok": epochs})
             }
+            "tamper_audit" => {
+                // Alter one audit row behind the broker's back, as someone with the database could.
+                let seq = req["seq"].as_i64().unwrap_or(1);
+                db.execute(&format!("UPDATE audit_log SET detail = detail || ' (edited)' WHERE seq = {seq}")).await;
+                json!({"id": id, "ok": true})
+            }
+            "untamper_audit" => {
+                db.execute("UPDATE audit_log SET detail = replace(detail, ' (edited)', '')").await;
+                json!({"id": id, "ok": true})
+            }
             "db_search" => {
                 let tables = db.tables_containing(req["needle"].as_str().unwrap_or_default()).await;
                 json!({"id": id, "ok": tables})
@@ -102,6 +112,7 @@ async fn people_in_chromium_work_with_agents_and_the_cli_across_a_cluster() {
         "desktop-messages",
         "desktop-tasks",
         "desktop-locks",
+        "desktop-people",
         "phone-lobby",
         "phone-messages",
         "phone-tasks",

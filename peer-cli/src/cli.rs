@@ -304,7 +304,7 @@ pub(crate) enum WebhookCmd {
         id: uuid::Uuid,
     },
     /// An outbound subscription's delivery log: every attempt, its status or error.
-    #[command(after_help = "Example:\n  plexus webhook log 0b6f2a1c-… --limit 20")]
+    #[command(after_help = "Example:\n  plexus webhook log 0b6f2a1c-6d2e-4f1a-9c3b-5e8d7a4b2c10 --limit 20")]
     Log {
         /// Subscription id.
         id: uuid::Uuid,

@@ -86,10 +86,11 @@ export class App {
       coordination: (ev, m) => this.mesh.coordination(ev, m.subtype ?? "", m.sent_at_ms),
       presence: (ev) => this.mesh.presence(ev),
       digest: () => undefined,
-      meshKey: () => {
-        toast("the mesh key arrived: group messages open now");
+      meshKey: (epoch) => {
+        toast(epoch === 0 ? "the mesh key arrived: group messages open now" : `the mesh key was rotated (epoch ${epoch})`);
         this.mesh.emit("key");
       },
+      memberWent: () => void this.mesh.loadMembers().catch(() => undefined),
       room: (kind, body) => {
         if (kind === "approval") this.mesh.approval((body as { approval: ApprovalInfo }).approval);
         this.onRoom?.(kind, body);

@@ -228,6 +228,49 @@ export function keyRotationBytes(mesh: Uuid, epoch: number, commitment: Bytes): 
   return new ByteString().tag("plexus/key-rotation/v1").raw(mesh).u32(epoch).lv(commitment).bytes();
 }
 
+/// One audit entry as listed (proto/src/audit.rs).
+export interface AuditEntry {
+  seq: number;
+  at_ms: number;
+  actor_member?: Uuid | null;
+  actor_name: string;
+  action: string;
+  subject: string;
+  detail: string;
+  hash: Bytes;
+}
+
+/// An audit entry's hash: BLAKE2b-256 over its canonical bytes and the previous entry's hash.
+export function auditEntryHash(mesh: Uuid, prevHash: Bytes, e: AuditEntry): Bytes {
+  return hash32(
+    new ByteString()
+      .tag("plexus/audit/v1")
+      .raw(mesh)
+      .u64(e.seq)
+      .u64(e.at_ms)
+      .lv(e.actor_member ?? new Uint8Array())
+      .lv(utf8.encode(e.actor_name))
+      .lv(utf8.encode(e.action))
+      .lv(utf8.encode(e.subject))
+      .lv(utf8.encode(e.detail))
+      .lv(prevHash)
+      .bytes(),
+  );
+}
+
+/// Recompute the chain from its checkpoint: null when intact, else the first break.
+export function auditChainBreak(mesh: Uuid, checkpoint: { seq: number; hash: Bytes }, entries: AuditEntry[]): string | null {
+  let [seq, prev] = [checkpoint.seq, checkpoint.hash];
+  for (const e of entries) {
+    if (e.seq !== seq + 1) return `entry ${seq + 1} is missing (the next one is ${e.seq})`;
+    if (!sodium.memcmp(auditEntryHash(mesh, prev, e), e.hash)) {
+      return `entry ${e.seq} (${e.action} by ${e.actor_name}) was altered: its hash does not match`;
+    }
+    [seq, prev] = [e.seq, e.hash];
+  }
+  return null;
+}
+
 /// Whether a granted mesh key is the one the owner committed to (docs/protocol.md, "The mesh
 /// key"). With no commitment known there is nothing to check it against.
 export function keyMatchesCommitment(

@@ -4,6 +4,7 @@
 
 import { Peer } from "./peer";
 import {
+  Bytes,
   CoordEvent,
   InviteInfo,
   LockInfo,
@@ -36,6 +37,7 @@ export type Topic =
   | "invites"
   | "activity"
   | "approvals"
+  | "controls"
   | "key";
 
 export interface GroupInfo {
@@ -63,6 +65,8 @@ export class Mesh {
   /// Permission requests this person may answer, by id.
   approvals = new Map<string, ApprovalInfo>();
   invites: InviteInfo[] = [];
+  /// Whom this member blocks and mutes (member ids).
+  controls: { blocked: Set<string>; muted: Set<string> } = { blocked: new Set(), muted: new Set() };
   activity: Activity[] = [];
   unread = new Map<string, number>();
   /// Sessions whose presence changed since a view last took them (the lobby patches those).
@@ -126,7 +130,21 @@ export class Mesh {
       this.emit(t);
     }
     await this.loadApprovals();
+    await this.loadControls();
     if (peer.role !== "member") await this.loadInvites();
+  }
+
+  async loadControls(): Promise<void> {
+    const c = await this.peer().call<{ blocked: Bytes[]; muted: Bytes[] }>("controls");
+    this.controls = { blocked: new Set(c.blocked.map(uuidString)), muted: new Set(c.muted.map(uuidString)) };
+    this.emit("controls");
+  }
+
+  /// Block or mute a member (or lift it); applied at once on every node.
+  async setControl(memberId: Bytes, kind: "block" | "mute", on: boolean): Promise<void> {
+    const c = await this.peer().call<{ blocked: Bytes[]; muted: Bytes[] }>("peer_control", { member_id: memberId, kind, on });
+    this.controls = { blocked: new Set(c.blocked.map(uuidString)), muted: new Set(c.muted.map(uuidString)) };
+    this.emit("controls");
   }
 
   async loadInvites(): Promise<void> {

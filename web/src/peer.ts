@@ -47,7 +47,10 @@ export interface PeerEvents {
   coordination(ev: CoordEvent, m: Message): void;
   presence(ev: PeerEvent): void;
   digest(unread: number): void;
-  meshKey(): void;
+  /// A mesh key was taken (epoch 0: the first; above: a rotation).
+  meshKey(epoch: number): void;
+  /// A member went (the mesh key's rotation became due): the member list changed.
+  memberWent(): void;
   /// A session-room push (`stream`, `room`, `approval`; docs/protocol.md).
   room(kind: string, body: unknown): void;
 }
@@ -248,6 +251,7 @@ export class Peer {
           break;
         case "key_epoch": {
           const k = decodeBody<{ epoch: number; rotation_due: boolean }>(body);
+          if (k.rotation_due) this.events.memberWent();
           if (k.epoch > (this.identity.keyEpoch ?? 0) || (k.rotation_due && this.identity.meshKey)) {
             void this.catchUpKeys();
           }
@@ -499,7 +503,7 @@ export class Peer {
     }
     if (changed) {
       await db.saveIdentity(this.identity);
-      this.events.meshKey();
+      this.events.meshKey(this.identity.keyEpoch ?? 0);
     }
     return list;
   }
@@ -519,7 +523,7 @@ export class Peer {
     }
     this.keepKey(epoch, key);
     await db.saveIdentity(this.identity);
-    this.events.meshKey();
+    this.events.meshKey(this.identity.keyEpoch ?? 0);
     return true;
   }
 
@@ -543,7 +547,7 @@ export class Peer {
     id.claimSecret = null;
     id.keyCommitment = commitment ?? null;
     await db.saveIdentity(id);
-    this.events.meshKey();
+    this.events.meshKey(this.identity.keyEpoch ?? 0);
     // A rotated mesh granted the current key too.
     if ((this.welcome?.key_epoch ?? 0) > 0) await this.refreshKeys().catch(() => undefined);
     const waiting = this.waitingForKey.splice(0);

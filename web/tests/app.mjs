@@ -132,6 +132,34 @@ await run(async () => {
   check(epochs.at(-1) === 1 && epochs.at(-2) === 1, `the last bodies were not sealed at epoch 1: ${epochs}`);
   await assertSealed("after dan left, under the new key");
 
+  log("the audit log is recomputed in an admin's browser, and a tampered row is named");
+  await view(ben, "admin");
+  await see(ben, "#audit-result", "Audit chain intact");
+  await ben.locator('#members tr[data-member]', { hasText: "dan" }).waitFor({ state: "detached" });
+  await see(ben, ".people p.muted", "epoch 1");
+  await see(ben, "#audit code", "key.rotated");
+  await see(ben, "#audit code", "member.removed");
+  await shot(ben, "desktop-people");
+  await harness({ do: "tamper_audit", seq: 2 });
+  await ben.click("#audit-verify");
+  await see(ben, "#audit-result.audit-broken", "entry 2");
+  await harness({ do: "untamper_audit" });
+  await ben.click("#audit-verify");
+  await see(ben, "#audit-result", "Audit chain intact");
+
+  log("ana blocks carol: nothing from her arrives until ana lifts it");
+  await view(ana, "admin");
+  const carolRow = ana.locator("#members tr", { hasText: "carol" });
+  await carolRow.locator('button[data-control="block"]', { hasText: "Block" }).click();
+  await carolRow.locator('button[data-control="block"]', { hasText: "Unblock" }).waitFor();
+  await carol("send", "ana", "while ana blocks carol", "--priority", "now");
+  await carolRow.locator('button[data-control="block"]', { hasText: "Unblock" }).click();
+  await carolRow.locator('button[data-control="block"]', { hasText: "Block" }).waitFor();
+  await carol("send", "ana", "after ana unblocked carol", "--priority", "now");
+  await conversation(ana, "carol");
+  await see(ana, "#log .body", "after ana unblocked carol");
+  check((await ana.locator("#log .body", { hasText: "while ana blocks carol" }).count()) === 0, "a blocked message was shown");
+
   log("the browser reconnects after its node is killed and resumes from its cursor");
   await conversation(ana, "carol");
   await harness({ do: "kill", node: 0 });

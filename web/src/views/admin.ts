@@ -1,9 +1,20 @@
-// People: members and their roles, your groups, invites (admins create and revoke them; the
-// invite is signed here with your member key), removing members, and leaving the mesh.
+// People: members and their roles, blocking and muting them, your groups, invites (admins
+// create and revoke them; the invite is signed here with your member key), removing members
+// (the mesh key rotates), the audit log (admins; its hash chain is recomputed here), and
+// leaving the mesh.
 
 import type { App, Mounted, View } from "../app";
+import * as keys from "../keys";
 import { ago, attempt, badge, form, h, replace, toast } from "../ui";
-import { Role, uuidString } from "../wire";
+import { Bytes, Role, uuidString } from "../wire";
+
+interface AuditPage {
+  entries: keys.AuditEntry[];
+  more: boolean;
+  checkpoint_seq: number;
+  checkpoint_hash: Bytes;
+  head_seq: number;
+}
 
 function inviteCode(): string {
   // Unambiguous characters, as the CLI's codes.
@@ -12,7 +23,7 @@ function inviteCode(): string {
 }
 
 export const adminView: View = {
-  topics: ["members", "presence", "invites", "groups"],
+  topics: ["members", "presence", "invites", "groups", "controls", "key"],
   mount(app: App, root: HTMLElement): Mounted {
     const members = h("tbody", { id: "members" });
     const invites = h("tbody", { id: "invites" });
@@ -67,6 +78,59 @@ export const adminView: View = {
       h("button", { type: "submit" }, "Join group"),
     );
 
+    const auditRows = h("tbody", { id: "audit" });
+    const auditResult = h("p", { id: "audit-result", class: "muted" });
+    async function loadAudit(): Promise<void> {
+      // Every page from the checkpoint, so the chain can be recomputed here.
+      const entries: keys.AuditEntry[] = [];
+      let page: AuditPage;
+      do {
+        const after = entries.length ? entries[entries.length - 1].seq : 0;
+        page = await app.peer.call<AuditPage>("audit_list", { after, limit: 1000 });
+        entries.push(...page.entries);
+      } while (page.more && page.entries.length > 0);
+      const broken = keys.auditChainBreak(app.peer.identity.meshId, { seq: page.checkpoint_seq, hash: page.checkpoint_hash }, entries);
+      const end = entries.length ? entries[entries.length - 1].seq : page.checkpoint_seq;
+      const verdict = broken ?? (end === page.head_seq ? null : `the chain ends at ${end} but its head says ${page.head_seq}`);
+      auditResult.textContent = verdict
+        ? `Audit chain broken: ${verdict}`
+        : `Audit chain intact: ${entries.length} entries (from ${page.checkpoint_seq} to ${end}), recomputed in this browser.`;
+      auditResult.className = verdict ? "audit-broken" : "muted";
+      // Members who are gone are named by what they did while they were in.
+      const names = new Map<string, string>();
+      for (const e of entries) if (e.actor_member) names.set(uuidString(e.actor_member), e.actor_name);
+      replace(
+        auditRows,
+        entries
+          .slice(-50)
+          .reverse()
+          .map((e) =>
+            h(
+              "tr",
+              { data: { seq: String(e.seq) } },
+              h("td", { data: { label: "When" } }, ago(e.at_ms)),
+              h("td", { data: { label: "Who" } }, e.actor_name),
+              h("td", { data: { label: "Action" } }, h("code", null, e.action)),
+              h("td", { data: { label: "Subject" } }, app.mesh.members.get(e.subject)?.display_name ?? names.get(e.subject) ?? e.subject),
+            ),
+          ),
+      );
+    }
+
+    function controlButton(memberId: Bytes, kind: "block" | "mute", on: boolean): HTMLElement {
+      const label = { block: ["Block", "Unblock"], mute: ["Mute", "Unmute"] }[kind][on ? 1 : 0];
+      return h(
+        "button",
+        {
+          type: "button",
+          class: "link",
+          data: { control: kind },
+          on: { click: () => void attempt(label.toLowerCase(), () => app.mesh.setControl(memberId, kind, !on)) },
+        },
+        label,
+      );
+    }
+
     function render(): void {
       const online = new Set([...app.mesh.peers.values()].map((p) => uuidString(p.member_id)));
       const me = app.peer.memberId;
@@ -85,7 +149,15 @@ export const adminView: View = {
               h("td", { data: { label: "Joined" } }, ago(m.joined_at_ms)),
               h(
                 "td",
-                null,
+                { class: "actions" },
+                id === me
+                  ? null
+                  : [
+                      controlButton(m.member_id, "mute", app.mesh.controls.muted.has(id)),
+                      " ",
+                      controlButton(m.member_id, "block", app.mesh.controls.blocked.has(id)),
+                      " ",
+                    ],
                 removable
                   ? h(
                       "button",
@@ -95,9 +167,11 @@ export const adminView: View = {
                         on: {
                           click: () => {
                             if (!confirm(`Remove ${m.display_name} from the mesh?`)) return;
-                            void attempt("remove", () => app.peer.call("member_remove", { member_id: m.member_id })).then(() =>
-                              app.mesh.loadMembers(),
-                            );
+                            // The removed member held the mesh key: rotate it now.
+                            void attempt("remove", async () => {
+                              await app.peer.call("member_remove", { member_id: m.member_id });
+                              await app.peer.catchUpKeys();
+                            }).then(() => app.mesh.loadMembers());
                           },
                         },
                       },
@@ -201,19 +275,36 @@ export const adminView: View = {
                 h("thead", null, h("tr", null, ["Code", "Role", "Used", "Expires", ""].map((c) => h("th", null, c)))),
                 invites,
               ),
+              h("h3", null, "Audit log"),
+              auditResult,
+              h(
+                "button",
+                { type: "button", id: "audit-verify", on: { click: () => void attempt("audit", loadAudit) } },
+                "Recompute the chain",
+              ),
+              h(
+                "table",
+                { class: "table" },
+                h("thead", null, h("tr", null, ["When", "Who", "Action", "Subject"].map((c) => h("th", null, c)))),
+                auditRows,
+              ),
             ]
           : null,
         h("h3", null, "You"),
         h(
           "p",
           { class: "muted" },
-          `${app.peer.identity.displayName} (${app.peer.role}). Your keys live only in this browser; logging out forgets them.`,
+          `${app.peer.identity.displayName} (${app.peer.role}). Your keys live only in this browser; logging out forgets them. ` +
+            `The mesh key is at epoch ${app.peer.identity.keyEpoch ?? 0}: it changes whenever a member goes.`,
         ),
         app.peer.role === "owner" ? null : leave,
       ),
     );
     render();
-    if (admin()) void app.mesh.loadInvites().catch(() => undefined);
+    if (admin()) {
+      void app.mesh.loadInvites().catch(() => undefined);
+      void loadAudit().catch(() => undefined);
+    }
     return { update: render };
   },
 };
