@@ -58,11 +58,28 @@ for values in "$chart"/ci/*.yaml; do
     "$VENV/bin/python" -c "import sys, yaml; print(yaml.safe_load(sys.stdin)['data']['plexus.toml'])" >"$out/$name.toml"
   env -u PLEXUS_CONFIG "$BROKER" check-config --config "$out/$name.toml"
 done
-# A chart without a database must refuse to render, with the reason.
+# A chart without a database must refuse to render and fail `lint --strict`, with the reason.
 if "$HELM" template plexus "$chart" >/dev/null 2>"$out/err.txt"; then
   echo "the chart rendered without a database" >&2; exit 1
 fi
-grep -q "set database.existingSecret" "$out/err.txt"
+grep -q "database" "$out/err.txt"
+if "$HELM" lint --strict "$chart" >"$out/lint.txt" 2>&1; then
+  echo "helm lint --strict passed without a database" >&2; cat "$out/lint.txt"; exit 1
+fi
+grep -q "ERROR.*database\|database: Must validate" "$out/lint.txt"
+# One replica with an HPA that can run five still needs Redis.
+printf 'database: { url: "postgres://p@db/plexus" }\nreplicaCount: 1\nautoscaling: { enabled: true, maxReplicas: 5 }\n' >"$out/hpa-no-redis.yaml"
+if "$HELM" lint --strict "$chart" -f "$out/hpa-no-redis.yaml" >"$out/lint.txt" 2>&1; then
+  echo "an HPA of up to 5 nodes without Redis passed lint" >&2; exit 1
+fi
+grep -q "redis" "$out/lint.txt"
+if "$HELM" template plexus "$chart" -f "$out/hpa-no-redis.yaml" >/dev/null 2>&1; then
+  echo "an HPA of up to 5 nodes without Redis rendered" >&2; exit 1
+fi
+# With the HPA on, the Deployment still states a count (never below the HPA's minimum; on a
+# live cluster, never below what runs), so turning autoscaling on cannot shrink it to 1.
+"$HELM" template plexus "$chart" -f "$chart/ci/ha-autoscaling.yaml" --show-only templates/deployment.yaml |
+  grep -q "^  replicas: 3$" || { echo "the autoscaled Deployment lost its replica count" >&2; exit 1; }
 
 echo "== nginx"
 sed 's/server plexus-\([0-9]\):7700/server 127.0.0.1:770\1/' deploy/nginx/nginx.conf >"$out/nginx.conf"
