@@ -118,12 +118,13 @@ impl Broker {
         let coord = Arc::new(Coord {
             pool: pool.clone(),
             fanout: fanout.clone(),
-            lock_wake: tokio::sync::Notify::new(),
+            lock_wake: Arc::new(tokio::sync::Notify::new()),
             node_id: node_id.clone(),
             liveness: liveness.clone(),
             cfg: cfg.coordination.clone(),
             reminders_due_soon: due_soon.clone(),
         });
+        fanout.on_lock_wake(coord.lock_wake.clone());
         let sessions = Arc::new(SessionEnv {
             store: store.clone(),
             presence: presence.clone(),

@@ -183,7 +183,7 @@ pub struct CoordinationConfig {
     pub lock_grace_secs: u64,
     /// How often each node looks for expired locks and overdue queue entries.
     pub lock_sweep_interval_ms: u64,
-    /// How often a queued acquire checks for a grant made on another node.
+    /// How often a queued acquire looks again without being woken (the backstop for a lost wake).
     pub lock_wait_poll_ms: u64,
     /// How often each node claims due reminders (also how soon a dead node's are taken over,
     /// after its liveness lease lapses).

@@ -56,7 +56,7 @@ async fn world(lock_grace_secs: u64) -> World {
     let coord = Coord {
         pool,
         fanout,
-        lock_wake: tokio::sync::Notify::new(),
+        lock_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         node_id: "n1".into(),
         liveness: Arc::new(SingleNode("n1".into())),
         cfg: config(lock_grace_secs),

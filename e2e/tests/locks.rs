@@ -240,3 +240,31 @@ async fn a_killed_holders_lock_passes_to_the_waiter_after_the_grace() {
     assert!(killed_at.elapsed() >= Duration::from_secs(2), "granted after {:?}", killed_at.elapsed());
     drop(bo);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_on_one_node_wakes_the_waiter_on_another_without_polling() {
+    // The backstop poll is ten minutes: only the wake through Redis can hand the lock over
+    // within the test's wait.
+    let db = TestDb::create().await;
+    let nodes = Broker::cluster_with(&db, 2, &[("PLEXUS_COORDINATION__LOCK_WAIT_POLL_MS", "600000")]).await;
+    let mesh = Mesh::create(&nodes[0], &["ana", "bo"]).await;
+    let ana = session_for(&nodes[0].url, &mesh.peers[0].profile(), SessionMode::Control).await;
+    let bo = session_for(&nodes[1].url, &mesh.peers[1].profile(), SessionMode::Control).await;
+    for round in 0..3 {
+        let held = ana.conn.call(&acquire("shared.rs", LockMode::Exclusive, 0)).await.expect("ana takes it");
+        let request = acquire("shared.rs", LockMode::Exclusive, 120_000);
+        let waiting = bo.conn.call_waiting(&request, T);
+        let release_when_queued = async {
+            let queued = wait_until_async(T, || async {
+                (ana.conn.call(&c::LockList {}).await.ok()?.waiters.len() == 1).then_some(())
+            })
+            .await;
+            assert!(queued.is_some(), "bo never queued (round {round})");
+            release(&ana, held.token).await;
+        };
+        let (granted, ()) = tokio::join!(waiting, release_when_queued);
+        let granted = granted.unwrap_or_else(|e| panic!("bo was not woken in round {round}: {e}"));
+        assert!(granted.token > held.token);
+        release(&bo, granted.token).await;
+    }
+}

@@ -93,6 +93,11 @@ pub trait FanOut: Send + Sync {
     fn subscribe(&self, mesh_id: Uuid, sink: EventSink);
     /// Stop routing the mesh's events to this node.
     fn unsubscribe(&self, mesh_id: Uuid);
+    /// Wake the queued lock acquires of every other node (a lock was released, expired or its
+    /// queue moved). Never blocks; single-node fan-outs have no other node.
+    fn wake_lock_waiters(&self) {}
+    /// Where wakes from other nodes go: this node's waiters.
+    fn on_lock_wake(&self, _wake: Arc<tokio::sync::Notify>) {}
     /// Whether the fan-out has been established once (the node may then report ready; later
     /// outages degrade to catch-up from the log instead of failing readiness).
     fn ready(&self) -> bool {

@@ -4,6 +4,8 @@
 //!
 //! Keys (all under a configurable prefix, default `plexus:`):
 //! - `mesh:{id}` — the pub/sub channel of a mesh; payload `{origin node, event}` (MessagePack).
+//! - `locks` — the one channel every node listens on for lock wakes (payload: the origin node
+//!   id): a release on one node lets the queued acquires on the others look at once.
 //! - `presence:{mesh}` — hash `session id → {node, PeerInfo}` (MessagePack), and
 //!   `presence-node:{mesh}` — hash `session id → node id`, which scripts compare against.
 //! - `node:{id}` — a node's liveness key (TTL, refreshed by its heartbeat); `nodes` — the set of
@@ -65,8 +67,10 @@ pub struct RedisFanOut {
     node_id: String,
     prefix: String,
     sinks: Arc<Mutex<HashMap<Uuid, EventSink>>>,
-    publish: mpsc::UnboundedSender<(Uuid, Vec<u8>)>,
+    /// (channel, payload) to publish.
+    publish: mpsc::UnboundedSender<(String, Vec<u8>)>,
     control: mpsc::UnboundedSender<SubControl>,
+    lock_wake: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
 }
 
 impl RedisFanOut {
@@ -75,17 +79,18 @@ impl RedisFanOut {
         let sinks: Arc<Mutex<HashMap<Uuid, EventSink>>> = Arc::default();
         let (publish, publish_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_publisher(conn, prefix.clone(), publish_rx));
+        tokio::spawn(run_publisher(conn, publish_rx));
         let established = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lock_wake: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>> = Arc::default();
         tokio::spawn(run_subscriber(
             client,
             node_id.clone(),
             prefix.clone(),
-            sinks.clone(),
+            Receivers { sinks: sinks.clone(), lock_wake: lock_wake.clone() },
             control_rx,
             established.clone(),
         ));
-        RedisFanOut { established, node_id, prefix, sinks, publish, control }
+        RedisFanOut { established, node_id, prefix, sinks, publish, control, lock_wake }
     }
 
     fn channel(&self, mesh_id: Uuid) -> String {
@@ -98,7 +103,7 @@ impl FanOut for RedisFanOut {
         let local = self.sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&mesh_id).cloned();
         match rmp_serde::to_vec_named(&Envelope { origin: self.node_id.clone(), event: event.clone() }) {
             Ok(bytes) => {
-                let _ = self.publish.send((mesh_id, bytes));
+                let _ = self.publish.send((self.channel(mesh_id), bytes));
             }
             Err(e) => tracing::error!(error = %e, "cannot encode mesh event"),
         }
@@ -124,9 +129,24 @@ impl FanOut for RedisFanOut {
     fn ready(&self) -> bool {
         self.established.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    fn wake_lock_waiters(&self) {
+        let _ = self.publish.send((format!("{}locks", self.prefix), self.node_id.clone().into_bytes()));
+    }
+
+    fn on_lock_wake(&self, wake: Arc<tokio::sync::Notify>) {
+        let _ = self.lock_wake.set(wake);
+    }
 }
 
-async fn run_publisher(mut conn: ConnectionManager, prefix: String, mut rx: mpsc::UnboundedReceiver<(Uuid, Vec<u8>)>) {
+/// Where the subscriber hands what arrives: mesh events to each mesh's sink, lock wakes to
+/// this node's waiters.
+struct Receivers {
+    sinks: Arc<Mutex<HashMap<Uuid, EventSink>>>,
+    lock_wake: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
+}
+
+async fn run_publisher(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<(String, Vec<u8>)>) {
     let mut batch = Vec::with_capacity(256);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -138,8 +158,8 @@ async fn run_publisher(mut conn: ConnectionManager, prefix: String, mut rx: mpsc
         }
         // One pipeline per batch: one round trip however many events arrived meanwhile.
         let mut pipe = redis::pipe();
-        for (mesh_id, bytes) in batch.drain(..) {
-            pipe.publish(format!("{prefix}mesh:{mesh_id}"), bytes).ignore();
+        for (channel, bytes) in batch.drain(..) {
+            pipe.publish(channel, bytes).ignore();
         }
         let started = std::time::Instant::now();
         let result: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
@@ -156,10 +176,12 @@ async fn run_subscriber(
     client: redis::Client,
     node_id: String,
     prefix: String,
-    sinks: Arc<Mutex<HashMap<Uuid, EventSink>>>,
+    receivers: Receivers,
     mut control: mpsc::UnboundedReceiver<SubControl>,
     established: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    let Receivers { sinks, lock_wake } = receivers;
+    let locks_channel = format!("{prefix}locks");
     let mut delay = Duration::from_millis(100);
     let mut first = true;
     loop {
@@ -176,12 +198,13 @@ async fn run_subscriber(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        let channels: Vec<String> = {
+        let mut channels: Vec<String> = {
             let map = sinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             map.keys().map(|m| format!("{prefix}mesh:{m}")).collect()
         };
+        channels.push(locks_channel.clone());
         while control.try_recv().is_ok() {}
-        if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+        if sink.subscribe(&channels).await.is_err() {
             continue;
         }
         delay = Duration::from_millis(100);
@@ -194,12 +217,24 @@ async fn run_subscriber(
             for s in all {
                 s(MeshEvent::Resync);
             }
+            // A wake may have been lost too.
+            if let Some(wake) = lock_wake.get() {
+                wake.notify_waiters();
+            }
         }
         first = false;
         loop {
             tokio::select! {
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
+                    if msg.get_channel_name() == locks_channel {
+                        if msg.get_payload_bytes() != node_id.as_bytes() {
+                            if let Some(wake) = lock_wake.get() {
+                                wake.notify_waiters();
+                            }
+                        }
+                        continue;
+                    }
                     let Some(mesh) = msg.get_channel_name().strip_prefix(&format!("{prefix}mesh:")).and_then(|m| m.parse::<Uuid>().ok()) else { continue };
                     let Ok(env) = rmp_serde::from_slice::<Envelope>(msg.get_payload_bytes()) else {
                         tracing::warn!("undecodable event on the mesh channel");

@@ -4,7 +4,8 @@
 //! transaction, so they strictly increase. Queued acquires are served first come, first
 //! served: a waiter may take the lock only when it conflicts with no held lock and with no
 //! earlier waiter. The waiting request takes its grant itself when it reaches the front (woken
-//! at once on this node, within `lock_wait_poll_ms` from another), so no grant is ever made to
+//! at once: on this node directly, on the others through the fan-out's lock channel, with a
+//! `lock_wait_poll_ms` look as the backstop for a lost wake), so no grant is ever made to
 //! a request that is no longer there: a waiter whose connection closed, whose wait ran out or
 //! failed leaves the queue (a drop guard removes it on every exit), one whose node died is
 //! removed by the survivors' sweep, and a retry of the same session's request replaces the
@@ -126,9 +127,15 @@ async fn finish(coord: &Coord, mesh_id: Uuid, tx: Tx<'_>, events: Vec<Arc<Messag
     let changed = !events.is_empty();
     events::commit(coord, mesh_id, tx, events).await?;
     if changed {
-        coord.lock_wake.notify_waiters();
+        wake_waiters(coord);
     }
     Ok(())
+}
+
+/// Let every queued acquire, on every node, look at the queue again.
+fn wake_waiters(coord: &Coord) {
+    coord.lock_wake.notify_waiters();
+    coord.fanout.wake_lock_waiters();
 }
 
 fn same_lock(w: &WaiterRow, who: &Sender, req: &LockAcquire) -> bool {
@@ -356,8 +363,8 @@ async fn give_up(
     let ahead: Vec<WaiterRow> = queue.iter().take_while(|w| w.id != waiter).cloned().collect();
     db::remove_waiter(&tx, waiter).await?;
     finish(coord, mesh_id, tx, events).await?;
-    // Whoever queued behind this waiter may go now.
-    coord.lock_wake.notify_waiters();
+    // Whoever queued behind this waiter may go now, on any node.
+    wake_waiters(coord);
     if client_gone {
         return Err(OpError::Conflict("the requesting connection closed".into()));
     }
@@ -418,7 +425,6 @@ pub async fn release(coord: &Coord, a: &Caller, req: LockRelease) -> Result<Done
         let actor = store::audit::Actor { member: Some(who.member_id), name: &who.name };
         store::audit::append(&tx, mesh_id, actor, "lock.force_released", &lock.pattern, detail).await?;
     }
-    // The events wake this node's waiters; other nodes' poll.
     finish(coord, mesh_id, tx, events).await?;
     Ok(Done {})
 }
@@ -442,7 +448,7 @@ pub async fn sweep(coord: &Coord) -> Result<(), OpError> {
         let meshes = db::remove_waiters_of_dead_nodes(&coord.pool, &live).await?;
         if !meshes.is_empty() {
             tracing::info!(meshes = meshes.len(), "removed lock waiters of dead nodes");
-            coord.lock_wake.notify_waiters();
+            wake_waiters(coord);
         }
     }
     let grace = Duration::from_secs(coord.cfg.lock_grace_secs);

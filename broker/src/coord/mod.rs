@@ -43,8 +43,9 @@ pub struct Coord {
     pub pool: Pool,
     /// Publishes committed events.
     pub fanout: Arc<dyn FanOut>,
-    /// Wakes this node's queued lock acquires when a lock here was released.
-    pub lock_wake: Notify,
+    /// Wakes this node's queued lock acquires when a lock was released, here or (through the
+    /// fan-out) on another node.
+    pub lock_wake: std::sync::Arc<Notify>,
     /// This node.
     pub node_id: String,
     /// Which nodes are alive.
