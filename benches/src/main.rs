@@ -233,7 +233,12 @@ async fn main() -> Result<()> {
                 inflight.push(tokio::spawn(async move {
                     match conn.call(&send).await {
                         Ok(_) => acked.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("first failed send: {e}");
+                            }
+                            0
+                        }
                     };
                     drop(permit);
                 }));

@@ -90,7 +90,7 @@ impl SessionLocks for Locks {
 
 /// The client end of a [`ConnHandle`]: what the session pushed, and close requests.
 pub(crate) struct Client {
-    frames: mpsc::Receiver<Vec<u8>>,
+    frames: mpsc::Receiver<bytes::Bytes>,
     closes: mpsc::UnboundedReceiver<CloseRequest>,
     /// Sequences of the messages pushed so far, in order.
     pub(crate) messages: Vec<u64>,

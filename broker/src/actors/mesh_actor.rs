@@ -178,9 +178,13 @@ impl Actor for MeshActor {
 }
 
 fn route_message(state: &MeshState, msg: &Arc<plexus_proto::push::Message>) {
+    // Encoded once for every local recipient (a group body is sealed with the mesh key, the
+    // same bytes for all), and only when someone here gets it.
+    let mut frame: Option<Option<bytes::Bytes>> = None;
     for (addressing, actor) in state.sessions.values() {
         if addressing.wants(msg) {
-            let _ = actor.cast(SessionMsg::Deliver(msg.clone()));
+            let frame = frame.get_or_insert_with(|| crate::actors::encode_push(&**msg)).clone();
+            let _ = actor.cast(SessionMsg::Deliver(msg.clone(), frame));
         }
     }
     if !state.watchers.is_empty() {

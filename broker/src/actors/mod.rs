@@ -27,6 +27,7 @@ use std::sync::{
     Arc,
 };
 
+use bytes::Bytes;
 use plexus_proto::{encode_server_frame, push::PushBody, CloseCode, Push, ServerFrame};
 use tokio::sync::mpsc;
 
@@ -37,23 +38,29 @@ pub type CloseRequest = (CloseCode, Option<String>);
 #[derive(Clone, Debug)]
 pub struct ConnHandle {
     /// Encoded frames to write.
-    pub frames: mpsc::Sender<Vec<u8>>,
+    pub frames: mpsc::Sender<Bytes>,
     /// Asks the connection to close with a code.
     pub control: mpsc::UnboundedSender<CloseRequest>,
     /// Set once when the queue first overflowed (the connection is then being cut off).
     slow: Arc<AtomicBool>,
 }
 
+/// A push's frame, encoded once; cloning it shares the bytes.
+pub fn encode_push<P: PushBody>(body: &P) -> Option<Bytes> {
+    let body = plexus_proto::encode_body(body).ok()?;
+    encode_server_frame(&ServerFrame::Push(Push { push: P::KIND.to_owned(), body })).ok().map(Bytes::from)
+}
+
 impl ConnHandle {
     /// A handle over a frame queue and a close channel.
-    pub fn new(frames: mpsc::Sender<Vec<u8>>, control: mpsc::UnboundedSender<CloseRequest>) -> ConnHandle {
+    pub fn new(frames: mpsc::Sender<Bytes>, control: mpsc::UnboundedSender<CloseRequest>) -> ConnHandle {
         ConnHandle { frames, control, slow: Arc::default() }
     }
 
     /// Queue an encoded frame. A full queue closes the connection as a slow consumer (counted
     /// once per connection); returns false when the frame was not queued.
-    pub fn send_frame(&self, frame: Vec<u8>) -> bool {
-        match self.frames.try_send(frame) {
+    pub fn send_frame(&self, frame: impl Into<Bytes>) -> bool {
+        match self.frames.try_send(frame.into()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !self.slow.swap(true, Ordering::SeqCst) {
@@ -68,10 +75,15 @@ impl ConnHandle {
 
     /// Queue a push.
     pub fn push<P: PushBody>(&self, body: &P) -> bool {
-        let Ok(body) = plexus_proto::encode_body(body) else { return false };
-        let Ok(frame) = encode_server_frame(&ServerFrame::Push(Push { push: P::KIND.to_owned(), body })) else {
-            return false;
-        };
+        match encode_push(body) {
+            Some(frame) => self.push_encoded::<P>(frame),
+            None => false,
+        }
+    }
+
+    /// Queue a push already encoded with [`encode_push`]: one encoding shared by every
+    /// connection a group message goes to.
+    pub fn push_encoded<P: PushBody>(&self, frame: Bytes) -> bool {
         crate::metrics::pushes().with_label_values(&[P::KIND]).inc();
         self.send_frame(frame)
     }

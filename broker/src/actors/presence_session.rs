@@ -59,8 +59,9 @@ impl SessionSpec {
 
 /// Messages to a presence session.
 pub enum SessionMsg {
-    /// A live message addressed to this session.
-    Deliver(Arc<Message>),
+    /// A live message addressed to this session, with its push frame when the router encoded
+    /// it once for every local recipient.
+    Deliver(Arc<Message>, Option<bytes::Bytes>),
     /// Replay from the cursor (sent to itself at start).
     Replay,
     /// The client acknowledged these sequences (already committed as receipts).
@@ -172,7 +173,7 @@ impl SessionState {
         Cursor { watermark, acked: Vec::new() }
     }
 
-    fn offer(&mut self, msg: Arc<Message>) {
+    fn offer(&mut self, msg: Arc<Message>, frame: Option<bytes::Bytes>) {
         if self.pending.contains_key(&msg.seq) || msg.seq <= self.spec.watermark {
             return;
         }
@@ -187,7 +188,10 @@ impl SessionState {
         } else {
             match self.gate(msg.priority) {
                 Gate::Push => {
-                    self.push_message(&msg);
+                    match frame {
+                        Some(frame) => self.push_frame(&msg, frame),
+                        None => self.push_message(&msg),
+                    }
                     Standing::Pushed
                 }
                 Gate::Hold => Standing::Held,
@@ -243,7 +247,13 @@ impl SessionState {
     }
 
     fn push_message(&self, msg: &Message) {
-        if self.spec.conn.push(msg) {
+        if let Some(frame) = crate::actors::encode_push(msg) {
+            self.push_frame(msg, frame);
+        }
+    }
+
+    fn push_frame(&self, msg: &Message, frame: bytes::Bytes) {
+        if self.spec.conn.push_encoded::<Message>(frame) {
             let latency = self.env.clock.now_ms().saturating_sub(msg.sent_at_ms) as f64 / 1000.0;
             crate::metrics::delivery_latency().with_label_values(&[msg.priority.as_str()]).observe(latency);
             self.env.receipts.pushed(self.spec.mesh_id, self.spec.session_id, msg.seq);
@@ -419,8 +429,8 @@ impl Actor for PresenceSession {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Deliver(m) => {
-                state.offer(m);
+            SessionMsg::Deliver(m, frame) => {
+                state.offer(m, frame);
                 if !state.replaying {
                     state.send_digest_if_low_arrived();
                 }
@@ -605,7 +615,7 @@ impl PresenceSession {
                     let n = messages.len();
                     for m in messages {
                         after = m.seq;
-                        state.offer(Arc::new(m));
+                        state.offer(Arc::new(m), None);
                     }
                     if n < batch as usize {
                         break;
@@ -755,7 +765,7 @@ mod tests {
 
         fn deliver(&self, seq: u64, priority: Priority) {
             let m = fakes::message(seq, priority, self.clock.now_ms());
-            self.session.cast(SessionMsg::Deliver(m)).expect("session alive");
+            self.session.cast(SessionMsg::Deliver(m, None)).expect("session alive");
         }
 
         async fn set_status(&self, status: Status, source: StatusSource) {

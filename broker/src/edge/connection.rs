@@ -62,10 +62,10 @@ enum Control {
 /// queue back so the closing side can flush what is left.
 async fn write_loop(
     mut session: Session,
-    mut frames: mpsc::Receiver<Vec<u8>>,
+    mut frames: mpsc::Receiver<bytes::Bytes>,
     mut control: mpsc::Receiver<Control>,
     mut stop: oneshot::Receiver<()>,
-) -> mpsc::Receiver<Vec<u8>> {
+) -> mpsc::Receiver<bytes::Bytes> {
     loop {
         let sent = tokio::select! {
             biased;
