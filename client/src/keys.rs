@@ -189,6 +189,17 @@ pub async fn refresh(home: &Path, profile: &mut Profile, conn: &Connection) -> R
 /// meanwhile (refresh and look again); the new epoch otherwise.
 pub async fn rotate(home: &Path, profile: &mut Profile, conn: &Connection) -> Result<Option<u32>, ClientError> {
     let list = refresh(home, profile, conn).await?;
+    rotate_from(home, profile, conn, &list).await
+}
+
+/// Rotate from the key state in `list` (to its epoch + 1): a rotation someone else made since
+/// is refused by the broker as a conflict, so a due rotation happens once however many rotate.
+async fn rotate_from(
+    home: &Path,
+    profile: &mut Profile,
+    conn: &Connection,
+    list: &MeshKeyList,
+) -> Result<Option<u32>, ClientError> {
     let ring = profile.keyring().ok_or_else(|| ClientError::Keys("this member holds no mesh key to rotate".into()))?;
     if ring.epoch() != list.epoch {
         return Err(ClientError::Keys(format!(
@@ -236,7 +247,7 @@ pub async fn catch_up(home: &Path, profile: &mut Profile, conn: &Connection) -> 
         if !list.rotation_due || !holds_current {
             return Ok((list.epoch, list.rotation_due));
         }
-        if let Some(epoch) = rotate(home, profile, conn).await? {
+        if let Some(epoch) = rotate_from(home, profile, conn, &list).await? {
             return Ok((epoch, false));
         }
     }

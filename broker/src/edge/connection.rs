@@ -183,7 +183,10 @@ pub async fn run(
     if !writer_done {
         writer.abort();
     }
-    let closed = tokio::time::timeout(CLOSE_GRACE, async {
+    // A peer that stopped reading cannot take the close frame until it reads again: queueing it
+    // may wait on the full socket, so it gets the stuck-socket grace, not the short one.
+    let stuck = matches!(close, Some((CloseCode::SlowConsumer | CloseCode::HeartbeatTimeout, _)));
+    let closed = tokio::time::timeout(if stuck { STUCK_SOCKET_GRACE } else { CLOSE_GRACE }, async {
         let mut session = session;
         if let Some((code, reason)) = &close {
             if !matches!(code, CloseCode::SlowConsumer | CloseCode::HeartbeatTimeout) {
@@ -212,7 +215,6 @@ pub async fn run(
     })
     .await;
     if let Some(k) = killer {
-        let stuck = matches!(close, Some((CloseCode::SlowConsumer | CloseCode::HeartbeatTimeout, _)));
         if !matches!(closed, Ok(true)) {
             k.kill();
         } else if stuck {
