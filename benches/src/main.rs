@@ -57,7 +57,7 @@ struct Args {
     /// Offered load in messages per second over all senders (0 = as fast as the window allows).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Seconds to wait for stragglers after the last ack.
+    /// Seconds to wait for stragglers after the last ack (idle mode: to settle before measuring).
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
     /// `direct` (peer i → peer i+1), `group` (peer 0 → @bench, every other peer in the group),
@@ -69,6 +69,13 @@ struct Args {
     /// Storm mode: pid of the broker listed first in --broker, killed once all peers are on.
     #[arg(long)]
     kill_pid: Option<u32>,
+    /// Idle mode: pid of the broker (single node) whose resident memory is read before and
+    /// after every peer connected.
+    #[arg(long)]
+    rss_pid: Option<u32>,
+    /// Idle mode: connect the sessions hidden (not announced to the others).
+    #[arg(long)]
+    hidden: bool,
     /// Reminders mode: how many to schedule.
     #[arg(long, default_value_t = 10_000)]
     reminders: usize,
@@ -98,6 +105,7 @@ async fn main() -> Result<()> {
     let tls = TlsOptions::default();
     match args.mode.as_str() {
         "storm" => return storm(&args, &peers).await,
+        "idle" => return idle(&args, &peers).await,
         "locks" => return coord::locks(&args, &peers, false).await,
         "locks-contended" => return coord::locks(&args, &peers, true).await,
         "claims" => return coord::claims(&args, &peers).await,
@@ -107,7 +115,7 @@ async fn main() -> Result<()> {
     let group_mode = match args.mode.as_str() {
         "direct" => false,
         "group" => true,
-        _ => bail!("--mode is direct, group, storm, locks, locks-contended, claims or reminders"),
+        _ => bail!("--mode is direct, group, storm, idle, locks, locks-contended, claims or reminders"),
     };
     let bench_group = SessionProfile {
         groups: vec![plexus_proto::types::GroupRole { name: "bench".into(), role: None }],
@@ -299,6 +307,60 @@ async fn main() -> Result<()> {
 /// Storm mode: every peer holds a session; the node at `--broker[0]` is killed; each of its
 /// sessions reconnects (jittered backoff) to the other brokers. Reports how long until all of
 /// them said hello again.
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// `--mode idle`: every peer connects a present session and stays idle; the broker's resident
+/// memory per session is read from `--rss-pid` once they are all on and settled.
+async fn idle(args: &Args, peers: &[Peer]) -> Result<()> {
+    let Some(pid) = args.rss_pid else { bail!("--mode idle needs --rss-pid of the broker") };
+    let tls = TlsOptions::default();
+    let before = rss_kib(pid)?;
+    let started = Instant::now();
+    let profile = SessionProfile { visible: !args.hidden, ..SessionProfile::default() };
+    let mut conns = Vec::with_capacity(peers.len());
+    for (i, p) in peers.iter().enumerate() {
+        let conn = Connection::open(&args.broker[i % args.broker.len()], &tls).await?;
+        let hello = signed_hello(
+            &p.profile,
+            p.profile.session_id,
+            p.session.public_key(),
+            SessionMode::Session,
+            None,
+            profile.clone(),
+        )?;
+        conn.call(&hello).await?;
+        conns.push(conn);
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    // Let presence announcements and replays drain before reading memory.
+    tokio::time::sleep(Duration::from_secs(args.drain_secs)).await;
+    let after = rss_kib(pid)?;
+    println!(
+        "{}",
+        json!({
+            "mode": "idle",
+            "sessions": conns.len(),
+            "hidden": args.hidden,
+            "connect_seconds": connect_secs,
+            "rss_kib_before": before,
+            "rss_kib_after": after,
+            "rss_kib_per_session": (after.saturating_sub(before)) as f64 / conns.len() as f64,
+        })
+    );
+    for c in conns.drain(..) {
+        c.close().await;
+    }
+    Ok(())
+}
+
 async fn storm(args: &Args, peers: &[Peer]) -> Result<()> {
     let Some(pid) = args.kill_pid else { bail!("--mode storm needs --kill-pid of the first broker") };
     if args.broker.len() < 2 {
