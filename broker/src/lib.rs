@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`] — the typed configuration tree (`default.toml` → file → `PLEXUS_*` env).
 //! - [`admission`] — connection limits and counts (a drain waits for the last connection).
+//! - [`fd_limit`] — the open-file limit, raised at start, and the connections it allows.
 //! - [`app`] — [`app::Broker`], the node's services wired together.
 //! - [`edge`] — HTTP/WebSocket edge: routes, connection tasks, request dispatch, op handlers.
 //! - [`actors`] — the ractor tree: NodeSupervisor → MeshSupervisor → MeshActor, PresenceSession.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod coord;
 pub mod edge;
 pub mod error;
+pub mod fd_limit;
 pub mod limits;
 pub mod metrics;
 pub mod rooms;

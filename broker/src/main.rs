@@ -110,8 +110,21 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Run => {
-            let cfg = Config::load(cli.config.as_deref())?;
+            let mut cfg = Config::load(cli.config.as_deref())?;
             init_logging(&cfg);
+            if let Some(open_files) = plexus_broker::fd_limit::raise_open_files() {
+                let capacity = plexus_broker::fd_limit::connection_capacity(open_files);
+                if capacity < cfg.http.max_connections {
+                    tracing::warn!(
+                        open_files,
+                        configured = cfg.http.max_connections,
+                        allowed = capacity,
+                        "the open-file limit allows fewer connections than http.max_connections (each holds two \
+                         descriptors); lowering it. Raise the limit (LimitNOFILE, ulimit -n) to allow more"
+                    );
+                    cfg.http.max_connections = capacity;
+                }
+            }
             // Actors, writers and dispatchers run here; actix workers only move frames.
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("plexus-broker").build()?;
             let broker = rt.block_on(Broker::start(cfg)).context("starting the broker")?;

@@ -60,6 +60,9 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
+/// Harness-only setting (not broker configuration): the broker's open-file limit.
+const NOFILE_ENV: &str = "PLEXUS_E2E_NOFILE";
+
 /// A database of its own for one test, dropped afterwards.
 pub struct TestDb {
     /// Connection URL of the test database.
@@ -252,9 +255,22 @@ impl Broker {
         b
     }
 
+    /// Start with the process's open-file limit set to `nofile` (soft and hard).
+    pub async fn start_with_open_files(db: &TestDb, nofile: u64) -> Broker {
+        Broker::start_with(db, &[(NOFILE_ENV, &nofile.to_string())]).await
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("broker log");
-        let child = Command::new(bin("plexus-broker"))
+        let mut command = match self.env.iter().find(|(k, _)| k == NOFILE_ENV) {
+            Some((_, n)) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("ulimit -n {n} && exec \"$0\"")).arg(bin("plexus-broker"));
+                c
+            }
+            None => Command::new(bin("plexus-broker")),
+        };
+        let child = command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)

@@ -229,3 +229,31 @@ async fn small_protocol_answers_carry_the_right_error_and_id() {
     }
     drop(conn);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_short_of_file_descriptors_refuses_connections_instead_of_failing_accepts() {
+    // 1,112 descriptors: 512 kept for the node itself, two per connection → 300 connections.
+    let db = TestDb::create().await;
+    let broker = Broker::start_with_open_files(&db, 1_112).await;
+    let url = format!("{}/ws", broker.url);
+    let (mut open, mut refused) = (Vec::new(), 0);
+    for _ in 0..320 {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((socket, _)) => open.push(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503 => refused += 1,
+            Err(e) => panic!("a connection failed instead of being refused: {e}"),
+        }
+    }
+    assert_eq!((open.len(), refused), (300, 20), "admitted vs refused");
+    let log = broker.log_text();
+    assert!(log.contains("allows fewer connections than http.max_connections"), "no warning in the log");
+    assert!(!log.contains("Too many open files"), "accept failed for lack of descriptors");
+    // The node is healthy: room frees up as connections close.
+    drop(open);
+    let admitted = wait_until_async(Duration::from_secs(20), || async {
+        tokio_tungstenite::connect_async(&url).await.ok().map(|_| ())
+    })
+    .await;
+    assert!(admitted.is_some(), "no connection admitted after the others closed");
+    assert_eq!(http_get(broker.port, "/ready").map(|(s, _)| s), Some(200));
+}
