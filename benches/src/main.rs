@@ -102,7 +102,6 @@ async fn main() -> Result<()> {
         _ => bail!("--priority is now or next"),
     };
     let peers = setup(&args.broker, args.peers, args.operator_token.clone()).await.context("setting up the mesh")?;
-    let tls = TlsOptions::default();
     match args.mode.as_str() {
         "storm" => return storm(&args, &peers).await,
         "idle" => return idle(&args, &peers).await,
@@ -123,21 +122,8 @@ async fn main() -> Result<()> {
     };
 
     // Connect every peer's session first, so all are present before traffic starts.
-    let mut conns = Vec::with_capacity(peers.len());
-    for (i, p) in peers.iter().enumerate() {
-        let url = &args.broker[i % args.broker.len()];
-        let conn = Connection::open(url, &tls).await?;
-        let hello = signed_hello(
-            &p.profile,
-            p.profile.session_id,
-            p.session.public_key(),
-            SessionMode::Session,
-            None,
-            if group_mode { bench_group.clone() } else { SessionProfile::default() },
-        )?;
-        conn.call(&hello).await?;
-        conns.push(conn);
-    }
+    let profile = if group_mode { bench_group } else { SessionProfile::default() };
+    let conns = connect_present(&args, &peers, &profile).await?;
 
     let sent_at: Arc<Mutex<HashMap<Uuid, Instant>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -307,24 +293,9 @@ async fn main() -> Result<()> {
 /// Storm mode: every peer holds a session; the node at `--broker[0]` is killed; each of its
 /// sessions reconnects (jittered backoff) to the other brokers. Reports how long until all of
 /// them said hello again.
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
-}
-
-/// `--mode idle`: every peer connects a present session and stays idle; the broker's resident
-/// memory per session is read from `--rss-pid` once they are all on and settled.
-async fn idle(args: &Args, peers: &[Peer]) -> Result<()> {
-    let Some(pid) = args.rss_pid else { bail!("--mode idle needs --rss-pid of the broker") };
+/// Connect a present session for every peer, peer i to broker i mod n, one after another.
+async fn connect_present(args: &Args, peers: &[Peer], profile: &SessionProfile) -> Result<Vec<Connection>> {
     let tls = TlsOptions::default();
-    let before = rss_kib(pid)?;
-    let started = Instant::now();
-    let profile = SessionProfile { visible: !args.hidden, ..SessionProfile::default() };
     let mut conns = Vec::with_capacity(peers.len());
     for (i, p) in peers.iter().enumerate() {
         let conn = Connection::open(&args.broker[i % args.broker.len()], &tls).await?;
@@ -339,6 +310,27 @@ async fn idle(args: &Args, peers: &[Peer]) -> Result<()> {
         conn.call(&hello).await?;
         conns.push(conn);
     }
+    Ok(conns)
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// `--mode idle`: every peer connects a present session and stays idle; the broker's resident
+/// memory per session is read from `--rss-pid` once they are all on and settled.
+async fn idle(args: &Args, peers: &[Peer]) -> Result<()> {
+    let Some(pid) = args.rss_pid else { bail!("--mode idle needs --rss-pid of the broker") };
+    let before = rss_kib(pid)?;
+    let started = Instant::now();
+    let profile = SessionProfile { visible: !args.hidden, ..SessionProfile::default() };
+    let mut conns = connect_present(args, peers, &profile).await?;
     let connect_secs = started.elapsed().as_secs_f64();
     // Let presence announcements and replays drain before reading memory.
     tokio::time::sleep(Duration::from_secs(args.drain_secs)).await;

@@ -116,6 +116,7 @@ async fn people_in_chromium_work_with_agents_and_the_cli_across_a_cluster() {
         "phone-lobby",
         "phone-messages",
         "phone-tasks",
+        "phone-people",
     ] {
         let shot = shots.join(format!("{name}.png"));
         assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 5_000), "missing screenshot {}", shot.display());

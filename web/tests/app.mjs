@@ -181,6 +181,9 @@ await run(async () => {
   await shot(ana, "phone-messages");
   await view(ana, "tasks");
   await shot(ana, "phone-tasks");
+  await view(ana, "admin");
+  await see(ana, "#members tr", "carol");
+  await shot(ana, "phone-people");
 
   log("a browser linked to carol's CLI identity, then logged out");
   const device = await newPage("device");
