@@ -254,3 +254,93 @@ pub async fn catch_up(home: &Path, profile: &mut Profile, conn: &Connection) -> 
     let list = refresh(home, profile, conn).await?;
     Ok((list.epoch, list.rotation_due))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member_profile(member: &crypto::SigningKey) -> Profile {
+        Profile {
+            name: "t".into(),
+            brokers: vec![],
+            ca_file: None,
+            mesh_id: Uuid::from_u128(7),
+            mesh_name: "t".into(),
+            member_id: Uuid::from_u128(8),
+            display_name: "t".into(),
+            member_secret: crypto::hex(member.secret_bytes()),
+            session_id: Uuid::from_u128(9),
+            session_secret: crypto::hex(crypto::BoxKeypair::generate().unwrap().secret_bytes()),
+            mesh_key: None,
+            key_epoch: 0,
+            retired_mesh_keys: BTreeMap::new(),
+            claim_secret: None,
+            key_commitment: None,
+        }
+    }
+
+    /// A rotated key as a rotating member makes it for `to`, signed by `signer`.
+    fn rotated(
+        mesh: Uuid,
+        epoch: u32,
+        key: &[u8],
+        sealed_key: &[u8],
+        to: &[u8],
+        signer: &crypto::SigningKey,
+    ) -> EpochKey {
+        let commitment = crypto::hash32(&signing::epoch_key_commitment_input(mesh, epoch, key)).to_vec();
+        let signature = signer.sign(&signing::key_rotation_bytes(mesh, epoch, &commitment)).to_vec();
+        let x = crypto::ed25519_to_x25519_public(to).unwrap();
+        EpochKey {
+            epoch,
+            sealed_key: crypto::seal_anonymous(&x, sealed_key).unwrap(),
+            commitment,
+            signature,
+            rotated_by: Uuid::from_u128(1),
+            rotated_by_pubkey: signer.public_key().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_rotated_key_is_taken_only_with_its_commitment_and_the_rotators_signature() {
+        let me = crypto::SigningKey::generate().unwrap();
+        let rotator = crypto::SigningKey::generate().unwrap();
+        let p = member_profile(&me);
+        let key = crypto::generate_mesh_key();
+        let good = rotated(p.mesh_id, 1, &key, &key, me.public_key(), &rotator);
+        assert_eq!(check_epoch_key(&p, &good).unwrap(), key);
+
+        // Signed by someone other than the member it names.
+        let impostor = crypto::SigningKey::generate().unwrap();
+        let mut forged = rotated(p.mesh_id, 1, &key, &key, me.public_key(), &impostor);
+        forged.rotated_by_pubkey = rotator.public_key().to_vec();
+        assert!(check_epoch_key(&p, &forged).is_err(), "a signature by another key was accepted");
+
+        // The sealed key is not the committed one (a broker swapping in its own key).
+        let swapped = rotated(p.mesh_id, 1, &key, &crypto::generate_mesh_key(), me.public_key(), &rotator);
+        assert!(check_epoch_key(&p, &swapped).is_err(), "a key not matching its commitment was accepted");
+
+        // A commitment for another epoch does not carry over.
+        let mut replayed = good.clone();
+        replayed.epoch = 2;
+        assert!(check_epoch_key(&p, &replayed).is_err(), "a rotation was replayed as another epoch");
+
+        // Sealed to another member: it does not open.
+        let other = crypto::SigningKey::generate().unwrap();
+        let not_mine = rotated(p.mesh_id, 1, &key, &key, other.public_key(), &rotator);
+        assert!(check_epoch_key(&p, &not_mine).is_err());
+    }
+
+    #[test]
+    fn the_ring_opens_each_epoch_with_its_own_key_and_seals_with_the_current_one() {
+        let (k0, k1) = (crypto::generate_mesh_key(), crypto::generate_mesh_key());
+        let old = Keyring::new(0, k0.to_vec(), BTreeMap::new()).seal(b"before").unwrap();
+        let ring = Keyring::new(1, k1.to_vec(), BTreeMap::from([(0, k0.to_vec())]));
+        let new = ring.seal(b"after").unwrap();
+        assert_eq!(crypto::mesh_key_epoch(&new.0), 1);
+        assert_eq!(ring.open(&old.0, &old.1).unwrap(), b"before");
+        assert_eq!(ring.open(&new.0, &new.1).unwrap(), b"after");
+        let only_old = Keyring::new(0, k0.to_vec(), BTreeMap::new());
+        assert!(only_old.open(&new.0, &new.1).is_err(), "the old key opened a body of the new epoch");
+    }
+}

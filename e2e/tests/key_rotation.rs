@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use plexus_client::{seal::SealTo, Profile};
+use plexus_client::{connection::push_as, seal::SealTo, Profile};
 use plexus_e2e::{session_for, wait_until, Broker, Mesh, Peer, TestDb};
-use plexus_proto::{types::SessionMode, types::Target, ErrorCode};
+use plexus_proto::{ops, types::SessionMode, types::Target, ErrorCode};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -124,12 +124,33 @@ async fn after_a_member_leaves_the_next_sender_rotates_and_a_later_joiner_gets_t
     assert_eq!(readable(&alice.profile(), &bodies), ["first after dave left"]);
 
     // A member who joins now gets the owner's key (checked against the owner's commitment)
-    // and the current one.
-    let follower = alice.spawn_json(&["inbox", "--follow"]);
+    // and the current one. A grant of the owner's key alone is refused: the joiner could not
+    // read or send group traffic with it.
     let code = alice.json(&["invite", "create"])["code"].as_str().unwrap().to_owned();
+    let mut bob_online = session_for(&broker.url, &bob.profile(), SessionMode::Session).await;
     let erin = Peer::new("erin");
-    let joined = erin.json(&["join", &code, "--broker", &broker.url, "--name", "erin", "--wait", "20"]);
-    assert_eq!(joined["mesh_key"], Value::Bool(true), "{joined}");
+    let mut joining = erin.spawn_json(&["join", &code, "--broker", &broker.url, "--name", "erin", "--wait", "60"]);
+    let request = tokio::time::timeout(T, async {
+        loop {
+            let p = bob_online.conn.next_push().await?;
+            if let Some(r) = push_as::<plexus_proto::push::KeyRequest>(&p) {
+                return Some(r);
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+    .expect("bob saw erin's key request");
+    let owners_key = bob.profile().keyring().unwrap().key(0).unwrap().to_vec();
+    let sealed = plexus_crypto::seal_anonymous(&request.claim_pubkey, &owners_key).unwrap();
+    let grant = ops::KeyGrant { member_id: request.member_id, sealed_mesh_key: sealed, epoch_keys: vec![] };
+    let refused = bob_online.conn.call(&grant).await.expect_err("a grant without the current key was stored");
+    assert_eq!(refused.code(), Some(ErrorCode::Conflict), "{refused}");
+    drop(bob_online);
+    let follower = alice.spawn_json(&["inbox", "--follow"]);
+    assert!(joining.wait_exit(T).await, "erin's join did not finish");
+    assert!(joining.lines().iter().any(|l| l["mesh_key"] == Value::Bool(true)), "{:?}", joining.lines());
     drop(follower);
     let status = erin.json(&["key", "status"]);
     assert_eq!(key_epoch(&status["my_epoch"]), 1, "{status}");
