@@ -28,7 +28,7 @@ use crate::{
     coord::{reminders::Firer, Coord},
     error::OpError,
     status::StatusRules,
-    store::{self, log::LogWriter, receipts::ReceiptWriter},
+    store::{self, cursors::CursorWriter, log::LogWriter},
 };
 
 /// The node as the edge sees it: configuration, the store and writers, the cluster seams, the
@@ -43,8 +43,8 @@ pub struct Broker {
     pub pool: Pool,
     /// Group-committing log writer.
     pub log: LogWriter,
-    /// Receipt writer.
-    pub receipts: Arc<ReceiptWriter>,
+    /// Sessions' cursors and read receipts, batched.
+    pub cursors: CursorWriter,
     /// Fan-out between nodes.
     pub fanout: Arc<dyn FanOut>,
     /// Presence directory.
@@ -110,8 +110,8 @@ impl Broker {
                 publish.publish(mesh_id, MeshEvent::Message(msg));
             }),
         );
-        let receipts = Arc::new(ReceiptWriter::start(pool.clone(), 2048));
-        let store = Arc::new(PgStore { pool: pool.clone() });
+        let cursors = CursorWriter::start(pool.clone(), 2048);
+        let store = Arc::new(PgStore { pool: pool.clone(), cursors: cursors.clone() });
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let backlog = Arc::new(crate::metrics::Backlog::default());
         let due_soon = Arc::new(tokio::sync::Notify::new());
@@ -129,7 +129,6 @@ impl Broker {
             store: store.clone(),
             presence: presence.clone(),
             fanout: fanout.clone(),
-            receipts: receipts.clone(),
             locks: coord.clone(),
             backlog: backlog.clone(),
             rules: StatusRules {
@@ -163,7 +162,7 @@ impl Broker {
             node_id,
             pool,
             log,
-            receipts,
+            cursors,
             fanout,
             presence,
             coord: coord.clone(),

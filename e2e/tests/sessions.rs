@@ -208,3 +208,104 @@ async fn a_new_session_gets_what_reached_its_member_offline_but_not_a_siblings_h
     let mut second = session_for(&broker.url, &bob, SessionMode::Session).await;
     assert!(no_message(&mut second).await, "a sibling's history was replayed to a new session");
 }
+
+/// Delivery state is a cursor per session, not a row per delivery: acknowledgements out of
+/// order (a `low` message left unread in the inbox, a pushed one not acknowledged) survive the
+/// node being killed, and nothing acknowledged is surfaced again; an acknowledgement from a
+/// control connection while the session is away holds too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_acknowledgements_are_a_cursor_that_survives_a_kill() {
+    let db = TestDb::create().await;
+    let mut broker = Broker::start(&db).await;
+    let mesh = Mesh::create(&broker, &["alice", "bob"]).await;
+    let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
+    let bob_pk = bob.member_key().unwrap().public_key().to_vec();
+    let bob_session = (Uuid::new_v4(), plexus_crypto::BoxKeypair::generate().unwrap());
+    let url = broker.url.clone();
+    let connect_bob = |mode| {
+        let (url, bob, s) = (url.clone(), bob.clone(), bob_session.clone());
+        async move { raw_session(&url, &bob, Some(s), mode, None, SessionProfile::default()).await.unwrap() }
+    };
+    let mut b = connect_bob(SessionMode::Session).await;
+    let a = session_for(&broker.url, &alice, SessionMode::Control).await;
+    let to_bob = |text: &'static str, priority| {
+        let a = &a;
+        let pk = bob_pk.clone();
+        let bob_id = bob.member_id;
+        async move {
+            let id = Uuid::new_v4();
+            let sent = a
+                .send_at(id, Target::Member(bob_id), SealTo::Member(&pk), text.as_bytes(), None, priority)
+                .await
+                .unwrap();
+            (id, sent.seq)
+        }
+    };
+    let (low, low_seq) = to_bob("unread low", plexus_proto::types::Priority::Low).await;
+    let (first, first_seq) = to_bob("first", plexus_proto::types::Priority::Now).await;
+    let (second, second_seq) = to_bob("second", plexus_proto::types::Priority::Now).await;
+    let (third, third_seq) = to_bob("third", plexus_proto::types::Priority::Now).await;
+    let mut pushed = Vec::new();
+    while pushed.len() < 3 {
+        pushed.push(next_message(&mut b).await.expect("pushed").seq);
+    }
+    assert_eq!(pushed, [first_seq, second_seq, third_seq], "`low` waits in the inbox");
+    let acked = b.conn.call(&ops::Ack { seqs: vec![first_seq, third_seq], read: false }).await.unwrap();
+    assert_eq!(acked.cursor.watermark, low_seq - 1, "the unread `low` holds the reported watermark");
+
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM receipts").await, 0, "an acknowledgement wrote a row of its own");
+    let cursor = db
+        .scalar_i64(&format!(
+            "SELECT count(*) FROM sessions WHERE id = '{}' AND watermark = {third_seq}
+               AND unacked = ARRAY[{low_seq}, {second_seq}]::bigint[]",
+            bob_session.0
+        ))
+        .await;
+    assert_eq!(cursor, 1, "bob's row holds the cursor: all to {third_seq} but {low_seq} and {second_seq}");
+
+    broker.kill9();
+    broker.start_again().await;
+    let mut b = connect_bob(SessionMode::Session).await;
+    assert_eq!(b.welcome.cursor.watermark, low_seq - 1);
+    assert_eq!(next_message(&mut b).await.map(|m| m.seq), Some(second_seq), "the unacknowledged push again");
+    assert!(no_message(&mut b).await, "an acknowledged message was pushed again");
+    let inbox = b.conn.call(&ops::Inbox { limit: 10 }).await.unwrap();
+    let waiting: Vec<u64> = inbox.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(waiting, [low_seq, second_seq]);
+
+    // Message status is derived from the cursor (and "pushed" from the live session).
+    let a = session_for(&broker.url, &alice, SessionMode::Control).await;
+    let state = |id| {
+        let a = &a;
+        async move {
+            let st = a.conn.call(&ops::MessageStatus { id }).await.unwrap();
+            st.recipients.iter().find(|r| r.session_id == bob_session.0).map(|r| r.state)
+        }
+    };
+    assert_eq!(state(first).await, Some(DeliveryState::Acked));
+    assert_eq!(state(third).await, Some(DeliveryState::Acked));
+    assert_eq!(state(low).await, Some(DeliveryState::Queued), "a `low` in the inbox was not pushed");
+    let second_pushed = plexus_e2e::wait_until_async(Duration::from_secs(10), || async {
+        (state(second).await == Some(DeliveryState::Pushed)).then_some(())
+    })
+    .await;
+    assert!(
+        second_pushed.is_some(),
+        "the pushed message never showed as pushed: {:?}",
+        a.conn.call(&ops::MessageStatus { id: second }).await
+    );
+
+    // Bob's session goes away; a control connection of it reads `low` and acknowledges the
+    // rest. The next connection is handed nothing.
+    b.conn.close().await;
+    let control = connect_bob(SessionMode::Control).await;
+    control.conn.call(&ops::Ack { seqs: vec![low_seq], read: true }).await.unwrap();
+    control.conn.call(&ops::Ack { seqs: vec![second_seq], read: false }).await.unwrap();
+    assert_eq!(state(low).await, Some(DeliveryState::Read));
+    assert_eq!(state(second).await, Some(DeliveryState::Acked), "acknowledged while the session was away");
+    let mut b = connect_bob(SessionMode::Session).await;
+    assert!(no_message(&mut b).await, "an acknowledged message was pushed again");
+    assert!(b.conn.call(&ops::Inbox { limit: 10 }).await.unwrap().messages.is_empty());
+    assert_eq!(b.welcome.cursor.watermark, third_seq);
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM receipts").await, 1, "only the read receipt is a row");
+}

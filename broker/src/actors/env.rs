@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use plexus_proto::{push::Message, types::DeliveryState};
+use plexus_proto::push::Message;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -21,7 +21,13 @@ use crate::{
     error::OpError,
     metrics::Backlog,
     status::StatusRules,
-    store::{log::Addressee, meshes::MemberRow, receipts::ReceiptWriter, reminders::ReminderRow, StoreError},
+    store::{
+        cursors::{CursorWriter, StoredCursor},
+        log::Addressee,
+        meshes::MemberRow,
+        reminders::ReminderRow,
+        StoreError,
+    },
 };
 
 /// What a presence session reads and writes in the store.
@@ -33,28 +39,10 @@ pub trait SessionStore: Send + Sync {
     async fn member(&self, mesh_id: Uuid, member_id: Uuid) -> Result<Option<MemberRow>, StoreError>;
     /// Members still waiting for the mesh key.
     async fn pending_key_requests(&self, mesh_id: Uuid) -> Result<Vec<MemberRow>, StoreError>;
-    /// Advance a session's stored watermark.
-    async fn raise_watermark(&self, mesh_id: Uuid, session_id: Uuid, watermark: u64) -> Result<(), StoreError>;
+    /// Merge what the session acknowledged into its stored cursor.
+    async fn save_cursor(&self, mesh_id: Uuid, session_id: Uuid, cursor: StoredCursor) -> Result<(), StoreError>;
     /// A member's blocks, mutes and subscriptions.
     async fn controls(&self, mesh_id: Uuid, member_id: Uuid) -> Result<plexus_proto::controls::Controls, StoreError>;
-}
-
-/// Where a session's delivery states go (batched, without waiting).
-pub trait ReceiptSink: Send + Sync {
-    /// A message was pushed to the session.
-    fn pushed(&self, mesh_id: Uuid, session_id: Uuid, seq: u64);
-    /// The session's watermark advanced.
-    fn watermark(&self, mesh_id: Uuid, session_id: Uuid, watermark: u64);
-}
-
-impl ReceiptSink for ReceiptWriter {
-    fn pushed(&self, mesh_id: Uuid, session_id: Uuid, seq: u64) {
-        self.record(mesh_id, session_id, vec![seq], DeliveryState::Pushed);
-    }
-
-    fn watermark(&self, mesh_id: Uuid, session_id: Uuid, watermark: u64) {
-        ReceiptWriter::watermark(self, mesh_id, session_id, watermark);
-    }
 }
 
 /// A session's locks follow its presence: kept while present, released after a grace when
@@ -84,14 +72,12 @@ pub trait LogReader: Send + Sync {
 
 /// Everything a presence session uses.
 pub struct SessionEnv {
-    /// Replay, the member's key, the watermark.
+    /// Replay, the member's key, the cursor.
     pub store: Arc<dyn SessionStore>,
     /// Who is present, cluster-wide.
     pub presence: Arc<dyn PresenceDirectory>,
     /// Presence events to the mesh.
     pub fanout: Arc<dyn FanOut>,
-    /// Pushed states and watermarks.
-    pub receipts: Arc<dyn ReceiptSink>,
     /// Lock hand-off on presence.
     pub locks: Arc<dyn SessionLocks>,
     /// The node's backlog gauges.
@@ -179,6 +165,8 @@ pub struct ReminderEnv {
 pub struct PgStore {
     /// The pool.
     pub pool: Pool,
+    /// The node's cursor writer.
+    pub cursors: CursorWriter,
 }
 
 #[async_trait]
@@ -195,8 +183,8 @@ impl SessionStore for PgStore {
         crate::store::meshes::pending_key_requests(&self.pool, mesh_id).await
     }
 
-    async fn raise_watermark(&self, mesh_id: Uuid, session_id: Uuid, watermark: u64) -> Result<(), StoreError> {
-        crate::store::log::raise_watermark(&self.pool, mesh_id, session_id, watermark).await
+    async fn save_cursor(&self, mesh_id: Uuid, session_id: Uuid, cursor: StoredCursor) -> Result<(), StoreError> {
+        self.cursors.save(mesh_id, session_id, cursor).await.map_err(StoreError::Batch)
     }
 
     async fn controls(&self, mesh_id: Uuid, member_id: Uuid) -> Result<plexus_proto::controls::Controls, StoreError> {

@@ -17,20 +17,20 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
-    env::{Fire, ReceiptSink, ReminderStore, SessionLocks, SessionStore},
+    env::{Fire, ReminderStore, SessionLocks, SessionStore},
     CloseRequest, ConnHandle,
 };
 use crate::{
     clock::Clock,
     coord::reminders::Fired,
     error::OpError,
-    store::{log::Addressee, meshes::MemberRow, reminders::ReminderRow, StoreError},
+    store::{cursors::StoredCursor, log::Addressee, meshes::MemberRow, reminders::ReminderRow, StoreError},
 };
 
-/// A session store with nothing to replay and no member rows; records saved watermarks.
+/// A session store with nothing to replay and no member rows; records saved cursors.
 #[derive(Default)]
 pub(crate) struct Store {
-    pub(crate) watermarks: Mutex<Vec<(Uuid, u64)>>,
+    pub(crate) cursors: Mutex<Vec<(Uuid, StoredCursor)>>,
 }
 
 #[async_trait]
@@ -51,24 +51,10 @@ impl SessionStore for Store {
         Ok(Vec::new())
     }
 
-    async fn raise_watermark(&self, _: Uuid, session_id: Uuid, watermark: u64) -> Result<(), StoreError> {
-        lock(&self.watermarks).push((session_id, watermark));
+    async fn save_cursor(&self, _: Uuid, session_id: Uuid, cursor: StoredCursor) -> Result<(), StoreError> {
+        lock(&self.cursors).push((session_id, cursor));
         Ok(())
     }
-}
-
-/// Receipts, recorded.
-#[derive(Default)]
-pub(crate) struct Receipts {
-    pub(crate) pushed: Mutex<Vec<u64>>,
-}
-
-impl ReceiptSink for Receipts {
-    fn pushed(&self, _: Uuid, _: Uuid, seq: u64) {
-        lock(&self.pushed).push(seq);
-    }
-
-    fn watermark(&self, _: Uuid, _: Uuid, _: u64) {}
 }
 
 /// Lock hand-off calls, recorded in order.

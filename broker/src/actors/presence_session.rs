@@ -16,11 +16,18 @@ use uuid::Uuid;
 
 use super::{env::SessionEnv, mesh_actor::MeshMsg, ConnHandle};
 use crate::{
-    cluster::MeshEvent,
+    cluster::{MeshEvent, PushedMark},
     routing::{gate, Addressing, Gate},
     status::StatusState,
-    store::log::Addressee,
+    store::{cursors::StoredCursor, log::Addressee},
 };
+
+/// Most unacknowledged sequences a saved cursor lists; past them it claims less (its watermark
+/// stops below the rest), and acknowledgements above are listed one by one instead.
+const MAX_SAVED_UNACKED: usize = 1000;
+
+/// Most waiting sequences a pushed mark lists (see [`SessionState::pushed_mark`]).
+const MAX_REPORTED_WAITING: usize = 32;
 
 /// Who the session is, fixed at hello.
 #[derive(Debug)]
@@ -41,8 +48,8 @@ pub struct SessionSpec {
     pub session_pubkey: Vec<u8>,
     /// Profile at hello.
     pub profile: SessionProfile,
-    /// Replay starts after this sequence.
-    pub watermark: u64,
+    /// What the session acknowledged, as stored at hello.
+    pub cursor: StoredCursor,
     /// Head of the log when the session was first seen.
     pub created_seq: u64,
     /// Connection time.
@@ -64,8 +71,9 @@ pub enum SessionMsg {
     Deliver(Arc<Message>, Option<bytes::Bytes>),
     /// Replay from the cursor (sent to itself at start).
     Replay,
-    /// The client acknowledged these sequences (already committed as receipts).
-    Acked(Vec<u64>, RpcReplyPort<Cursor>),
+    /// The client acknowledged these sequences: answers the cursor to report and the one to
+    /// save before reporting it.
+    Acked(Vec<u64>, RpcReplyPort<(Cursor, StoredCursor)>),
     /// A status report.
     SetStatus(Status, StatusSource, RpcReplyPort<(Status, StatusSource)>),
     /// Profile change (summary, visibility, pull-only); already validated and persisted.
@@ -127,13 +135,16 @@ pub struct SessionState {
     profile: SessionProfile,
     status: StatusState,
     pending: BTreeMap<u64, (Arc<Message>, Standing)>,
-    /// Highest addressed sequence this session has been handed (live or replay).
+    /// The pending sequences not pushed (held, or in the inbox).
+    waiting: std::collections::BTreeSet<u64>,
+    /// Every addressed sequence at or below it has been handed to this session (live or
+    /// replay) or was acknowledged before.
     seen_through: u64,
+    /// The pushed mark last reported to the presence directory.
+    reported_pushed: Option<PushedMark>,
     replaying: bool,
     holds_mesh_key: bool,
     replaced: bool,
-    /// The watermark last handed to the receipt writer.
-    saved_watermark: u64,
     /// The member's blocks, mutes and event subscriptions.
     controls: plexus_proto::controls::Controls,
 }
@@ -173,8 +184,61 @@ impl SessionState {
         Cursor { watermark, acked: Vec::new() }
     }
 
+    /// What to save so the acknowledgement of `acked` outlives this node: those sequences, and
+    /// once replay is done, everything this session knows (all it was handed but `pending`).
+    fn durable(&self, acked: &[u64]) -> StoredCursor {
+        let explicit = StoredCursor::acks(acked);
+        if self.replaying {
+            // Below `seen_through` may be messages replay has not handed over yet.
+            return explicit;
+        }
+        let mut unacked: Vec<u64> = self.pending.keys().copied().take(MAX_SAVED_UNACKED + 1).collect();
+        let watermark = if unacked.len() > MAX_SAVED_UNACKED {
+            unacked.pop().map(|s| s - 1).unwrap_or(self.seen_through)
+        } else {
+            self.seen_through
+        };
+        StoredCursor { watermark, unacked, acked_above: Vec::new() }.merge(&explicit)
+    }
+
+    /// What was pushed: everything handed over but the first waiting messages (a long inbox
+    /// is cut short by stopping the mark below the rest).
+    fn pushed_mark(&self) -> PushedMark {
+        let mut waiting: Vec<u64> = self.waiting.iter().copied().take(MAX_REPORTED_WAITING + 1).collect();
+        let through = if waiting.len() > MAX_REPORTED_WAITING {
+            waiting.pop().map(|s| s - 1).unwrap_or(self.seen_through)
+        } else {
+            self.seen_through
+        };
+        PushedMark { through, waiting }
+    }
+
+    fn report_pushed(&mut self) {
+        let mark = self.pushed_mark();
+        if self.reported_pushed.as_ref() != Some(&mark) {
+            self.reported_pushed = Some(mark.clone());
+            self.env.presence.mark_pushed(self.spec.mesh_id, self.spec.session_id, mark);
+        }
+    }
+
+    fn set_standing(&mut self, seq: u64, standing: Standing) {
+        if let Some(entry) = self.pending.get_mut(&seq) {
+            entry.1 = standing;
+            if standing == Standing::Pushed {
+                self.waiting.remove(&seq);
+            } else {
+                self.waiting.insert(seq);
+            }
+        }
+    }
+
+    fn remove_pending(&mut self, seq: u64) -> bool {
+        self.waiting.remove(&seq);
+        self.pending.remove(&seq).is_some()
+    }
+
     fn offer(&mut self, msg: Arc<Message>, frame: Option<bytes::Bytes>) {
-        if self.pending.contains_key(&msg.seq) || msg.seq <= self.spec.watermark {
+        if self.pending.contains_key(&msg.seq) || self.spec.cursor.acked(msg.seq) {
             return;
         }
         self.seen_through = self.seen_through.max(msg.seq);
@@ -198,6 +262,9 @@ impl SessionState {
                 Gate::Inbox => Standing::Inbox,
             }
         };
+        if standing != Standing::Pushed {
+            self.waiting.insert(msg.seq);
+        }
         self.pending.insert(msg.seq, (msg, standing));
     }
 
@@ -230,18 +297,15 @@ impl SessionState {
             .map(|(k, _)| *k)
             .collect();
         for seq in waiting {
-            let Some(priority) = self.pending.get(&seq).map(|(m, _)| m.priority) else { continue };
-            let standing = match self.gate(priority) {
+            let Some(msg) = self.pending.get(&seq).map(|(m, _)| m.clone()) else { continue };
+            let standing = match self.gate(msg.priority) {
                 Gate::Push => Standing::Pushed,
                 Gate::Hold => Standing::Held,
                 Gate::Inbox => Standing::Inbox,
             };
-            if let Some(entry) = self.pending.get_mut(&seq) {
-                entry.1 = standing;
-                if standing == Standing::Pushed {
-                    let msg = entry.0.clone();
-                    self.push_message(&msg);
-                }
+            self.set_standing(seq, standing);
+            if standing == Standing::Pushed {
+                self.push_message(&msg);
             }
         }
     }
@@ -256,7 +320,6 @@ impl SessionState {
         if self.spec.conn.push_encoded::<Message>(frame) {
             let latency = self.env.clock.now_ms().saturating_sub(msg.sent_at_ms) as f64 / 1000.0;
             crate::metrics::delivery_latency().with_label_values(&[msg.priority.as_str()]).observe(latency);
-            self.env.receipts.pushed(self.spec.mesh_id, self.spec.session_id, msg.seq);
         }
     }
 
@@ -267,9 +330,8 @@ impl SessionState {
         }
         let held: Vec<u64> = self.pending.iter().filter(|(_, (_, s))| *s == Standing::Held).map(|(k, _)| *k).collect();
         for seq in held {
-            if let Some(entry) = self.pending.get_mut(&seq) {
-                entry.1 = Standing::Pushed;
-                let msg = entry.0.clone();
+            if let Some(msg) = self.pending.get(&seq).map(|(m, _)| m.clone()) {
+                self.set_standing(seq, Standing::Pushed);
                 self.push_message(&msg);
             }
         }
@@ -371,11 +433,12 @@ impl Actor for PresenceSession {
             profile: spec.profile.clone(),
             status: StatusState::new(spec.profile.status, StatusSource::Manual, now),
             pending: BTreeMap::new(),
-            seen_through: spec.watermark,
+            waiting: std::collections::BTreeSet::new(),
+            seen_through: spec.cursor.contiguous(),
+            reported_pushed: None,
             replaying: true,
             holds_mesh_key: spec.holds_mesh_key,
             replaced: false,
-            saved_watermark: spec.watermark,
             controls: plexus_proto::controls::Controls::default(),
             router: args.router,
             env: args.env,
@@ -413,11 +476,14 @@ impl Actor for PresenceSession {
             state.env.locks.session_ended(state.spec.mesh_id, state.spec.session_id).await;
         }
         state.env.backlog.report(state.spec.session_id, None);
-        let cursor = state.cursor();
-        if let Err(e) =
-            state.env.store.raise_watermark(state.spec.mesh_id, state.spec.session_id, cursor.watermark).await
-        {
-            tracing::warn!(session_id = %state.spec.session_id, error = %e, "could not persist watermark");
+        // Acknowledgements were saved as they came; this saves what moved the cursor without
+        // one (blocked senders, messages to others), so the next replay starts further on.
+        if !state.replaying {
+            if let Err(e) =
+                state.env.store.save_cursor(state.spec.mesh_id, state.spec.session_id, state.durable(&[])).await
+            {
+                tracing::warn!(session_id = %state.spec.session_id, error = %e, "could not save the cursor");
+            }
         }
         Ok(())
     }
@@ -452,6 +518,7 @@ impl Actor for PresenceSession {
                 crate::cluster::SessionCommand::SetStatus(status, source) => state.set_status(status, source).await,
                 crate::cluster::SessionCommand::SetProfile(change) => state.set_profile(change).await,
                 crate::cluster::SessionCommand::Acked(seqs) => {
+                    // Saved by the control connection that sent them.
                     state.acked(seqs);
                 }
             },
@@ -469,7 +536,7 @@ impl Actor for PresenceSession {
                     .map(|(k, _)| *k)
                     .collect();
                 for seq in blocked {
-                    state.pending.remove(&seq);
+                    state.remove_pending(seq);
                 }
                 if !state.replaying {
                     state.regate_inbox();
@@ -522,23 +589,18 @@ impl Actor for PresenceSession {
             }
             SessionMsg::Disconnected => myself.stop(Some("disconnected".into())),
         }
+        state.report_pushed();
         Ok(())
     }
 }
 
 impl SessionState {
-    /// Drop acknowledged sequences (their receipts are committed) and save the watermark when
-    /// it advanced, so the read position outlives this node.
-    fn acked(&mut self, seqs: Vec<u64>) -> Cursor {
-        for s in seqs {
-            self.pending.remove(&s);
-        }
-        let cursor = self.cursor();
-        if cursor.watermark > self.saved_watermark {
-            self.saved_watermark = cursor.watermark;
-            self.env.receipts.watermark(self.spec.mesh_id, self.spec.session_id, cursor.watermark);
-        }
-        cursor
+    /// Drop acknowledged sequences; answers the cursor to report and what to save first. An
+    /// acknowledgement of a sequence this session was never handed is ignored: it may not exist
+    /// yet, and acknowledging it would silence the message that later gets it.
+    fn acked(&mut self, mut seqs: Vec<u64>) -> (Cursor, StoredCursor) {
+        seqs.retain(|&s| self.remove_pending(s) || s <= self.seen_through);
+        (self.cursor(), self.durable(&seqs))
     }
 
     async fn set_status(&mut self, status: Status, source: StatusSource) {
@@ -597,6 +659,7 @@ impl PresenceSession {
             member_id: state.spec.member_id,
             visible: state.profile.visible,
             created_seq: state.spec.created_seq,
+            cursor: state.spec.cursor.clone(),
         };
         match state.env.store.controls(state.spec.mesh_id, state.spec.member_id).await {
             Ok(c) => state.controls = c,
@@ -605,7 +668,7 @@ impl PresenceSession {
             }
         }
         let batch = state.env.replay_batch.max(1);
-        let mut after = state.spec.watermark;
+        let mut after = state.spec.cursor.contiguous();
         loop {
             let slot = state.env.replay_slots.acquire().await;
             let fetched = state.env.store.unacked_for(&who, after, batch).await;
@@ -703,7 +766,6 @@ mod tests {
         session: ActorRef<SessionMsg>,
         client: Client,
         presence: Arc<MemoryPresence>,
-        receipts: Arc<fakes::Receipts>,
         locks: Arc<fakes::Locks>,
         backlog: Arc<Backlog>,
         clock: Arc<dyn Clock>,
@@ -714,14 +776,12 @@ mod tests {
         async fn start(status: Status) -> Harness {
             let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
             let presence = Arc::new(MemoryPresence::default());
-            let receipts = Arc::new(fakes::Receipts::default());
             let locks = Arc::new(fakes::Locks::default());
             let backlog = Arc::new(Backlog::default());
             let env = Arc::new(SessionEnv {
                 store: Arc::new(fakes::Store::default()),
                 presence: presence.clone(),
                 fanout: Arc::new(MemoryFanOut::default()),
-                receipts: receipts.clone(),
                 locks: locks.clone(),
                 backlog: backlog.clone(),
                 rules: StatusRules { freshness: Duration::from_secs(30), working_ttl: WORKING_TTL },
@@ -740,7 +800,7 @@ mod tests {
                 member_name: "agent".into(),
                 session_pubkey: vec![0; 32],
                 profile: SessionProfile { status, ..SessionProfile::default() },
-                watermark: 0,
+                cursor: crate::store::cursors::StoredCursor::default(),
                 created_seq: 0,
                 connected_at_ms: clock.now_ms(),
                 conn,
@@ -748,7 +808,7 @@ mod tests {
             let (router, _) = Actor::spawn(None, NullRouter, ()).await.expect("router");
             let args = SessionArgs { spec: spec.clone(), router, env };
             let (session, _) = Actor::spawn(None, PresenceSession, args).await.expect("session");
-            Harness { session, client, presence, receipts, locks, backlog, clock, spec }
+            Harness { session, client, presence, locks, backlog, clock, spec }
         }
 
         /// Let the actor work through what is due at the current (paused) instant.
@@ -782,6 +842,9 @@ mod tests {
         h.deliver(2, Priority::Now);
         h.settle().await;
         assert_eq!(h.client.messages, [2], "`now` is pushed at once, `next` waits for idle");
+        let mark = h.presence.pushed_marks(h.spec.mesh_id).await.remove(&h.spec.session_id).expect("a pushed mark");
+        assert_eq!(mark, PushedMark { through: 2, waiting: vec![1] });
+        assert_eq!(PushedMark::decode(&mark.encode()), Some(mark), "as stored in Redis");
 
         sleep(WORKING_TTL - SWEEP * 2).await;
         h.settle().await;
@@ -792,7 +855,8 @@ mod tests {
         h.settle().await;
         assert_eq!(h.client.messages, [2, 1], "the sweep found working stale and released the held message");
         assert_eq!(h.listed_status().await, Some(Status::Idle));
-        assert_eq!(*lock(&h.receipts.pushed), [2, 1], "each push is recorded as pushed");
+        let marks = h.presence.pushed_marks(h.spec.mesh_id).await;
+        assert_eq!(marks.get(&h.spec.session_id), Some(&PushedMark { through: 2, waiting: vec![] }), "all pushed now");
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Mutex};
 use plexus_proto::types::PeerInfo;
 use uuid::Uuid;
 
-use super::{EventSink, FanOut, MeshEvent, PresenceDirectory};
+use super::{EventSink, FanOut, MeshEvent, PresenceDirectory, PushedMark};
 
 /// Fan-out within one process.
 #[derive(Default)]
@@ -34,6 +34,7 @@ impl FanOut for MemoryFanOut {
 #[derive(Default)]
 pub struct MemoryPresence {
     meshes: Mutex<HashMap<Uuid, HashMap<Uuid, PeerInfo>>>,
+    pushed: Mutex<HashMap<Uuid, HashMap<Uuid, PushedMark>>>,
 }
 
 #[async_trait::async_trait]
@@ -50,6 +51,13 @@ impl PresenceDirectory for MemoryPresence {
         if sessions.is_empty() {
             m.remove(&mesh_id);
         }
+        let mut pushed = self.pushed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(marks) = pushed.get_mut(&mesh_id) {
+            marks.remove(&session_id);
+            if marks.is_empty() {
+                pushed.remove(&mesh_id);
+            }
+        }
         removed
     }
 
@@ -58,5 +66,15 @@ impl PresenceDirectory for MemoryPresence {
         let mut peers: Vec<PeerInfo> = m.get(&mesh_id).map(|s| s.values().cloned().collect()).unwrap_or_default();
         peers.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.session_id.cmp(&b.session_id)));
         peers
+    }
+
+    fn mark_pushed(&self, mesh_id: Uuid, session_id: Uuid, mark: PushedMark) {
+        let mut pushed = self.pushed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pushed.entry(mesh_id).or_default().insert(session_id, mark);
+    }
+
+    async fn pushed_marks(&self, mesh_id: Uuid) -> HashMap<Uuid, PushedMark> {
+        let pushed = self.pushed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pushed.get(&mesh_id).cloned().unwrap_or_default()
     }
 }

@@ -114,6 +114,45 @@ pub trait PresenceDirectory: Send + Sync {
     async fn remove(&self, mesh_id: Uuid, session_id: Uuid) -> bool;
     /// Every present session of the mesh.
     async fn list(&self, mesh_id: Uuid) -> Vec<PeerInfo>;
+    /// What the session (present on this node) has been pushed. Transient by nature, so it is
+    /// kept in memory — the cluster's, in Redis — and written in batches; never blocks.
+    fn mark_pushed(&self, mesh_id: Uuid, session_id: Uuid, mark: PushedMark);
+    /// The pushed marks of the mesh's sessions (those not present may linger; ask `list`).
+    async fn pushed_marks(&self, mesh_id: Uuid) -> std::collections::HashMap<Uuid, PushedMark>;
+}
+
+/// Every message addressed to a session at or below `through` and not acknowledged has been
+/// pushed to it, except those in `waiting` (held, or in its inbox).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushedMark {
+    /// See the type.
+    pub through: u64,
+    /// Not pushed, at or below `through` (ascending).
+    pub waiting: Vec<u64>,
+}
+
+impl PushedMark {
+    /// Whether `seq` (addressed to the session, not acknowledged) was pushed.
+    pub fn pushed(&self, seq: u64) -> bool {
+        seq <= self.through && self.waiting.binary_search(&seq).is_err()
+    }
+
+    /// As stored: `through` then the waiting sequences, comma-separated.
+    pub fn encode(&self) -> String {
+        std::iter::once(self.through)
+            .chain(self.waiting.iter().copied())
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Inverse of [`PushedMark::encode`] (`None` for anything else).
+    pub fn decode(s: &str) -> Option<PushedMark> {
+        let mut seqs = s.split(',').map(|p| p.parse::<u64>().ok());
+        let through = seqs.next()??;
+        let waiting = seqs.collect::<Option<Vec<u64>>>()?;
+        Some(PushedMark { through, waiting })
+    }
 }
 
 /// Which nodes of the cluster are alive.

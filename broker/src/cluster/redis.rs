@@ -10,6 +10,8 @@
 //!   `presence-node:{mesh}` — hash `session id → node id`, which scripts compare against.
 //! - `node:{id}` — a node's liveness key (TTL, refreshed by its heartbeat); `nodes` — the set of
 //!   known node ids; `node-sessions:{id}` — `mesh/session` entries a node has registered.
+//! - `pushed:{mesh}` — hash `session id → pushed mark` (see
+//!   [`PresenceDirectory::mark_pushed`]), written in batches; dropped with the presence entry.
 //! - `reap:{id}` — taken (`NX`) by the one survivor that reaps a dead node.
 //! - `lock:{key}` — `holder|token`, set with `NX PX`; `fence:{scope}` — the fencing counter.
 //!
@@ -29,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{EventSink, FanOut, MeshEvent, PresenceDirectory};
+use super::{EventSink, FanOut, MeshEvent, PresenceDirectory, PushedMark};
 
 /// Redis could not be reached or answered with an error.
 #[derive(Debug, thiserror::Error)]
@@ -272,21 +274,37 @@ struct PresenceEntry {
     peer: PeerInfo,
 }
 
+/// Pushed marks waiting for the next batch, latest per session.
+type PendingMarks = Arc<Mutex<HashMap<(Uuid, Uuid), PushedMark>>>;
+
+/// How long pushed marks gather before they are written (one pipeline per batch).
+const MARK_BATCH: Duration = Duration::from_millis(50);
+
 /// Presence directory in a Redis hash per mesh.
 pub struct RedisPresence {
     conn: ConnectionManager,
     prefix: String,
     node_id: String,
+    marks: PendingMarks,
+    marks_due: Arc<tokio::sync::Notify>,
 }
 
 impl RedisPresence {
-    /// Over an existing command connection.
+    /// Over an existing command connection; starts the pushed-mark writer on the current
+    /// runtime.
     pub fn new(conn: ConnectionManager, prefix: String, node_id: String) -> RedisPresence {
-        RedisPresence { conn, prefix, node_id }
+        let marks = PendingMarks::default();
+        let marks_due = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(write_marks(conn.clone(), prefix.clone(), marks.clone(), marks_due.clone()));
+        RedisPresence { conn, prefix, node_id, marks, marks_due }
     }
 
     fn key(&self, mesh_id: Uuid) -> String {
         format!("{}presence:{mesh_id}", self.prefix)
+    }
+
+    fn marks_key(&self, mesh_id: Uuid) -> String {
+        marks_key(&self.prefix, mesh_id)
     }
 
     fn node_key(&self, mesh_id: Uuid) -> String {
@@ -374,6 +392,7 @@ impl RedisPresence {
                     .key(self.key(mesh_id))
                     .key(self.node_key(mesh_id))
                     .key(format!("{}node-sessions:{node}", self.prefix))
+                    .key(self.marks_key(mesh_id))
                     .arg(session)
                     .arg(&node)
                     .arg(&entry)
@@ -398,6 +417,36 @@ impl RedisPresence {
     }
 }
 
+fn marks_key(prefix: &str, mesh_id: Uuid) -> String {
+    format!("{prefix}pushed:{mesh_id}")
+}
+
+/// Write pushed marks as they come, each batch in one pipeline. A mark lost to a Redis outage
+/// only makes `message_status` say "queued" for a message that was pushed.
+async fn write_marks(mut conn: ConnectionManager, prefix: String, marks: PendingMarks, due: Arc<tokio::sync::Notify>) {
+    loop {
+        due.notified().await;
+        tokio::time::sleep(MARK_BATCH).await;
+        let batch = std::mem::take(&mut *marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut by_mesh: HashMap<Uuid, Vec<(String, String)>> = HashMap::new();
+        for ((mesh, session), mark) in batch {
+            by_mesh.entry(mesh).or_default().push((session.to_string(), mark.encode()));
+        }
+        let mut pipe = redis::pipe();
+        for (mesh, fields) in by_mesh {
+            let key = marks_key(&prefix, mesh);
+            pipe.hset_multiple(&key, &fields).ignore();
+            // Marks of sessions that vanished without a leave (a node that died and was reaped
+            // after its last write) go with the hash when the mesh falls quiet.
+            pipe.pexpire(&key, 86_400_000).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            crate::metrics::redis_errors().inc();
+            tracing::warn!(error = %e, "pushed marks not written");
+        }
+    }
+}
+
 // Write a session's presence for `node`; returns the entry it replaced (or nil).
 const UPSERT: &str = r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -413,6 +462,7 @@ if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return false end
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return entry";
 
 #[async_trait::async_trait]
@@ -451,6 +501,7 @@ impl PresenceDirectory for RedisPresence {
             .key(self.key(mesh_id))
             .key(self.node_key(mesh_id))
             .key(format!("{}node-sessions:{}", self.prefix, self.node_id))
+            .key(self.marks_key(mesh_id))
             .arg(session_id.to_string())
             .arg(&self.node_id)
             .arg(format!("{mesh_id}/{session_id}"))
@@ -480,6 +531,24 @@ impl PresenceDirectory for RedisPresence {
             raw.values().filter_map(|b| rmp_serde::from_slice::<PresenceEntry>(b).ok()).map(|e| e.peer).collect();
         peers.sort_by(|a, b| a.display_name.cmp(&b.display_name).then(a.session_id.cmp(&b.session_id)));
         peers
+    }
+
+    fn mark_pushed(&self, mesh_id: Uuid, session_id: Uuid, mark: PushedMark) {
+        self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((mesh_id, session_id), mark);
+        self.marks_due.notify_one();
+    }
+
+    async fn pushed_marks(&self, mesh_id: Uuid) -> HashMap<Uuid, PushedMark> {
+        let mut conn = self.conn.clone();
+        let raw: HashMap<String, String> = match conn.hgetall(self.marks_key(mesh_id)).await {
+            Ok(m) => m,
+            Err(e) => {
+                crate::metrics::redis_errors().inc();
+                tracing::warn!(error = %e, "pushed marks unavailable");
+                return HashMap::new();
+            }
+        };
+        raw.into_iter().filter_map(|(k, v)| Some((k.parse::<Uuid>().ok()?, PushedMark::decode(&v)?))).collect()
     }
 }
 

@@ -24,7 +24,7 @@ use crate::{
     cluster::{MeshEvent, SessionCommand},
     coord::Caller,
     error::OpError,
-    store::{self, audit, log::NewMessage, meshes, now_ms, receipts, StoreError},
+    store::{self, audit, log::NewMessage, meshes, now_ms, StoreError},
 };
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -145,8 +145,10 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
     profile.groups = member_groups;
     let head = intro.head.max(0) as u64;
     // Nothing above the head exists yet: acknowledging it would silence messages to come.
-    let client_acked: Vec<u64> =
-        b.cursor.as_ref().map(|c| c.acked.iter().copied().filter(|s| *s <= head).collect()).unwrap_or_default();
+    let client_cursor = meshes::ClientCursor {
+        watermark: b.cursor.as_ref().map(|c| c.watermark.min(head)),
+        acked: b.cursor.as_ref().map(|c| c.acked.iter().copied().filter(|s| *s <= head).collect()).unwrap_or_default(),
+    };
     let stored = meshes::upsert_session(
         &broker.pool,
         b.mesh_id,
@@ -156,18 +158,11 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
         &display_name,
         &groups,
         b.profile.visible,
-        b.cursor.as_ref().map(|c| c.watermark.min(head) as i64),
+        &client_cursor,
     )
     .await?
     .ok_or(OpError::Forbidden("that session id belongs to another member"))?;
-    if !client_acked.is_empty() {
-        broker
-            .receipts
-            .commit(b.mesh_id, b.session_id, client_acked, DeliveryState::Acked)
-            .await
-            .map_err(|_| OpError::Internal("could not record cursor"))?;
-    }
-    let watermark = stored.watermark.max(0) as u64;
+    let watermark = stored.cursor.contiguous();
     let holds_mesh_key = member.role == Role::Owner || member.sealed_mesh_key.is_some();
     let conn_id = broker.conn_id();
     let session = match b.mode {
@@ -182,7 +177,7 @@ pub async fn hello(broker: &Broker, conn: &ConnHandle, req: &Request) -> Result<
                     member_name: member.display_name.clone(),
                     session_pubkey: b.session_pubkey.clone(),
                     profile,
-                    watermark,
+                    cursor: stored.cursor,
                     created_seq: stored.created_seq.max(0) as u64,
                     connected_at_ms: now,
                     conn: conn.clone(),
@@ -305,47 +300,53 @@ pub async fn prepare_send(
     })
 }
 
-/// `ack`: record acknowledged (or read) sequences for the session.
-pub async fn ack(broker: &Broker, a: &Authed, mut b: ops::Ack) -> Result<ops::Acked, OpError> {
-    // A sequence above the head does not exist yet: acknowledging it would silence the message
-    // that later gets it.
-    let (_, head) = meshes::mesh_head(&broker.pool, a.who.mesh_id).await?.ok_or(OpError::NotFound("mesh"))?;
-    b.seqs.retain(|s| *s <= head.max(0) as u64);
-    let state = if b.read { DeliveryState::Read } else { DeliveryState::Acked };
-    broker
-        .receipts
-        .commit(a.who.mesh_id, a.who.session_id, b.seqs.clone(), state)
-        .await
-        .map_err(|_| OpError::Internal("could not record ack"))?;
-    if let Some(session) = &a.session {
-        if let Ok(ractor::rpc::CallResult::Success(cursor)) =
-            session.call(|r| SessionMsg::Acked(b.seqs, r), Some(CALL_TIMEOUT)).await
-        {
-            return Ok(ops::Acked { cursor });
-        }
-        return Err(OpError::Internal("session stopped"));
+/// `ack`: record acknowledged (or read) sequences for the session. Answers once they are
+/// saved: a confirmed acknowledgement is never delivered again.
+pub async fn ack(broker: &Broker, a: &Authed, b: ops::Ack) -> Result<ops::Acked, OpError> {
+    let saved = |_| OpError::Internal("could not record ack");
+    let (cursor, seqs) = if let Some(session) = &a.session {
+        // The session knows what it was handed, so nothing else is looked up.
+        let Ok(ractor::rpc::CallResult::Success((cursor, durable))) =
+            session.call(|r| SessionMsg::Acked(b.seqs.clone(), r), Some(CALL_TIMEOUT)).await
+        else {
+            return Err(OpError::Internal("session stopped"));
+        };
+        broker.cursors.save(a.who.mesh_id, a.who.session_id, durable).await.map_err(saved)?;
+        (cursor, b.seqs)
+    } else {
+        // A control connection acks for the session wherever it is present, and saves the
+        // acknowledgements itself. A sequence above the head does not exist yet: acknowledging
+        // it would silence the message that later gets it.
+        let (_, head) = meshes::mesh_head(&broker.pool, a.who.mesh_id).await?.ok_or(OpError::NotFound("mesh"))?;
+        let mut seqs = b.seqs;
+        seqs.retain(|s| *s <= head.max(0) as u64);
+        let claim = store::cursors::StoredCursor::acks(&seqs);
+        broker.cursors.save(a.who.mesh_id, a.who.session_id, claim).await.map_err(saved)?;
+        broker.fanout.publish(
+            a.who.mesh_id,
+            MeshEvent::SessionCommand {
+                session_id: a.who.session_id,
+                member_id: a.who.member_id,
+                command: SessionCommand::Acked(seqs.clone()),
+            },
+        );
+        let who = meshes::session_addressee(&broker.pool, a.who.mesh_id, a.who.session_id)
+            .await?
+            .ok_or(OpError::NotFound("session"))?;
+        (Cursor { watermark: who.cursor.contiguous(), acked: Vec::new() }, seqs)
+    };
+    if b.read && !seqs.is_empty() {
+        broker.cursors.read(a.who.mesh_id, a.who.session_id, seqs).await.map_err(saved)?;
     }
-    // A control connection acks for the session wherever it is present.
-    broker.fanout.publish(
-        a.who.mesh_id,
-        MeshEvent::SessionCommand {
-            session_id: a.who.session_id,
-            member_id: a.who.member_id,
-            command: SessionCommand::Acked(b.seqs),
-        },
-    );
-    let (_, watermark) = meshes::session_addressee(&broker.pool, a.who.mesh_id, a.who.session_id)
-        .await?
-        .ok_or(OpError::NotFound("session"))?;
-    Ok(ops::Acked { cursor: Cursor { watermark: watermark.max(0) as u64, acked: Vec::new() } })
+    Ok(ops::Acked { cursor })
 }
 
 /// `inbox`: unacknowledged messages addressed to the session, held ones included.
 pub async fn inbox(broker: &Broker, a: &Authed, b: ops::Inbox) -> Result<ops::InboxItems, OpError> {
-    let (who, watermark) = meshes::session_addressee(&broker.pool, a.who.mesh_id, a.who.session_id)
+    let who = meshes::session_addressee(&broker.pool, a.who.mesh_id, a.who.session_id)
         .await?
         .ok_or(OpError::NotFound("session"))?;
-    let mut messages = store::log::unacked_for(&broker.pool, &who, watermark.max(0) as u64, b.limit + 1).await?;
+    let mut messages = store::log::unacked_for(&broker.pool, &who, who.cursor.contiguous(), b.limit + 1).await?;
     let more = messages.len() > b.limit as usize;
     // What the member blocked is never shown (its present sessions count it as handled).
     let client = broker.pool.get().await.map_err(StoreError::from)?;
@@ -487,16 +488,22 @@ pub async fn message_status(broker: &Broker, a: &Authed, b: ops::MessageStatus) 
     // message, and a member's next session gets what was addressed to the member.
     let present: std::collections::HashSet<uuid::Uuid> =
         broker.presence.list(a.who.mesh_id).await.into_iter().map(|p| p.session_id).collect();
+    // "Pushed" is a present session's, kept in memory: one that left gets the message again.
+    let pushed = broker.presence.pushed_marks(a.who.mesh_id).await;
     let recent = now_ms().saturating_sub(broker.cfg.delivery.dead_session_grace_secs * 1000);
     let mut recipients: Vec<ops::RecipientState> = store::log::recipients(&broker.pool, a.who.mesh_id, &msg)
         .await?
         .into_iter()
-        .filter(|r| r.state.is_some() || present.contains(&r.session_id) || r.last_seen_ms >= recent)
-        .map(|r| ops::RecipientState {
-            session_id: r.session_id,
-            member_id: r.member_id,
-            display_name: r.display_name,
-            state: receipts::state_from_i16(r.state),
+        .filter(|r| r.state != DeliveryState::Queued || present.contains(&r.session_id) || r.last_seen_ms >= recent)
+        .map(|r| {
+            let is_pushed =
+                present.contains(&r.session_id) && pushed.get(&r.session_id).is_some_and(|m| m.pushed(msg.seq));
+            ops::RecipientState {
+                session_id: r.session_id,
+                member_id: r.member_id,
+                display_name: r.display_name,
+                state: if r.state == DeliveryState::Queued && is_pushed { DeliveryState::Pushed } else { r.state },
+            }
         })
         .collect();
     if let Target::Member(member_id) = msg.target {

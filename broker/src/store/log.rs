@@ -13,14 +13,14 @@ use deadpool_postgres::Pool;
 use plexus_proto::{
     ops::Sent,
     push::Message,
-    types::{Priority, Sealing, Target},
+    types::{DeliveryState, Priority, Sealing, Target},
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    millis, priority_from_i16, priority_to_i16, sealing_from_i16, sealing_to_i16, target_from_row, target_to_row,
-    StoreError,
+    cursors::StoredCursor, millis, priority_from_i16, priority_to_i16, sealing_from_i16, sealing_to_i16,
+    target_from_row, target_to_row, StoreError,
 };
 
 /// Event kinds in the log.
@@ -501,6 +501,8 @@ pub struct Addressee {
     /// Head of the log when the session was first seen: at or below it, what another session
     /// of the member acknowledged is not delivered again.
     pub created_seq: u64,
+    /// What the session acknowledged, as stored.
+    pub cursor: StoredCursor,
 }
 
 /// SQL predicate: event `e` is addressed to the session in params $1 mesh, $2 session,
@@ -519,15 +521,18 @@ const ADDRESSED: &str = "e.mesh_id = $1 AND e.kind = 1 AND (
 /// acknowledged here too (a new session does not get history a sibling already read).
 pub async fn unacked_for(pool: &Pool, who: &Addressee, after: u64, limit: u32) -> Result<Vec<Message>, StoreError> {
     let client = pool.get().await?;
+    // A sibling `s` acknowledged `e` if its cursor says so and `e` was addressed to it too.
     let sql = format!(
         "SELECT {MESSAGE_COLS} FROM events e WHERE {ADDRESSED} AND e.seq > $5
-           AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.mesh_id = e.mesh_id AND r.session_id = $2
-                           AND r.seq = e.seq AND r.state >= 2)
+           AND (e.seq > $8 OR e.seq = ANY ($9::bigint[])) AND e.seq <> ALL ($10::bigint[])
            AND NOT (e.seq <= $7 AND EXISTS (
-                SELECT 1 FROM receipts r JOIN sessions s ON s.mesh_id = r.mesh_id AND s.id = r.session_id
-                WHERE r.mesh_id = e.mesh_id AND r.seq = e.seq AND r.state >= 2 AND s.member_id = $3))
+                SELECT 1 FROM sessions s WHERE s.mesh_id = e.mesh_id AND s.member_id = $3 AND s.id <> $2
+                  AND ((e.seq <= s.watermark AND e.seq <> ALL (s.unacked)) OR e.seq = ANY (s.acked_above))
+                  AND (e.target_kind = 1 OR (e.target_kind = 2 AND e.sender_session <> s.id)
+                       OR (e.target_kind = 3 AND s.visible AND e.sender_session <> s.id))))
          ORDER BY e.seq LIMIT $6"
     );
+    let seqs = |v: &[u64]| v.iter().map(|s| (*s).min(i64::MAX as u64) as i64).collect::<Vec<i64>>();
     let rows = client
         .query(
             &sql,
@@ -536,9 +541,12 @@ pub async fn unacked_for(pool: &Pool, who: &Addressee, after: u64, limit: u32) -
                 &who.session_id,
                 &who.member_id,
                 &who.visible,
-                &(after as i64),
+                &(after.min(i64::MAX as u64) as i64),
                 &(limit as i64),
                 &(who.created_seq.min(i64::MAX as u64) as i64),
+                &(who.cursor.watermark.min(i64::MAX as u64) as i64),
+                &seqs(&who.cursor.unacked),
+                &seqs(&who.cursor.acked_above),
             ],
         )
         .await?;
@@ -562,23 +570,30 @@ pub struct RecipientRow {
     pub member_id: Uuid,
     /// Member's display name.
     pub display_name: String,
-    /// Receipt state, if any.
-    pub state: Option<i16>,
+    /// Acknowledged (by its cursor) or read (by a receipt); `Queued` otherwise.
+    pub state: DeliveryState,
     /// When the session was last seen (hello, ack, disconnect).
     pub last_seen_ms: u64,
 }
 
 /// Per-recipient rows for a message: every session it addresses that existed when it was sent.
+/// A session's cursor counts the message acknowledged only if the session existed when it was
+/// written (a later session starts its cursor past history it never got).
 pub async fn recipients(pool: &Pool, mesh_id: Uuid, msg: &Message) -> Result<Vec<RecipientRow>, StoreError> {
     let client = pool.get().await?;
     let (tk, tid, tg) = target_to_row(&msg.target);
     let rows = client
         .query(
-            "SELECT s.id, s.member_id, m.display_name, r.state, s.last_seen_at
+            "SELECT s.id, s.member_id, m.display_name, st.state, s.last_seen_at
              FROM sessions s
              JOIN members m ON m.mesh_id = s.mesh_id AND m.id = s.member_id
              LEFT JOIN receipts r ON r.mesh_id = s.mesh_id AND r.session_id = s.id AND r.seq = $2
-             WHERE s.mesh_id = $1 AND (r.state IS NOT NULL OR (m.removed_at IS NULL AND s.created_at <= $8))
+             CROSS JOIN LATERAL (SELECT CASE
+                 WHEN r.state = 3 THEN 3::smallint
+                 WHEN (s.created_seq < $2 AND $2 <= s.watermark AND $2 <> ALL (s.unacked)) OR $2 = ANY (s.acked_above)
+                     THEN 2::smallint
+                 END AS state) st
+             WHERE s.mesh_id = $1 AND (st.state IS NOT NULL OR (m.removed_at IS NULL AND s.created_at <= $8))
                AND ( ($3::smallint = 0 AND s.id = $4::uuid)
                   OR ($3::smallint = 1 AND s.member_id = $4::uuid)
                   OR ($3::smallint = 2 AND s.id <> $6 AND EXISTS (SELECT 1 FROM member_groups g
@@ -604,25 +619,17 @@ pub async fn recipients(pool: &Pool, mesh_id: Uuid, msg: &Message) -> Result<Vec
             session_id: r.get(0),
             member_id: r.get(1),
             display_name: r.get(2),
-            state: r.get(3),
+            state: match r.get::<_, Option<i16>>(3) {
+                Some(3) => DeliveryState::Read,
+                Some(_) => DeliveryState::Acked,
+                None => DeliveryState::Queued,
+            },
             last_seen_ms: millis(r.get(4)),
         })
         .collect())
 }
 
-/// Advance a session's stored watermark (never backwards).
-pub async fn raise_watermark(pool: &Pool, mesh_id: Uuid, session_id: Uuid, watermark: u64) -> Result<(), StoreError> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "UPDATE sessions SET watermark = greatest(watermark, $3), last_seen_at = now() WHERE mesh_id = $1 AND id = $2",
-            &[&mesh_id, &session_id, &(watermark as i64)],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Delete events past retention (age, and count per mesh) and receipts of deleted events.
+/// Delete events past retention (age, and count per mesh) and read receipts of deleted events.
 pub async fn apply_retention(pool: &Pool, max_age: std::time::Duration, max_events: u64) -> Result<u64, StoreError> {
     let client = pool.get().await?;
     let cutoff = SystemTime::now() - max_age;

@@ -204,19 +204,30 @@ pub async fn prune_nonces(pool: &Pool, older_than: Duration) -> Result<u64, Stor
 /// A session's durable identity and addressing.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
-    /// Watermark of its cursor.
-    pub watermark: i64,
+    /// Its cursor.
+    pub cursor: super::cursors::StoredCursor,
     /// Head of the log when the session was first seen.
     pub created_seq: i64,
 }
 
-/// Insert or refresh a session row; returns its stored watermark, or `None` when the session
-/// id is taken by another member. A new session starts where the member's most advanced
-/// session is (or at the member's join sequence for its first): it receives what reached the
-/// member after any of its sessions last caught up — a message sent while the member was
-/// offline is not lost to the agent that starts next — without inheriting history a sibling
-/// already read. The client's watermark is clamped to the mesh head: a cursor from the future
-/// (a bug, or a broker whose database was reset) must not silence the session.
+/// What a client says it has in a hello: the broker-reported watermark and the sequences it
+/// acknowledged above it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCursor {
+    /// Everything addressed at or below it is acknowledged (clamped to the head).
+    pub watermark: Option<u64>,
+    /// Acknowledged above the watermark (at or below the head).
+    pub acked: Vec<u64>,
+}
+
+/// Insert or refresh a session row, merging the client's cursor into the stored one; returns
+/// the result, or `None` when the session id is taken by another member. A new session starts
+/// where the member's most advanced session is (or at the member's join sequence for its
+/// first): it receives what reached the member after any of its sessions last caught up — a
+/// message sent while the member was offline is not lost to the agent that starts next —
+/// without inheriting history a sibling already read. The client's watermark is clamped to the
+/// mesh head: a cursor from the future (a bug, or a broker whose database was reset) must not
+/// silence the session.
 #[allow(clippy::too_many_arguments)]
 pub async fn upsert_session(
     pool: &Pool,
@@ -227,28 +238,45 @@ pub async fn upsert_session(
     display_name: &str,
     groups: &[String],
     visible: bool,
-    client_watermark: Option<i64>,
+    client_cursor: &ClientCursor,
 ) -> Result<Option<SessionRow>, StoreError> {
     let client = pool.get().await?;
+    let client_watermark = client_cursor.watermark.map(|w| w.min(i64::MAX as u64) as i64);
+    let client_acked: Vec<i64> = client_cursor.acked.iter().map(|s| (*s).min(i64::MAX as u64) as i64).collect();
     let row = client
         .query_opt(
             "WITH head AS (SELECT head_seq FROM meshes WHERE id = $1)
-             INSERT INTO sessions (mesh_id, id, member_id, pubkey, display_name, groups, visible, watermark, created_seq)
+             INSERT INTO sessions (mesh_id, id, member_id, pubkey, display_name, groups, visible, watermark,
+                                   acked_above, created_seq)
              VALUES ($1, $2, $3, $4, $5, $6, $7, least((SELECT head_seq FROM head), coalesce($8,
-                (SELECT max(watermark) FROM sessions WHERE mesh_id = $1 AND member_id = $3),
+                (SELECT max(CASE WHEN cardinality(unacked) > 0 THEN unacked[1] - 1 ELSE watermark END)
+                   FROM sessions WHERE mesh_id = $1 AND member_id = $3),
                 (SELECT joined_seq FROM members WHERE mesh_id = $1 AND id = $3))),
-                (SELECT head_seq FROM head))
+                $9, (SELECT head_seq FROM head))
              ON CONFLICT (mesh_id, id) DO UPDATE SET
                 pubkey = EXCLUDED.pubkey, display_name = EXCLUDED.display_name,
                 groups = EXCLUDED.groups, visible = EXCLUDED.visible, last_seen_at = now(),
-                watermark = least((SELECT head_seq FROM head), greatest(sessions.watermark, coalesce($8, 0)))
+                (watermark, unacked, acked_above) = (SELECT * FROM cursor_merge(
+                    sessions.watermark, sessions.unacked, sessions.acked_above,
+                    least((SELECT head_seq FROM head), coalesce($8, 0)), '{}', $9))
              WHERE sessions.member_id = $3
-             RETURNING watermark, created_seq",
-            &[&mesh_id, &session_id, &member_id, &pubkey, &display_name, &groups, &visible, &client_watermark],
+             RETURNING watermark, unacked, acked_above, created_seq",
+            &[
+                &mesh_id,
+                &session_id,
+                &member_id,
+                &pubkey,
+                &display_name,
+                &groups,
+                &visible,
+                &client_watermark,
+                &client_acked,
+            ],
         )
         .await?;
     // No row: the upsert's WHERE filtered it out, so the session id belongs to another member.
-    Ok(row.map(|r| SessionRow { watermark: r.get(0), created_seq: r.get(1) }))
+    Ok(row
+        .map(|r| SessionRow { cursor: super::cursors::from_row(r.get(0), r.get(1), r.get(2)), created_seq: r.get(3) }))
 }
 
 /// Update a session's visibility.
@@ -583,30 +611,27 @@ pub async fn pending_key_requests(pool: &Pool, mesh_id: Uuid) -> Result<Vec<Memb
     client.query(&sql, &[&mesh_id]).await?.iter().map(member_from_row).collect()
 }
 
-/// A session's addressing and watermark as stored.
+/// A session's addressing and cursor as stored.
 pub async fn session_addressee(
     pool: &Pool,
     mesh_id: Uuid,
     session_id: Uuid,
-) -> Result<Option<(super::log::Addressee, i64)>, StoreError> {
+) -> Result<Option<super::log::Addressee>, StoreError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT member_id, visible, watermark, created_seq FROM sessions WHERE mesh_id = $1 AND id = $2",
+            "SELECT member_id, visible, watermark, unacked, acked_above, created_seq FROM sessions
+             WHERE mesh_id = $1 AND id = $2",
             &[&mesh_id, &session_id],
         )
         .await?;
-    Ok(row.map(|r| {
-        (
-            super::log::Addressee {
-                mesh_id,
-                session_id,
-                member_id: r.get(0),
-                visible: r.get(1),
-                created_seq: r.get::<_, i64>(3).max(0) as u64,
-            },
-            r.get(2),
-        )
+    Ok(row.map(|r| super::log::Addressee {
+        mesh_id,
+        session_id,
+        member_id: r.get(0),
+        visible: r.get(1),
+        cursor: super::cursors::from_row(r.get(2), r.get(3), r.get(4)),
+        created_seq: r.get::<_, i64>(5).max(0) as u64,
     }))
 }
 

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "controls", include_str!("../../../migrations/0011_controls.sql")),
     (12, "webhooks_out", include_str!("../../../migrations/0012_webhooks_out.sql")),
     (13, "key_epochs", include_str!("../../../migrations/0013_key_epochs.sql")),
+    (14, "cursors", include_str!("../../../migrations/0014_cursors.sql")),
 ];
 
 /// Advisory-lock key for migrations ("plexus" in ASCII).

@@ -10,7 +10,7 @@
 //! - [`coord`] — coordination rows: state, tasks, threads, memories, search.
 //! - [`locks`] — held locks and the lock wait queue.
 //! - [`reminders`] — scheduled reminders, claiming and the firing compare-and-set.
-//! - [`receipts`] — per-recipient delivery state, written in batches.
+//! - [`cursors`] — sessions' acknowledgements as cursors and "read" receipts, written in batches.
 //! - [`links`] — pending device links (a browser linked to a member).
 //! - [`rooms`] — session streams, room viewers, wheels, drive grants, approvals, settings.
 //! - [`webhooks`] — registered webhooks and the signatures already accepted.
@@ -18,13 +18,13 @@
 pub mod audit;
 pub mod controls;
 pub mod coord;
+pub mod cursors;
 pub mod keys;
 pub mod links;
 pub mod locks;
 pub mod log;
 pub mod meshes;
 pub mod migrate;
-pub mod receipts;
 pub mod reminders;
 pub mod rooms;
 pub mod webhooks;
@@ -58,6 +58,9 @@ pub enum StoreError {
     /// A row holds a value this binary cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(&'static str),
+    /// The batched write this was part of failed.
+    #[error("batched write: {0}")]
+    Batch(std::sync::Arc<StoreError>),
 }
 
 /// Build the connection pool.
