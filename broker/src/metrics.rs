@@ -100,11 +100,6 @@ metric!(
     )
 );
 metric!(
-    receipts_dropped,
-    IntCounter,
-    register_int_counter!("plexus_receipts_dropped_total", "Pushed-receipts shed under overload")
-);
-metric!(
     log_batch_size,
     Histogram,
     register_histogram!(
@@ -249,7 +244,6 @@ pub fn init() {
     rate_limited().with_label_values(&["session"]);
     rate_limited().with_label_values(&["member"]);
     webhooks().with_label_values(&["202"]);
-    receipts_dropped();
     log_batch_size();
     pg_query_seconds();
     redis_publish_seconds();
