@@ -81,7 +81,7 @@ pub struct HttpConfig {
     pub tls_cert: String,
     /// PEM private key for TLS.
     pub tls_key: String,
-    /// actix worker threads (0 = one per core).
+    /// actix worker threads, socket I/O only (0 = half the cores, at least one).
     pub workers: usize,
     /// Frames queued per connection before it is closed as a slow consumer.
     pub outbound_queue: usize,
