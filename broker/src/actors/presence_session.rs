@@ -198,7 +198,10 @@ impl SessionState {
         } else {
             self.seen_through
         };
-        StoredCursor { watermark, unacked, acked_above: Vec::new() }.merge(&explicit)
+        // The acknowledged sequences left `pending` already, so only those above a watermark
+        // lowered by the cap need listing: this is the snapshot merged with `explicit`.
+        let acked_above = explicit.acked_above.into_iter().filter(|&s| s > watermark).collect();
+        StoredCursor { watermark, unacked, acked_above }
     }
 
     /// What was pushed: everything handed over but the first waiting messages (a long inbox

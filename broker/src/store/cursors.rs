@@ -78,8 +78,17 @@ pub fn from_row(watermark: i64, unacked: Vec<i64>, acked_above: Vec<i64>) -> Sto
 /// A sequence array as a Postgres array literal (rows of one batch carry arrays of different
 /// lengths, which `unnest` of a two-dimensional array cannot).
 fn array_literal(seqs: &[u64]) -> String {
-    let items: Vec<String> = seqs.iter().map(|s| s.min(&(i64::MAX as u64)).to_string()).collect();
-    format!("{{{}}}", items.join(","))
+    use std::fmt::Write;
+    let mut out = String::with_capacity(2 + seqs.len() * 8);
+    out.push('{');
+    for (i, s) in seqs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}", (*s).min(i64::MAX as u64));
+    }
+    out.push('}');
+    out
 }
 
 enum Job {
@@ -134,33 +143,39 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Req>, max_batch: usize) {
                 Err(_) => break,
             }
         }
+        let (jobs, dones): (Vec<Job>, Vec<_>) = batch.drain(..).map(|r| (r.job, r.done)).unzip();
         let started = std::time::Instant::now();
-        let result = write(&pool, &batch).await.map_err(Arc::new);
+        let result = write(&pool, jobs).await.map_err(Arc::new);
         crate::metrics::pg_query_seconds()
             .with_label_values(&["cursors_batch"])
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             tracing::warn!(error = %e, "cursor batch failed");
         }
-        for req in batch.drain(..) {
-            let _ = req.done.send(result.clone());
+        for done in dones {
+            let _ = done.send(result.clone());
         }
     }
 }
 
-async fn write(pool: &Pool, batch: &[Req]) -> Result<(), StoreError> {
+async fn write(pool: &Pool, jobs: Vec<Job>) -> Result<(), StoreError> {
     // One UPDATE cannot touch a row twice, so merge per session first.
     let mut cursors: HashMap<(Uuid, Uuid), StoredCursor> = HashMap::new();
     let mut reads: HashMap<(Uuid, Uuid, i64), ()> = HashMap::new();
-    for req in batch {
-        match &req.job {
-            Job::Merge(m, s, c) => {
-                let e = cursors.entry((*m, *s)).or_default();
-                *e = e.merge(c);
-            }
+    for job in jobs {
+        match job {
+            Job::Merge(m, s, c) => match cursors.entry((m, s)) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(c);
+                }
+                std::collections::hash_map::Entry::Occupied(mut slot) => {
+                    let merged = slot.get().merge(&c);
+                    slot.insert(merged);
+                }
+            },
             Job::Read(m, s, seqs) => {
-                for &q in seqs {
-                    reads.insert((*m, *s, q.min(i64::MAX as u64) as i64), ());
+                for q in seqs {
+                    reads.insert((m, s, q.min(i64::MAX as u64) as i64), ());
                 }
             }
         }
