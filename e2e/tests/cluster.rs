@@ -2,8 +2,15 @@
 
 use std::time::Duration;
 
-use plexus_e2e::{wait_until, Broker, Mesh, TestDb};
+use plexus_client::{connection::push_as, seal::SealTo};
+use plexus_e2e::{raw_session, session_for, wait_until, wait_until_async, Broker, Mesh, RawSession, TestDb};
+use plexus_proto::{
+    ops,
+    push::Message,
+    types::{DeliveryState, SessionMode, SessionProfile, Target},
+};
 use serde_json::Value;
+use uuid::Uuid;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -201,4 +208,56 @@ async fn redis_restart_mid_traffic_loses_and_doubles_nothing() {
     let missing: Vec<usize> = (0..N).filter(|i| !texts.contains(&format!("r-{i}"))).collect();
     assert!(all.is_some() && missing.is_empty(), "lost across the Redis restart: {missing:?}");
     assert_eq!(texts.len(), N, "doubled across the Redis restart: {texts:?}");
+}
+
+async fn next_message(s: &mut RawSession) -> Option<Message> {
+    loop {
+        let push = tokio::time::timeout(Duration::from_secs(10), s.conn.next_push()).await.ok()??;
+        if let Some(m) = push_as::<Message>(&push) {
+            return Some(m);
+        }
+    }
+}
+
+/// "Pushed" is kept in Redis per present session: the status asked on one node shows a push
+/// made on another, a session that leaves is `queued` again (it gets the message on its next
+/// connection), and its acknowledgement, saved by its node, is `acked` everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_status_sees_a_push_made_on_another_node() {
+    let db = TestDb::create().await;
+    let nodes = Broker::cluster(&db, 2).await;
+    let mesh = Mesh::create(&nodes[0], &["alice", "bob"]).await;
+    let (alice, bob) = (mesh.peers[0].profile(), mesh.peers[1].profile());
+    let a = session_for(&nodes[0].url, &alice, SessionMode::Control).await;
+    let mut b = session_for(&nodes[1].url, &bob, SessionMode::Session).await;
+    let pk = bob.member_key().unwrap().public_key().to_vec();
+    let id = Uuid::new_v4();
+    a.send_sealed(id, Target::Member(bob.member_id), SealTo::Member(&pk), b"hi", None).await.unwrap();
+    let seq = next_message(&mut b).await.expect("pushed on node 1").seq;
+
+    let bob_session = b.session_id;
+    let state = || {
+        let a = &a;
+        async move {
+            let st = a.conn.call(&ops::MessageStatus { id }).await.ok()?;
+            st.recipients.iter().find(|r| r.session_id == bob_session).map(|r| r.state)
+        }
+    };
+    let became = |want: DeliveryState| {
+        let state = &state;
+        async move { wait_until_async(T, || async { (state().await == Some(want)).then_some(()) }).await.is_some() }
+    };
+    assert!(became(DeliveryState::Pushed).await, "node 0 never saw node 1's push: {:?}", state().await);
+
+    let key = b.key.clone();
+    b.conn.close().await;
+    assert!(became(DeliveryState::Queued).await, "a session that left still counts as pushed: {:?}", state().await);
+
+    let sp = SessionProfile::default();
+    let mut b =
+        raw_session(&nodes[1].url, &bob, Some((bob_session, key)), SessionMode::Session, None, sp).await.unwrap();
+    assert_eq!(next_message(&mut b).await.map(|m| m.seq), Some(seq), "replayed on the next connection");
+    assert!(became(DeliveryState::Pushed).await);
+    b.conn.call(&ops::Ack { seqs: vec![seq], read: false }).await.unwrap();
+    assert_eq!(state().await, Some(DeliveryState::Acked));
 }

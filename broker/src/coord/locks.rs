@@ -113,7 +113,11 @@ struct Locked<'a> {
 /// Begin a [`Locked`] transaction. Its statements go out together (Postgres runs them in
 /// order, the first waiting for the mutex): one round trip instead of five, on the path every
 /// lock hand-off takes while the mesh's lock table is held.
-async fn begin<'a>(coord: &Coord, client: &'a mut deadpool_postgres::Object, mesh_id: Uuid) -> Result<Locked<'a>, OpError> {
+async fn begin<'a>(
+    coord: &Coord,
+    client: &'a mut deadpool_postgres::Object,
+    mesh_id: Uuid,
+) -> Result<Locked<'a>, OpError> {
     let tx = client.transaction().await.map_err(StoreError::from)?;
     let grace = Duration::from_secs(coord.cfg.lock_grace_secs);
     let ((), expired, _, held, queue) = futures_util::try_join!(

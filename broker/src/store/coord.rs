@@ -35,8 +35,13 @@ pub enum QuotaTable {
 
 /// Next number of a per-mesh counter (`task`, `thread`, `memory`).
 pub async fn next_number(tx: &Transaction<'_>, mesh_id: Uuid, counter: &str) -> Result<u64, StoreError> {
-    let row = tx.query_one(&tx.prepare_cached("INSERT INTO mesh_counters (mesh_id, name, value) VALUES ($1, $2, 1)
-             ON CONFLICT (mesh_id, name) DO UPDATE SET value = mesh_counters.value + 1 RETURNING value").await?,
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "INSERT INTO mesh_counters (mesh_id, name, value) VALUES ($1, $2, 1)
+             ON CONFLICT (mesh_id, name) DO UPDATE SET value = mesh_counters.value + 1 RETURNING value",
+            )
+            .await?,
             &[&mesh_id, &counter],
         )
         .await?;

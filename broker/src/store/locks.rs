@@ -92,15 +92,24 @@ fn waiter_from_row(r: &Row) -> WaiterRow {
 /// Take the mesh's lock-table mutex until the transaction ends.
 pub async fn serialize_mesh(tx: &Transaction<'_>, mesh_id: Uuid) -> Result<(), StoreError> {
     // Two-key form in its own class (7), apart from the migration lock's one-key space.
-    tx.execute(&tx.prepare_cached("SELECT pg_advisory_xact_lock(7, hashtext($1::text))").await?, &[&mesh_id.to_string()]).await?;
+    tx.execute(
+        &tx.prepare_cached("SELECT pg_advisory_xact_lock(7, hashtext($1::text))").await?,
+        &[&mesh_id.to_string()],
+    )
+    .await?;
     Ok(())
 }
 
 /// Remove locks past their expiry, or orphaned for longer than `grace`; returns them.
 pub async fn remove_expired(tx: &Transaction<'_>, mesh_id: Uuid, grace: Duration) -> Result<Vec<LockRow>, StoreError> {
-    let rows = tx.query(&tx.prepare_cached("DELETE FROM locks WHERE mesh_id = $1
+    let rows = tx
+        .query(
+            &tx.prepare_cached(
+                "DELETE FROM locks WHERE mesh_id = $1
                AND (expires_at <= now() OR orphaned_at <= now() - make_interval(secs => $2))
-             RETURNING *").await?,
+             RETURNING *",
+            )
+            .await?,
             &[&mesh_id, &grace.as_secs_f64()],
         )
         .await?;
@@ -110,18 +119,27 @@ pub async fn remove_expired(tx: &Transaction<'_>, mesh_id: Uuid, grace: Duration
 /// Drop queue entries whose wait ran out (their request gives up by itself; this covers one
 /// that could not).
 pub async fn remove_overdue_waiters(tx: &Transaction<'_>, mesh_id: Uuid) -> Result<u64, StoreError> {
-    Ok(tx.execute(&tx.prepare_cached("DELETE FROM lock_waiters WHERE mesh_id = $1 AND deadline <= now()").await?, &[&mesh_id]).await?)
+    Ok(tx
+        .execute(
+            &tx.prepare_cached("DELETE FROM lock_waiters WHERE mesh_id = $1 AND deadline <= now()").await?,
+            &[&mesh_id],
+        )
+        .await?)
 }
 
 /// Held locks, oldest first.
 pub async fn held(db: &impl GenericClient, mesh_id: Uuid) -> Result<Vec<LockRow>, StoreError> {
-    let rows = db.query(&db.prepare_cached("SELECT * FROM locks WHERE mesh_id = $1 ORDER BY token").await?, &[&mesh_id]).await?;
+    let rows = db
+        .query(&db.prepare_cached("SELECT * FROM locks WHERE mesh_id = $1 ORDER BY token").await?, &[&mesh_id])
+        .await?;
     Ok(rows.iter().map(lock_from_row).collect())
 }
 
 /// Queue entries, in queue order.
 pub async fn waiting(db: &impl GenericClient, mesh_id: Uuid) -> Result<Vec<WaiterRow>, StoreError> {
-    let rows = db.query(&db.prepare_cached("SELECT * FROM lock_waiters WHERE mesh_id = $1 ORDER BY id").await?, &[&mesh_id]).await?;
+    let rows = db
+        .query(&db.prepare_cached("SELECT * FROM lock_waiters WHERE mesh_id = $1 ORDER BY id").await?, &[&mesh_id])
+        .await?;
     Ok(rows.iter().map(waiter_from_row).collect())
 }
 
@@ -201,8 +219,14 @@ pub async fn remove_waiter(db: &impl GenericClient, waiter: i64) -> Result<bool,
 /// are gone with it); returns the meshes they were queued in.
 pub async fn remove_waiters_of_dead_nodes(pool: &Pool, live: &[String]) -> Result<Vec<Uuid>, StoreError> {
     let client = pool.get().await?;
-    let rows =
-        client.query(&client.prepare_cached("DELETE FROM lock_waiters WHERE node_id <> ALL($1::text[]) RETURNING mesh_id").await?, &[&live]).await?;
+    let rows = client
+        .query(
+            &client
+                .prepare_cached("DELETE FROM lock_waiters WHERE node_id <> ALL($1::text[]) RETURNING mesh_id")
+                .await?,
+            &[&live],
+        )
+        .await?;
     let mut meshes: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
     meshes.sort();
     meshes.dedup();
@@ -211,15 +235,24 @@ pub async fn remove_waiters_of_dead_nodes(pool: &Pool, live: &[String]) -> Resul
 
 /// One held lock.
 pub async fn get(db: &impl GenericClient, mesh_id: Uuid, token: u64) -> Result<Option<LockRow>, StoreError> {
-    let row =
-        db.query_opt(&db.prepare_cached("SELECT * FROM locks WHERE mesh_id = $1 AND token = $2").await?, &[&mesh_id, &(token as i64)]).await?;
+    let row = db
+        .query_opt(
+            &db.prepare_cached("SELECT * FROM locks WHERE mesh_id = $1 AND token = $2").await?,
+            &[&mesh_id, &(token as i64)],
+        )
+        .await?;
     Ok(row.as_ref().map(lock_from_row))
 }
 
 /// Extend a held lock from now.
 pub async fn renew(tx: &Transaction<'_>, mesh_id: Uuid, token: u64, ttl_ms: u64) -> Result<LockRow, StoreError> {
-    let row = tx.query_one(&tx.prepare_cached("UPDATE locks SET expires_at = now() + make_interval(secs => $3) WHERE mesh_id = $1 AND token = $2
-             RETURNING *").await?,
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "UPDATE locks SET expires_at = now() + make_interval(secs => $3) WHERE mesh_id = $1 AND token = $2
+             RETURNING *",
+            )
+            .await?,
             &[&mesh_id, &(token as i64), &(ttl_ms as f64 / 1000.0)],
         )
         .await?;
@@ -228,7 +261,11 @@ pub async fn renew(tx: &Transaction<'_>, mesh_id: Uuid, token: u64, ttl_ms: u64)
 
 /// Remove a held lock.
 pub async fn remove(tx: &Transaction<'_>, mesh_id: Uuid, token: u64) -> Result<(), StoreError> {
-    tx.execute(&tx.prepare_cached("DELETE FROM locks WHERE mesh_id = $1 AND token = $2").await?, &[&mesh_id, &(token as i64)]).await?;
+    tx.execute(
+        &tx.prepare_cached("DELETE FROM locks WHERE mesh_id = $1 AND token = $2").await?,
+        &[&mesh_id, &(token as i64)],
+    )
+    .await?;
     Ok(())
 }
 

@@ -432,10 +432,14 @@ pub async fn append_in(tx: &deadpool_postgres::Transaction<'_>, m: &NewMessage) 
     let seq: i64 = tx.query_opt(&bump, &[&m.mesh_id]).await?.ok_or(StoreError::Corrupt("unknown mesh"))?.get(0);
     let (tk, tid, tg) = target_to_row(&m.target);
     let now = SystemTime::now();
-    tx.execute(&tx.prepare_cached("INSERT INTO events (mesh_id, seq, id, kind, priority, target_kind, target_id, target_group, reply_to,
+    tx.execute(
+        &tx.prepare_cached(
+            "INSERT INTO events (mesh_id, seq, id, kind, priority, target_kind, target_id, target_group, reply_to,
              subtype, sender_member, sender_session, sender_name, sender_pubkey, sender_member_pubkey,
              sealing, nonce, ciphertext, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)").await?,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .await?,
         &[
             &m.mesh_id,
             &seq,
