@@ -71,9 +71,8 @@ pub enum SessionMsg {
     Deliver(Arc<Message>, Option<bytes::Bytes>),
     /// Replay from the cursor (sent to itself at start).
     Replay,
-    /// The client acknowledged these sequences: answers the cursor to report and the one to
-    /// save before reporting it.
-    Acked(Vec<u64>, RpcReplyPort<(Cursor, StoredCursor)>),
+    /// The client acknowledged these sequences.
+    Acked(Vec<u64>, RpcReplyPort<Acknowledged>),
     /// A status report.
     SetStatus(Status, StatusSource, RpcReplyPort<(Status, StatusSource)>),
     /// Profile change (summary, visibility, pull-only); already validated and persisted.
@@ -104,6 +103,17 @@ pub enum SessionMsg {
     Close(CloseCode),
     /// The connection ended.
     Disconnected,
+}
+
+/// What a session made of an acknowledgement.
+#[derive(Debug)]
+pub struct Acknowledged {
+    /// The cursor to report to the client.
+    pub cursor: Cursor,
+    /// What to save before reporting it.
+    pub save: StoredCursor,
+    /// The sequences taken (those the session was handed).
+    pub seqs: Vec<u64>,
 }
 
 /// Where an unacknowledged message stands.
@@ -601,9 +611,9 @@ impl SessionState {
     /// Drop acknowledged sequences; answers the cursor to report and what to save first. An
     /// acknowledgement of a sequence this session was never handed is ignored: it may not exist
     /// yet, and acknowledging it would silence the message that later gets it.
-    fn acked(&mut self, mut seqs: Vec<u64>) -> (Cursor, StoredCursor) {
+    fn acked(&mut self, mut seqs: Vec<u64>) -> Acknowledged {
         seqs.retain(|&s| self.remove_pending(s) || s <= self.seen_through);
-        (self.cursor(), self.durable(&seqs))
+        Acknowledged { cursor: self.cursor(), save: self.durable(&seqs), seqs }
     }
 
     async fn set_status(&mut self, status: Status, source: StatusSource) {
@@ -907,8 +917,16 @@ mod tests {
         assert_eq!(messages, 1, "the pushed, unacknowledged message is");
         assert!(oldest >= SWEEP.as_secs_f64(), "its age is counted from its commit: {oldest}");
 
-        let acked = h.session.call(|r| SessionMsg::Acked(vec![3], r), None).await;
-        assert!(matches!(acked, Ok(ractor::rpc::CallResult::Success(_))));
+        // 99 was never handed over (it may not exist yet): acknowledging it is ignored.
+        let Ok(ractor::rpc::CallResult::Success(taken)) =
+            h.session.call(|r| SessionMsg::Acked(vec![3, 99], r), None).await
+        else {
+            panic!("the session did not answer");
+        };
+        assert_eq!(taken.seqs, [3]);
+        assert_eq!(taken.cursor.watermark, 0, "the held `next` keeps the reported watermark down");
+        let all_but_waiting = StoredCursor { watermark: 3, unacked: vec![1, 2], acked_above: vec![] };
+        assert_eq!(taken.save, all_but_waiting, "the save is everything handed over but what waits");
         sleep(SWEEP * 2).await;
         h.settle().await;
         assert_eq!(h.backlog.summary(h.clock.now_ms()).0, 0);

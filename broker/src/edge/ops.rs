@@ -306,13 +306,13 @@ pub async fn ack(broker: &Broker, a: &Authed, b: ops::Ack) -> Result<ops::Acked,
     let saved = |_| OpError::Internal("could not record ack");
     let (cursor, seqs) = if let Some(session) = &a.session {
         // The session knows what it was handed, so nothing else is looked up.
-        let Ok(ractor::rpc::CallResult::Success((cursor, durable))) =
-            session.call(|r| SessionMsg::Acked(b.seqs.clone(), r), Some(CALL_TIMEOUT)).await
+        let Ok(ractor::rpc::CallResult::Success(taken)) =
+            session.call(|r| SessionMsg::Acked(b.seqs, r), Some(CALL_TIMEOUT)).await
         else {
             return Err(OpError::Internal("session stopped"));
         };
-        broker.cursors.save(a.who.mesh_id, a.who.session_id, durable).await.map_err(saved)?;
-        (cursor, b.seqs)
+        broker.cursors.save(a.who.mesh_id, a.who.session_id, taken.save).await.map_err(saved)?;
+        (taken.cursor, taken.seqs)
     } else {
         // A control connection acks for the session wherever it is present, and saves the
         // acknowledgements itself. A sequence above the head does not exist yet: acknowledging
