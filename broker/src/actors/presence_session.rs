@@ -779,6 +779,7 @@ mod tests {
         session: ActorRef<SessionMsg>,
         client: Client,
         presence: Arc<MemoryPresence>,
+        store: Arc<fakes::Store>,
         locks: Arc<fakes::Locks>,
         backlog: Arc<Backlog>,
         clock: Arc<dyn Clock>,
@@ -789,10 +790,11 @@ mod tests {
         async fn start(status: Status) -> Harness {
             let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
             let presence = Arc::new(MemoryPresence::default());
+            let store = Arc::new(fakes::Store::default());
             let locks = Arc::new(fakes::Locks::default());
             let backlog = Arc::new(Backlog::default());
             let env = Arc::new(SessionEnv {
-                store: Arc::new(fakes::Store::default()),
+                store: store.clone(),
                 presence: presence.clone(),
                 fanout: Arc::new(MemoryFanOut::default()),
                 locks: locks.clone(),
@@ -821,7 +823,7 @@ mod tests {
             let (router, _) = Actor::spawn(None, NullRouter, ()).await.expect("router");
             let args = SessionArgs { spec: spec.clone(), router, env };
             let (session, _) = Actor::spawn(None, PresenceSession, args).await.expect("session");
-            Harness { session, client, presence, locks, backlog, clock, spec }
+            Harness { session, client, presence, store, locks, backlog, clock, spec }
         }
 
         /// Let the actor work through what is due at the current (paused) instant.
@@ -937,10 +939,15 @@ mod tests {
         let mut gone = Harness::start(Status::Idle).await;
         gone.settle().await;
         assert_eq!(*lock(&gone.locks.calls), ["started"], "a present session owns its locks");
+        gone.deliver(1, Priority::Now);
+        gone.settle().await;
         gone.session.cast(SessionMsg::Disconnected).expect("alive");
         gone.settle().await;
         assert_eq!(*lock(&gone.locks.calls), ["started", "ended"]);
         assert_eq!(gone.listed_status().await, None, "a gone session leaves presence");
+        let saved = lock(&gone.store.cursors).clone();
+        let unacknowledged = StoredCursor { watermark: 1, unacked: vec![1], acked_above: vec![] };
+        assert_eq!(saved, [(gone.spec.session_id, unacknowledged)], "its cursor is saved as it ends");
 
         let mut replaced = Harness::start(Status::Idle).await;
         replaced.settle().await;
