@@ -903,6 +903,35 @@ mod tests {
 
     /// The backlog gauges (and the `PlexusBacklogGrowing` alert on them) count what is overdue:
     /// pushed and not acknowledged. A held `next` and an unread `low` wait legitimately.
+    /// A long inbox keeps what is saved and reported small: a saved cursor lists at most
+    /// `MAX_SAVED_UNACKED` (its watermark stops below the rest, and acks above are listed
+    /// one by one), a pushed mark at most `MAX_REPORTED_WAITING`.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_inbox_is_cut_short_in_what_is_saved_and_reported() {
+        let mut h = Harness::start(Status::Idle).await;
+        let unread = MAX_SAVED_UNACKED as u64 + 5;
+        for seq in 1..=unread {
+            h.deliver(seq, Priority::Low);
+        }
+        h.deliver(unread + 1, Priority::Now);
+        h.settle().await;
+        let mark = h.presence.pushed_marks(h.spec.mesh_id).await.remove(&h.spec.session_id).expect("a mark");
+        assert_eq!(mark.waiting, (1..=MAX_REPORTED_WAITING as u64).collect::<Vec<_>>());
+        assert_eq!(mark.through, MAX_REPORTED_WAITING as u64, "the mark stops below the 33rd waiting");
+        assert!(!mark.pushed(unread + 1), "conservative: said queued, never pushed when it was not");
+
+        let Ok(ractor::rpc::CallResult::Success(taken)) =
+            h.session.call(|r| SessionMsg::Acked(vec![unread + 1], r), None).await
+        else {
+            panic!("the session did not answer");
+        };
+        let save = taken.save;
+        assert_eq!(save.unacked.len(), MAX_SAVED_UNACKED);
+        assert_eq!(save.watermark, MAX_SAVED_UNACKED as u64, "below the first unlisted unread message");
+        assert_eq!(save.acked_above, [unread + 1], "the ack above it is listed");
+        assert!((1..=unread).all(|s| !save.acked(s)), "no unread message is saved as acknowledged");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_backlog_counts_only_pushes_not_acknowledged() {
         let mut h = Harness::start(Status::Working).await;

@@ -132,14 +132,7 @@ impl Firer {
 
 async fn run(pool: Pool, log: LogWriter, mut rx: mpsc::Receiver<FireReq>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
         let reqs = std::mem::take(&mut batch);
         match deliver(&pool, &log, &reqs).await {
             // The compare-and-set runs while the next batch is delivered: a reminder's actor

@@ -134,15 +134,9 @@ impl CursorWriter {
 }
 
 async fn run(pool: Pool, mut rx: mpsc::Receiver<Req>, max_batch: usize) {
-    let mut batch = Vec::new();
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+    let mut batch = Vec::with_capacity(max_batch);
+    // Whatever queued while the previous batch committed joins the next one.
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
         let (jobs, dones): (Vec<Job>, Vec<_>) = batch.drain(..).map(|r| (r.job, r.done)).unzip();
         let started = std::time::Instant::now();
         let result = write(&pool, jobs).await.map_err(Arc::new);
